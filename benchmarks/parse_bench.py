@@ -224,7 +224,12 @@ def _run_worker(name: str, seconds: float) -> dict[str, Any]:
         cmd += ["--seconds", str(seconds), "--out", str(out)]
         try:
             proc = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=120 + 4 * seconds, check=False
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=120 + 4 * seconds,
+                check=False,
+                cwd=Path(__file__).resolve().parent.parent,  # so ``-m benchmarks...`` resolves
             )
         except subprocess.TimeoutExpired:
             return {"name": name, "status": "failed", "reason": "worker timed out"}
