@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -289,6 +289,16 @@ class SessionDescription:
         """The ``c=`` that applies to media section ``index`` (its own, else the session's)."""
         return self.media[index].connection or self.connection
 
+    def evolve(self, **changes: Any) -> SessionDescription:
+        """A copy with some fields replaced (``origin``, ``name``, ``lines``, ``media``)."""
+        return attrs.evolve(self, **changes)
+
+    def evolve_media(self, index: int, media: MediaDescription) -> SessionDescription:
+        """A copy with media section ``index`` replaced."""
+        sections = list(self.media)
+        sections[index] = media
+        return attrs.evolve(self, media=tuple(sections))
+
     def next_version(self) -> SessionDescription:
         """The same description with the origin version one higher (RFC 3264 §8)."""
         return attrs.evolve(self, origin=attrs.evolve(self.origin, version=self.origin.version + 1))
@@ -476,13 +486,14 @@ def answer_for(
             for j, lm in enumerate(local_sdp.media):
                 if j in used or lm.rejected or (lm.media, lm.proto) != (om.media, om.proto):
                     continue
-                used.add(j)
                 accepted = _negotiate(om, lm)
-                if accepted is not None:
-                    send_o, recv_o = _FLAGS[offer.media_direction(i)]
-                    send_l, recv_l = _FLAGS[local_sdp.media_direction(j)]
-                    direction = _direction_from_flags(recv_o and send_l, send_o and recv_l)
-                    accepted = accepted.with_direction(direction)
+                if accepted is None:
+                    continue  # no common format: maybe another local section fits
+                used.add(j)
+                send_o, recv_o = _FLAGS[offer.media_direction(i)]
+                send_l, recv_l = _FLAGS[local_sdp.media_direction(j)]
+                direction = _direction_from_flags(recv_o and send_l, send_o and recv_l)
+                accepted = accepted.with_direction(direction)
                 break
         media.append(accepted or MediaDescription(om.media, 0, om.proto, om.formats))
     answer = attrs.evolve(
