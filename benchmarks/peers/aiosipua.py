@@ -11,16 +11,19 @@ def load() -> Adapter:
     from aiosipua import SipMessage
 
     def read(m):
+        # from_addr, to_addr and cseq are Optional in aiosipua's API: None when absent.
         cseq = m.cseq
         contact = m.contact
         mf = m.get_header("Max-Forwards")
+        fr, to = m.from_addr, m.to_addr
+        vias = m.via
         return (
-            m.via[0].branch,
-            m.from_addr.tag,
-            m.to_addr.tag,
+            vias[0].branch if vias else None,
+            fr.tag if fr is not None else None,
+            to.tag if to is not None else None,
             m.call_id,
-            cseq.seq,
-            cseq.method,
+            cseq.seq if cseq is not None else None,
+            cseq.method if cseq is not None else None,
             contact[0].uri.host if contact else None,
             int(mf) if mf is not None else None,
             m.content_length,

@@ -13,15 +13,18 @@ def load() -> Adapter:
     from opensip.message import parse_message
 
     def read(m):
+        # Headers.get() and Message.cseq return None for an absent header.
         h = m.headers
-        seq, method = m.cseq
+        seq, method = m.cseq or (None, None)
         contact = h.get("Contact")
         mf = h.get("Max-Forwards")
         cl = h.get("Content-Length")
+        fr, to = h.get("From"), h.get("To")
+        via = h.get("Via")
         return (
-            parse_via_list(h.get("Via"))[0].params.get("branch"),
-            NameAddr.parse(h.get("From")).params.get("tag"),
-            NameAddr.parse(h.get("To")).params.get("tag"),
+            parse_via_list(via)[0].params.get("branch") if via else None,
+            NameAddr.parse(fr).params.get("tag") if fr is not None else None,
+            NameAddr.parse(to).params.get("tag") if to is not None else None,
             m.call_id,
             seq,
             method,

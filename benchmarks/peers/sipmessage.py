@@ -12,8 +12,9 @@ def load() -> Adapter:
     def read(m):
         cseq = m.cseq
         contact = m.contact
+        vias = m.via
         return (
-            m.via[0].parameters.get("branch"),
+            vias[0].parameters.get("branch") if vias else None,
             m.from_address.parameters.get("tag"),
             m.to_address.parameters.get("tag"),
             m.call_id,

@@ -15,8 +15,9 @@ def load() -> Adapter:
 
     def read(m):
         contacts = m.contacts
+        vias = m.vias
         return (
-            m.vias[0].branch,
+            vias[0].branch if vias else None,
             m.from_.tag,
             m.to.tag,
             m.call_id,
