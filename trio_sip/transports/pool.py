@@ -1,0 +1,439 @@
+"""The transport layer: listeners, the flow pool and idle closing (RFC 3261 §18).
+
+Theory of operation
+-------------------
+:class:`TransportLayer` owns every task and socket of the transport layer in one nursery (the
+caller's, or its own with :func:`open_transport_layer`), like trio-websocket's
+``connect_websocket(nursery, ...)`` / ``open_websocket(...)`` pair.
+
+* ``await nursery.start(layer.listen, "UDP" | "TCP" | "TLS", host, port)`` binds, reports the
+  bound ``(host, port)`` through ``task_status`` and serves until the layer closes. TCP and TLS
+  are served by ``trio.serve_listeners`` with the layer's nursery as the handler nursery.
+* Every received message is parsed once and handed to the single synchronous callback
+  ``on_message(message, flow)``; requests first get ``received``/``rport`` in their top Via
+  (§18.2.1, RFC 3581 §4). No task per message.
+* ``await layer.connect(target)`` returns the open flow for ``(transport, host, port)`` if there
+  is one (§18.1.1 / RFC 5923 connection reuse), else opens one; concurrent connects to the same
+  key share one attempt.
+* ``await layer.send_response(response, flow)`` routes a response per §18.2.2: back on the
+  connection the request came in on, else a new connection to ``received`` and the sent-by
+  port; over UDP from the receiving listener to ``received``/``rport``.
+* Idle closing follows httpcore's pool: :meth:`FlowPool.decide` is a pure function of the pool
+  and ``now`` that returns the flows to close and the next deadline; the reaper task closes
+  them (shielded) and sleeps until that deadline or a change. Failed flows are dropped at once.
+
+Resource handling: every task the layer starts runs in a cancel scope the layer keeps;
+:meth:`TransportLayer.aclose` closes every flow and listener and cancels those scopes, so
+nothing is left behind. Error handling: an exception while handling one peer's data is logged
+and closes that peer's flow; it never propagates into the nursery.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import trio
+
+from trio_sip.proto.errors import ConfigError, ParseError, TransportError
+from trio_sip.proto.message import Request, Response
+from trio_sip.proto.parse import parse_message
+from trio_sip.proto.target import Target
+
+from .base import (
+    Address,
+    Flow,
+    Message,
+    NetworkBackend,
+    TransportConfig,
+    choose_transport,
+    format_address,
+    logger,
+    map_exceptions,
+    response_destination,
+    stamp_via,
+)
+from .stream import StreamFlow
+from .tcp import TrioBackend
+from .tls import client_context, wrap_client, wrap_server
+from .udp import UdpClientFlow, UdpListener, UdpServerFlow
+
+__all__ = ["FlowPool", "OnMessage", "TransportLayer", "open_transport_layer"]
+
+OnMessage = Callable[[Message, Flow], None]
+FlowKey = tuple[str, str, int]
+
+
+class FlowPool:
+    """The open flows, by ``(transport, host, port)``. Deciding is separate from acting."""
+
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
+        self._flows: dict[Flow, FlowKey] = {}
+        self._by_key: dict[FlowKey, Flow] = {}
+        self._on_change = on_change
+
+    def add(self, flow: Flow, key: FlowKey | None = None) -> None:
+        key = key or flow.key
+        self._flows[flow] = key
+        if key not in self._by_key or not self._by_key[key].usable:
+            self._by_key[key] = flow
+        flow._on_change = self._on_change
+        if self._on_change is not None:
+            self._on_change()
+
+    def get(self, key: FlowKey) -> Flow | None:
+        """The usable flow for ``key``, if any."""
+        flow = self._by_key.get(key)
+        return flow if flow is not None and flow.usable else None
+
+    def remove(self, flow: Flow) -> None:
+        key = self._flows.pop(flow, None)
+        if key is not None and self._by_key.get(key) is flow:
+            del self._by_key[key]
+        flow._on_change = None
+
+    def decide(self, now: float, idle_timeout: float | None) -> tuple[list[Flow], float | None]:
+        """Return ``(flows to close, next deadline)``: pure, no I/O.
+
+        A flow is closed when it failed or was closed, or when nobody watches it and it has
+        carried nothing for ``idle_timeout`` seconds.
+        """
+        close: list[Flow] = []
+        deadline: float | None = None
+        for flow in self._flows:
+            if not flow.usable:
+                close.append(flow)
+            elif idle_timeout is not None and not flow.watched:
+                expiry = flow.last_activity + idle_timeout
+                if expiry <= now:
+                    close.append(flow)
+                elif deadline is None or expiry < deadline:
+                    deadline = expiry
+        return close, deadline
+
+    def __iter__(self) -> Iterator[Flow]:
+        return iter(list(self._flows))
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def __repr__(self) -> str:
+        states = [f.state for f in self._flows]
+        counts = ", ".join(f"{s} {states.count(s)}" for s in sorted(set(states)))
+        return f"<FlowPool flows: {len(states)}" + (f" ({counts})>" if counts else ">")
+
+
+class TransportLayer:
+    """Listeners and flows in one nursery (see the module docstring and docs/transports.md).
+
+    ``on_message`` may be set after construction (``layer.on_message = endpoint.receive``).
+    """
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        on_message: OnMessage | None = None,
+        *,
+        config: TransportConfig | None = None,
+        backend: NetworkBackend | None = None,
+    ) -> None:
+        self.on_message = on_message
+        self.config = config or TransportConfig()
+        self.backend = backend or TrioBackend()
+        self._nursery = nursery
+        self._wakeup = trio.Event()
+        self._pool = FlowPool(self._poke)
+        self._connecting: dict[FlowKey, trio.Event] = {}
+        self._udp_listeners: list[UdpListener] = []
+        self._listening: list[tuple[str, Address]] = []
+        self._scopes: set[trio.CancelScope] = set()
+        self._client_ssl: ssl.SSLContext | None = self.config.client_ssl_context
+        self._closed = False
+        nursery.start_soon(self._supervise, self._reap_idle)
+
+    # -- public API --------------------------------------------------------------------
+
+    @property
+    def listening(self) -> list[tuple[str, Address]]:
+        """``[(transport, bound address), ...]`` of the running listeners."""
+        return list(self._listening)
+
+    @property
+    def flows(self) -> list[Flow]:
+        """The flows in the pool (client and accepted connections, connected UDP)."""
+        return list(self._pool)
+
+    async def listen(
+        self,
+        transport: str,
+        host: str = "0.0.0.0",
+        port: int = 0,
+        *,
+        task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``(host, port)`` (0: any free port); ``nursery.start`` returns the address.
+
+        Runs until the layer closes. Raises ``TransportError`` if binding fails and
+        ``ConfigError`` for an unknown transport or TLS without ``server_ssl_context``.
+        """
+        transport = transport.upper()
+        if transport == "TLS" and self.config.server_ssl_context is None:
+            raise ConfigError("server_ssl_context", None, "an ssl.SSLContext to listen on TLS")
+        if transport not in ("UDP", "TCP", "TLS"):
+            raise ConfigError("transport", transport, "UDP, TCP or TLS")
+        self._check_open()
+        with self._scope():
+            if transport == "UDP":
+                with map_exceptions(f"UDP listen on {format_address((host, port))}"):
+                    sock = await self.backend.open_udp(host, port)
+                await self._serve_udp(UdpListener(sock), task_status)
+            else:
+                with map_exceptions(f"{transport} listen on {format_address((host, port))}"):
+                    listener, address = await self.backend.open_tcp_listener(host, port)
+                entry = (transport, address)
+                handler = functools.partial(self._accepted, transport)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        await nursery.start(
+                            functools.partial(
+                                trio.serve_listeners,
+                                handler,
+                                [listener],
+                                handler_nursery=self._nursery,
+                            )
+                        )
+                        self._listening.append(entry)
+                        task_status.started(address)
+                finally:
+                    if entry in self._listening:
+                        self._listening.remove(entry)
+                    await trio.aclose_forcefully(listener)
+
+    async def connect(self, target: Target) -> Flow:
+        """The open flow to ``target`` (reused), or a new one. Raises ``TransportError``."""
+        transport = target.transport.upper()
+        key = (transport, target.host, target.port)
+        while True:
+            self._check_open()
+            flow = self._pool.get(key)
+            if flow is not None:
+                return flow
+            pending = self._connecting.get(key)
+            if pending is None:
+                break
+            await pending.wait()
+        event = self._connecting[key] = trio.Event()
+        try:
+            flow = await self._open(transport, target)
+        finally:
+            del self._connecting[key]
+            event.set()
+        self._pool.add(flow, key)
+        return flow
+
+    def choose_target(self, target: Target, size: int) -> Target:
+        """§18.1.1: the target for a request of ``size`` bytes (UDP over the limit → TCP)."""
+        return choose_transport(target, size, self.config)
+
+    async def send_response(self, response: Response, flow: Flow | None = None) -> Flow:
+        """Send ``response`` per §18.2.2; ``flow`` is the one its request arrived on.
+
+        Returns the flow used. Raises ``TransportError`` if every way failed.
+        """
+        data = bytes(response)
+        dest = response_destination(response)
+        if dest.reliable:
+            if flow is not None and flow.reliable and flow.usable:
+                try:
+                    await flow.send(data)
+                    return flow
+                except TransportError as exc:
+                    logger.info("response flow failed (%s): reconnecting per §18.2.2", exc)
+            out: Flow = await self.connect(dest)
+        else:
+            address = (dest.host, dest.port)
+            if isinstance(flow, UdpServerFlow):
+                out = flow.with_remote(address)
+            elif isinstance(flow, UdpClientFlow) and flow.usable and flow.remote == address:
+                out = flow
+            else:
+                listener = self._udp_listener_for(dest.host)
+                if listener is not None:
+                    out = UdpServerFlow(listener, address)
+                else:
+                    out = await self.connect(dest)
+        await out.send(data)
+        return out
+
+    async def aclose(self) -> None:
+        """Close every flow and listener and stop every task of the layer."""
+        if self._closed:
+            return
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            for flow in list(self._pool):
+                self._pool.remove(flow)
+                await flow.aclose()
+            for listener in self._udp_listeners:
+                listener.close()
+        for scope in list(self._scopes):
+            scope.cancel()
+
+    def __repr__(self) -> str:
+        listening = ", ".join(f"{t} {format_address(a)}" for t, a in self._listening)
+        state = "CLOSED" if self._closed else "OPEN"
+        return f"<TransportLayer {state} listening: [{listening}] {self._pool!r}>"
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportError("the transport layer is closed")
+
+    def _poke(self) -> None:
+        self._wakeup.set()
+
+    @contextmanager
+    def _scope(self) -> Iterator[trio.CancelScope]:
+        with trio.CancelScope() as scope:
+            self._scopes.add(scope)
+            if self._closed:
+                scope.cancel()
+            try:
+                yield scope
+            finally:
+                self._scopes.discard(scope)
+
+    async def _supervise(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
+        with self._scope():
+            try:
+                await fn(*args)
+            except Exception:
+                logger.exception("transport task %r failed", fn)
+
+    async def _serve_udp(
+        self, listener: UdpListener, task_status: trio.TaskStatus[Address]
+    ) -> None:
+        self._udp_listeners.append(listener)
+        entry = ("UDP", listener.local)
+        self._listening.append(entry)
+        try:
+            task_status.started(listener.local)
+            await listener.serve(self._datagram_received)
+        finally:
+            self._listening.remove(entry)
+            self._udp_listeners.remove(listener)
+            listener.close()
+
+    async def _accepted(self, transport: str, stream: trio.abc.Stream) -> None:
+        with self._scope():
+            try:
+                if transport == "TLS":
+                    assert self.config.server_ssl_context is not None
+                    stream = await wrap_server(stream, self.config.server_ssl_context)
+                local, remote = self.backend.stream_addresses(stream)
+            except (TransportError, OSError) as exc:
+                logger.info("dropping incoming %s connection: %s", transport, exc)
+                return
+            flow = StreamFlow(transport, stream, local, remote)
+            self._pool.add(flow)
+            await flow.serve(self._message_received)
+
+    async def _open(self, transport: str, target: Target) -> Flow:
+        remote = (target.host, target.port)
+        context = f"{transport} connect to {format_address(remote)}"
+        if transport == "UDP":
+            with map_exceptions(context):
+                sock = await self.backend.open_udp(self._udp_bind_host(target.host), 0, remote)
+            udp = UdpClientFlow(sock, remote)
+            self._nursery.start_soon(self._supervise, udp.serve, self._datagram_received)
+            return udp
+        if transport not in ("TCP", "TLS"):
+            raise TransportError(f"unknown transport {transport!r} for {target}")
+        with map_exceptions(context):
+            stream = await self.backend.connect_tcp(target.host, target.port)
+        try:
+            if transport == "TLS":
+                if self._client_ssl is None:
+                    self._client_ssl = client_context()
+                name = target.hostname or target.host
+                stream = await wrap_client(stream, self._client_ssl, name)
+            with map_exceptions(context):
+                local, peer = self.backend.stream_addresses(stream)
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        flow = StreamFlow(transport, stream, local, peer)
+        self._nursery.start_soon(self._supervise, flow.serve, self._message_received)
+        return flow
+
+    def _udp_bind_host(self, remote_host: str) -> str:
+        v6 = ":" in remote_host
+        for listener in self._udp_listeners:
+            host = listener.local[0]
+            if (":" in host) == v6 and host not in ("0.0.0.0", "::"):
+                return host
+        return "::" if v6 else "0.0.0.0"
+
+    def _udp_listener_for(self, host: str) -> UdpListener | None:
+        v6 = ":" in host
+        for listener in self._udp_listeners:
+            if (":" in listener.local[0]) == v6:
+                return listener
+        return None
+
+    def _datagram_received(self, data: bytes, flow: Flow) -> None:
+        if not data.strip(b"\r\n"):
+            return  # a NULL keep-alive (bare CRLFs) over UDP
+        try:
+            message = parse_message(data)
+        except ParseError as exc:
+            logger.info("dropping malformed datagram from %s: %s", format_address(flow.remote), exc)
+            return
+        try:
+            self._message_received(message, flow)
+        except Exception:
+            logger.exception("on_message failed for a datagram from %r", flow)
+
+    def _message_received(self, message: Message, flow: Flow) -> None:
+        if isinstance(message, Request):
+            try:
+                message = stamp_via(message, flow.remote)
+            except ParseError as exc:
+                logger.info("dropping request with a bad Via from %r: %s", flow, exc)
+                return
+        if self.on_message is None:
+            logger.debug("no on_message callback: dropping %r", message)
+            return
+        self.on_message(message, flow)
+
+    async def _reap_idle(self) -> None:
+        while True:
+            self._wakeup = trio.Event()
+            close, deadline = self._pool.decide(trio.current_time(), self.config.idle_timeout)
+            for flow in close:
+                self._pool.remove(flow)
+                logger.debug("closing %r", flow)
+                await flow.aclose()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await self._wakeup.wait()
+
+
+@asynccontextmanager
+async def open_transport_layer(
+    on_message: OnMessage | None = None,
+    *,
+    config: TransportConfig | None = None,
+    backend: NetworkBackend | None = None,
+) -> AsyncIterator[TransportLayer]:
+    """A :class:`TransportLayer` with its own nursery, closed on exit."""
+    async with trio.open_nursery() as nursery:
+        layer = TransportLayer(nursery, on_message, config=config, backend=backend)
+        try:
+            yield layer
+        finally:
+            await layer.aclose()

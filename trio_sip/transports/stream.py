@@ -1,0 +1,173 @@
+"""Stream flows (TCP and TLS): a reader task per connection and a send lock.
+
+Theory of operation
+-------------------
+A :class:`StreamFlow` wraps one ``trio.abc.Stream`` (a TCP socket stream, or a
+``trio.SSLStream`` over one) the way trio-websocket wraps wsproto: :meth:`StreamFlow.serve` is
+the reader task, feeding received bytes to the core's ``StreamFramer`` (RFC 3261 §18.3:
+Content-Length frames messages on streams) and draining its events; :meth:`StreamFlow.send`
+writes under a lock so that concurrent senders never interleave bytes of two messages.
+
+* A message is handed to the layer's ``deliver(message, flow)`` callback (no task per message).
+* A CRLFCRLF "ping" is answered with a CRLF "pong" and a received pong is reported to the
+  flow's watchers as :class:`~trio_sip.transports.base.PongReceived` (RFC 5626 §4.4.1).
+* A malformed message (``ParseError``): when it was a request and the header lines needed for a
+  response (Via, From, To, Call-ID, CSeq, §8.2.6.2) can be found in the bytes, a stateless
+  error response with the parser's status is sent (§21.4.1 400; 505, 513, ...); then the flow
+  is closed, because the framing of the rest of the stream cannot be trusted.
+* End of stream, a reset or a TLS error fails the flow: its watchers get ``FlowFailed``
+  (§17.1.4), and the flow is closed. The layer keeps running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Callable
+
+import trio
+
+from trio_sip.proto.errors import ParseError, TransportError
+from trio_sip.proto.parse import NEED_DATA, PING, PONG, FramerEvent, StreamFramer
+
+from .base import Address, Flow, Message, format_address, logger, map_exceptions
+
+__all__ = ["CRLF", "CRLFCRLF", "StreamFlow", "error_response_untrusted"]
+
+CRLF = b"\r\n"
+CRLFCRLF = b"\r\n\r\n"
+RECEIVE_SIZE = 65536
+#: How long closing a stream (TLS close_notify) may take before it is closed forcefully.
+CLOSE_GRACE = 1.0
+
+_REASONS = {
+    400: "Bad Request",
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Long",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    483: "Too Many Hops",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+}
+_COPY = {"via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To"}
+_COPY |= {"call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq"}
+
+Deliver = Callable[[Message, Flow], None]
+
+
+def error_response_untrusted(data: bytes, status: int) -> bytes | None:
+    """A stateless error response to the (malformed) request at the start of ``data``.
+
+    Returns ``None`` when ``data`` does not look like a request or lacks a header a response
+    must copy (§8.2.6.2). The header lines are copied verbatim; a To tag is added if missing.
+    """
+    head = data.lstrip(b"\r\n").split(b"\r\n\r\n", 1)[0]
+    lines = head.decode("utf-8", "replace").split("\r\n")
+    if not lines or lines[0].startswith("SIP/") or not status:
+        return None
+    found: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        key = _COPY.get(name.strip().lower())
+        if sep and key and "\r" not in value and "\n" not in value:
+            found.setdefault(key, []).append(value.strip())
+    if any(name not in found for name in ("Via", "From", "To", "Call-ID", "CSeq")):
+        return None
+    to = found["To"][0]
+    if ";tag=" not in to.replace(" ", "").lower():
+        found["To"] = [f"{to};tag={secrets.token_hex(4)}"]
+    out = [f"SIP/2.0 {status} {_REASONS.get(status, 'Bad Request')}"]
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        out.extend(f"{name}: {value}" for value in found[name])
+    out.append("Content-Length: 0")
+    return ("\r\n".join(out) + "\r\n\r\n").encode()
+
+
+class StreamFlow(Flow):
+    """A TCP or TLS connection. The layer runs :meth:`serve` as its reader task."""
+
+    reliable = True
+
+    def __init__(
+        self, transport: str, stream: trio.abc.Stream, local: Address, remote: Address
+    ) -> None:
+        super().__init__(transport, local, remote)
+        self.stream = stream
+        self._send_lock = trio.Lock()
+        self._framer = StreamFramer()
+        self._context = f"{transport} to {format_address(remote)}"
+
+    async def send(self, data: bytes) -> None:
+        self._check_usable()
+        async with self._send_lock:
+            try:
+                with map_exceptions(self._context):
+                    await self.stream.send_all(data)
+            except TransportError as exc:
+                self._fail(exc)
+                await self._close_stream()
+                raise
+        self.touch()
+
+    async def send_ping(self) -> None:
+        """Send an RFC 5626 §4.4.1 ping (CRLFCRLF); the pong reaches watchers."""
+        await self.send(CRLFCRLF)
+
+    async def serve(self, deliver: Deliver) -> None:
+        """The reader task: runs until the stream ends, fails or the flow is closed."""
+        try:
+            while True:
+                with map_exceptions(self._context):
+                    data = await self.stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    self._fail(TransportError(f"{self._context}: connection closed by peer"))
+                    return
+                self.touch()
+                self._framer.receive_data(bytes(data))
+                if not await self._drain(deliver):
+                    return
+        except TransportError as exc:
+            self._fail(exc)
+        except Exception as exc:
+            logger.exception("%r: error while handling received data", self)
+            self._fail(TransportError(f"{self._context}: internal error: {exc!r}"))
+        finally:
+            await self._close_stream()
+
+    async def _drain(self, deliver: Deliver) -> bool:
+        while True:
+            try:
+                event = self._framer.next_event()
+            except ParseError as exc:
+                await self._reject(exc, self._framer.trailing_data)
+                return False
+            if event is NEED_DATA:
+                return True
+            if event is PING:
+                await self.send(CRLF)
+            elif event is PONG:
+                self._pong()
+            elif not isinstance(event, FramerEvent):
+                deliver(event, self)
+
+    async def _reject(self, exc: ParseError, data: bytes) -> None:
+        logger.info("%r: malformed message (%s): closing the flow", self, exc)
+        response = error_response_untrusted(data, exc.status_code)
+        if response is not None:
+            with contextlib.suppress(TransportError):
+                await self.send(response)
+        self._fail(TransportError(f"{self._context}: malformed message from peer: {exc}"))
+
+    async def _close_stream(self) -> None:
+        ignored = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+        shield = trio.CancelScope(shield=True)
+        with shield, trio.move_on_after(CLOSE_GRACE), contextlib.suppress(*ignored):
+            await self.stream.aclose()
+        self.closed = True
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self._fail(TransportError(f"{self._context}: closed"))
+        await self._close_stream()

@@ -1,0 +1,57 @@
+"""The real-socket network backend: TCP streams and listeners, UDP sockets (RFC 3261 §18).
+
+Theory of operation
+-------------------
+:class:`TrioBackend` implements :class:`~trio_sip.transports.base.NetworkBackend` with trio's
+sockets: ``trio.open_tcp_stream`` to connect (the target host is normally an address already
+resolved by RFC 3263 planning), ``trio.open_tcp_listeners`` to listen (served by the layer
+with ``trio.serve_listeners``), and :class:`~trio_sip.transports.udp.TrioDatagramSocket` for
+UDP. The backend raises trio's and the OS's exceptions; the layer maps them to
+``TransportError`` at its edge. Per RFC 3261 §18.3 a SIP connection carries many messages and
+either side may close it; TCP_NODELAY is set by trio.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from .base import Address, DatagramSocket, NetworkBackend
+from .udp import TrioDatagramSocket
+
+__all__ = ["TrioBackend"]
+
+
+def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType:
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if not isinstance(stream, trio.SocketStream):
+        raise TypeError(f"not a socket stream: {stream!r}")
+    return stream.socket
+
+
+def _address(raw: object) -> Address:
+    assert isinstance(raw, tuple)
+    return (str(raw[0]), int(raw[1]))
+
+
+class TrioBackend(NetworkBackend):
+    """Real sockets."""
+
+    async def open_udp(self, host: str, port: int, remote: Address | None = None) -> DatagramSocket:
+        return await TrioDatagramSocket.open(host, port, remote)
+
+    async def connect_tcp(self, host: str, port: int) -> trio.abc.Stream:
+        return await trio.open_tcp_stream(host, port)
+
+    async def open_tcp_listener(
+        self, host: str, port: int
+    ) -> tuple[trio.abc.Listener[trio.abc.Stream], Address]:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        for extra in listeners[1:]:  # one host literal gives one listener; be safe anyway
+            await extra.aclose()
+        listener = listeners[0]
+        return listener, _address(listener.socket.getsockname())
+
+    def stream_addresses(self, stream: trio.abc.Stream) -> tuple[Address, Address]:
+        sock = _socket_of(stream)
+        return _address(sock.getsockname()), _address(sock.getpeername())
