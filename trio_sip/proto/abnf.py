@@ -1,0 +1,111 @@
+# Character classes and the few scanning primitives of RFC 3261 §25.1 shared by the URI,
+# header and field parsers.
+#
+# Theory of operation: SIP header values are mostly simple, so every helper has a fast path
+# that uses C-level ``str`` methods (``find``/``split``) and only falls back to a character
+# loop when a quoted-string (``"..."``, with ``\`` quoted-pairs, §25.1) or an angle-bracketed
+# URI (``<...>``) could hide a separator. Each loop is linear in the input: nothing here
+# backtracks, so a hostile header costs O(n).
+"""Character classes and linear scanners for the SIP grammar (RFC 3261 §25.1)."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import ParseError
+
+__all__ = [
+    "TOKEN_RE",
+    "is_token",
+    "quote",
+    "scan_quoted",
+    "split_top",
+    "unquote",
+]
+
+# token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")  (§25.1)
+TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_token_match = TOKEN_RE.fullmatch
+
+LWS = " \t"
+
+
+def is_token(text: str) -> bool:
+    """True if ``text`` is a non-empty RFC 3261 token."""
+    return _token_match(text) is not None
+
+
+def scan_quoted(text: str, start: int) -> int:
+    """Return the index just after the quoted-string that opens at ``text[start] == '"'``.
+
+    Raises ParseError if the closing quote is missing (§25.1 quoted-string / quoted-pair).
+    """
+    i = start + 1
+    n = len(text)
+    while True:
+        q = text.find('"', i)
+        b = text.find("\\", i, q if q >= 0 else n)
+        if b >= 0:
+            # A quoted-pair: the backslash escapes the next character, whatever it is.
+            if b + 1 >= n:
+                break
+            i = b + 2
+            continue
+        if q < 0:
+            break
+        return q + 1
+    raise ParseError(f"unterminated quoted string in {text!r}")
+
+
+def unquote(text: str) -> str:
+    """Strip the quotes of a quoted-string and resolve its quoted-pairs."""
+    inner = text[1:-1]
+    if "\\" not in inner:
+        return inner
+    out = []
+    i = 0
+    n = len(inner)
+    while i < n:
+        c = inner[i]
+        if c == "\\" and i + 1 < n:
+            out.append(inner[i + 1])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def quote(text: str) -> str:
+    """Make a quoted-string of ``text`` (escaping ``"`` and ``\\``)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def split_top(text: str, sep: str) -> list[str]:
+    """Split ``text`` on ``sep`` where it is not inside a quoted-string or ``<...>``.
+
+    The pieces are returned unstripped. Raises ParseError for an unterminated quote.
+    """
+    if '"' not in text and "<" not in text:
+        return text.split(sep)
+    parts = []
+    start = 0
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            i = scan_quoted(text, i)
+            continue
+        if c == "<":
+            j = text.find(">", i + 1)
+            if j < 0:
+                raise ParseError(f"unterminated '<' in {text!r}")
+            i = j + 1
+            continue
+        if c == sep:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return parts

@@ -1,0 +1,222 @@
+# Typed views of header values: RFC 3261 §20 (Via §20.42, CSeq §20.16, Max-Forwards §20.22,
+# Content-Length §20.14, Content-Type §20.15, Expires §20.19, Min-Expires §20.23,
+# Retry-After §20.33, Require/Supported/Allow/Proxy-Require/Unsupported §20.32/§20.37/
+# §20.5/§20.29/§20.40), RFC 3581 (rport) and RFC 5118 (bracketed IPv6 in Via received).
+#
+# Theory of operation: each ``parse_*`` function turns the header text the Headers multimap
+# holds into a small frozen value, raising ParseError (status 400) with a message that names
+# the header when the text is malformed. Messages call these lazily, the first time a view is
+# read, and cache the result; nothing here runs for a header nobody reads. Integers are checked
+# for digits and length *before* ``int()`` so an absurd value costs nothing and cannot overflow
+# (RFC 4475 §3.1.2.4, §3.1.2.5).
+"""Typed header values: Via, CSeq, Content-Type, Retry-After and integer/token headers."""
+
+from __future__ import annotations
+
+import attrs
+
+from .abnf import LWS, is_token
+from .errors import ParseError
+from .uri import EMPTY_PARAMS, NameAddress, Params, format_host, parse_hostport, parse_params
+
+__all__ = [
+    "MAGIC_COOKIE",
+    "CSeq",
+    "NameAddress",
+    "MediaType",
+    "RetryAfter",
+    "Via",
+    "parse_cseq",
+    "parse_int",
+    "parse_media_type",
+    "parse_retry_after",
+    "parse_tokens",
+    "parse_via",
+]
+
+MAGIC_COOKIE = "z9hG4bK"
+"""Branch prefix of RFC 3261 transactions (§8.1.1.7)."""
+
+MAX_UINT32 = 2**32 - 1
+
+
+def parse_int(text: str, header: str, maximum: int = MAX_UINT32) -> int:
+    """A non-negative decimal integer no larger than ``maximum`` (leading zeros allowed)."""
+    t = text.strip(LWS)
+    if not t.isdigit() or not t.isascii():
+        raise ParseError(f"{header}: not a number: {text!r}")
+    # Strip leading zeros before the length check so '0068' is fine but 10**100 is cheap.
+    digits = t.lstrip("0") or "0"
+    if len(digits) > len(str(maximum)) or int(digits) > maximum:
+        raise ParseError(f"{header}: value too large: {text!r}")
+    return int(digits)
+
+
+@attrs.frozen
+class CSeq:
+    """``CSeq: <seq> <method>`` (§20.16); ``seq`` fits in 32 bits."""
+
+    seq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+def parse_cseq(text: str) -> CSeq:
+    parts = text.split()
+    if len(parts) != 2 or not is_token(parts[1]):
+        raise ParseError(f"CSeq: expected '<number> <method>', got {text!r}")
+    return CSeq(parse_int(parts[0], "CSeq"), parts[1])
+
+
+@attrs.frozen
+class Via:
+    """One Via value (§20.42): ``SIP/2.0/<transport> <host>[:<port>];params``."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: Params = attrs.field(default=EMPTY_PARAMS)
+    protocol: str = "SIP/2.0"
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        """The received parameter, without the brackets of an IPv6 reference (RFC 5118 §4.5)."""
+        v = self.params.get("received")
+        if v is not None and v.startswith("[") and v.endswith("]"):
+            return v[1:-1]
+        return v
+
+    @property
+    def rport(self) -> int | bool | None:
+        """RFC 3581: ``True`` for a bare ``;rport``, the port if it has a value, else None."""
+        if "rport" not in self.params:
+            return None
+        v = self.params.get("rport")
+        if v is None:
+            return True
+        return parse_int(v, "Via rport", 65535)
+
+    @property
+    def maddr(self) -> str | None:
+        return self.params.get("maddr")
+
+    @property
+    def ttl(self) -> str | None:
+        return self.params.get("ttl")
+
+    @property
+    def sent_by(self) -> tuple[str, int | None]:
+        return self.host, self.port
+
+    @property
+    def is_rfc3261(self) -> bool:
+        """The branch carries the magic cookie (§17.2.3 matching applies)."""
+        b = self.branch
+        return b is not None and b.startswith(MAGIC_COOKIE)
+
+    def __str__(self) -> str:
+        port = "" if self.port is None else f":{self.port}"
+        return f"{self.protocol}/{self.transport} {format_host(self.host)}{port}{self.params}"
+
+
+def parse_via(text: str) -> Via:
+    """Parse one Via value; LWS around the ``/`` is allowed (RFC 4475 §3.1.1.1)."""
+    semi = text.find(";")
+    head = text if semi < 0 else text[:semi]
+    parts = head.split("/")
+    if len(parts) != 3:
+        raise ParseError(f"Via: bad sent-protocol in {text!r}")
+    name = parts[0].strip(LWS)
+    version = parts[1].strip(LWS)
+    rest = parts[2].split()
+    if len(rest) != 2 or not is_token(name) or not is_token(version) or not is_token(rest[0]):
+        raise ParseError(f"Via: expected 'SIP/2.0/<transport> <host>' in {text!r}")
+    host, port = parse_hostport(rest[1])
+    params = parse_params(text[semi + 1 :]) if semi >= 0 else EMPTY_PARAMS
+    if "branch" in params and not params.get("branch"):
+        raise ParseError(f"Via: empty branch in {text!r}")
+    return Via(rest[0].upper(), host, port, params, f"{name}/{version}")
+
+
+def parse_tokens(elements: list[str], header: str) -> tuple[str, ...]:
+    """Option tags / method names of Require, Supported, Allow, ... (empty elements skipped)."""
+    out = []
+    for e in elements:
+        if not e:
+            continue
+        if not is_token(e):
+            raise ParseError(f"{header}: {e!r} is not a token")
+        out.append(e)
+    return tuple(out)
+
+
+@attrs.frozen
+class MediaType:
+    """``type/subtype;params`` (§20.15); ``mime`` is the lower-cased ``type/subtype``."""
+
+    type: str
+    subtype: str
+    params: Params = attrs.field(default=EMPTY_PARAMS)
+
+    @property
+    def mime(self) -> str:
+        return f"{self.type}/{self.subtype}".lower()
+
+    def matches(self, pattern: str) -> bool:
+        """True if ``pattern`` (``*/*``, ``application/*`` or a full type) covers this type."""
+        t, _, s = pattern.partition(";")[0].strip(LWS).lower().partition("/")
+        return (t == "*" or t == self.type.lower()) and (s == "*" or s == self.subtype.lower())
+
+    def __str__(self) -> str:
+        return f"{self.type}/{self.subtype}{self.params}"
+
+
+def parse_media_type(text: str) -> MediaType:
+    semi = text.find(";")
+    mime = text if semi < 0 else text[:semi]
+    t, slash, s = mime.partition("/")
+    t, s = t.strip(LWS), s.strip(LWS)
+    if not slash or not is_token(t) or not is_token(s):
+        raise ParseError(f"Content-Type: bad media type {text!r}")
+    params = parse_params(text[semi + 1 :]) if semi >= 0 else EMPTY_PARAMS
+    return MediaType(t, s, params)
+
+
+@attrs.frozen
+class RetryAfter:
+    """``Retry-After: <seconds> [(comment)] [;duration=n]`` (§20.33)."""
+
+    seconds: int
+    comment: str | None = None
+    params: Params = attrs.field(default=EMPTY_PARAMS)
+
+    @property
+    def duration(self) -> int | None:
+        d = self.params.get("duration")
+        return None if d is None else parse_int(d, "Retry-After duration")
+
+
+def parse_retry_after(text: str) -> RetryAfter:
+    t = text.strip(LWS)
+    comment = None
+    i = 0
+    while i < len(t) and t[i].isdigit():
+        i += 1
+    seconds = parse_int(t[:i], "Retry-After")
+    rest = t[i:].lstrip(LWS)
+    if rest.startswith("("):
+        end = rest.rfind(")")
+        if end < 0:
+            raise ParseError(f"Retry-After: unterminated comment in {text!r}")
+        comment = rest[1:end]
+        rest = rest[end + 1 :].lstrip(LWS)
+    if rest and rest[0] != ";":
+        raise ParseError(f"Retry-After: junk in {text!r}")
+    params = parse_params(rest[1:]) if rest else EMPTY_PARAMS
+    return RetryAfter(seconds, comment, params)

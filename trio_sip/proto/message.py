@@ -1,0 +1,428 @@
+# SIP requests and responses: RFC 3261 §7 (messages), §8.1.1 (the mandatory header fields),
+# §8.2.6.2 (building a response: copy Via, From, To, Call-ID, CSeq; add a To tag) and §21
+# (reason phrases).
+#
+# Theory of operation: a message is a start line, a Headers multimap and a body. The typed
+# views (``vias``, ``cseq``, ``from_``, ...) are *lazy*: the first read parses the header text
+# via ``fields``/``uri`` and caches the value in a per-message dict, so parsing a message costs
+# only the framing and the header split, and a proxy that reads three headers pays for three.
+# A malformed header surfaces as a ParseError when its view is read (never another exception
+# type). Messages are immutable: edits go through ``evolve()`` and the Headers methods, which
+# build a new message. A parsed, unedited message keeps its raw header bytes so that
+# ``bytes(message)`` can return them without re-formatting (see ``serialize``).
+"""Request / Response with lazily parsed, cached header views; ``make_response``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from .errors import ParseError
+from .fields import (
+    CSeq,
+    MediaType,
+    RetryAfter,
+    Via,
+    parse_cseq,
+    parse_int,
+    parse_media_type,
+    parse_retry_after,
+    parse_tokens,
+    parse_via,
+)
+from .headers import Headers, long_name
+from .serialize import serialize
+from .uri import NameAddress, Uri, parse_name_addr, parse_uri
+
+if TYPE_CHECKING:
+    from .auth import Challenge, Credentials
+
+__all__ = ["REASON_PHRASES", "Message", "Request", "Response", "make_response"]
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+# The errors a buggy or hostile header could still provoke below the parse functions; a view
+# re-raises them as ParseError so callers only ever see one exception type.
+_UNEXPECTED = (ValueError, IndexError, KeyError, TypeError, UnicodeError, RecursionError)
+
+
+class _View(Generic[T]):
+    """A lazily computed, cached, read-only attribute of a message."""
+
+    def __init__(self, func: Callable[[Any], T]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _View[T]: ...
+    @overload
+    def __get__(self, obj: Message, owner: type) -> T: ...
+    def __get__(self, obj: Message | None, owner: type) -> T | _View[T]:
+        if obj is None:
+            return self
+        cache = obj._cache
+        value = cache.get(self.name, _MISSING)
+        if value is _MISSING:
+            try:
+                value = self.func(obj)
+            except ParseError:
+                raise
+            except _UNEXPECTED as exc:
+                raise ParseError(f"{self.name}: malformed header ({exc})") from exc
+            cache[self.name] = value
+        return value  # type: ignore[no-any-return]
+
+
+def _one(msg: Message, name: str) -> str:
+    value = msg._headers.get(name)
+    if value is None:
+        raise ParseError(f"missing {long_name(name)} header")
+    return value
+
+
+def _addresses(msg: Message, name: str) -> tuple[NameAddress, ...]:
+    return tuple(parse_name_addr(v) for v in msg._headers.get_list(name))
+
+
+def _opt_int(msg: Message, name: str, maximum: int = 2**32 - 1) -> int | None:
+    value = msg._headers.get(name)
+    return None if value is None else parse_int(value, name, maximum)
+
+
+class Message:
+    """What requests and responses share: headers, body and the typed views."""
+
+    __slots__ = ("_body", "_cache", "_headers", "_raw", "_version")
+
+    _headers: Headers
+    _body: bytes
+    _raw: bytes | None
+    _cache: dict[str, Any]
+    _version: str
+
+    def _init(
+        self, headers: Headers | Iterable[tuple[str, str]], body: bytes, version: str
+    ) -> None:
+        self._headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self._body = bytes(body)  # no copy for bytes; accepts bytearray/memoryview
+        self._version = version
+        self._raw = None
+        self._cache = {}
+
+    @property
+    def headers(self) -> Headers:
+        return self._headers
+
+    @property
+    def body(self) -> bytes:
+        return self._body
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def content_length(self) -> int:
+        """The body length; serialisation always writes this as Content-Length."""
+        return len(self._body)
+
+    def __bytes__(self) -> bytes:
+        return serialize(self)
+
+    def start_line(self) -> str:
+        raise NotImplementedError
+
+    # -- typed views (parsed on first read, cached) ----------------------------------------
+
+    @_View
+    def call_id(self) -> str:
+        """Call-ID (§20.8); ParseError if missing or blank."""
+        value = _one(self, "call-id")
+        if not value or any(c in value for c in " \t"):
+            raise ParseError(f"Call-ID: bad value {value!r}")
+        return value
+
+    @_View
+    def cseq(self) -> CSeq:
+        """CSeq (§20.16); ParseError if missing or malformed."""
+        return parse_cseq(_one(self, "cseq"))
+
+    @_View
+    def vias(self) -> tuple[Via, ...]:
+        """Every Via value, top first (§20.42)."""
+        return tuple(parse_via(v) for v in self._headers.get_list("via"))
+
+    @_View
+    def from_(self) -> NameAddress:
+        """From (§20.20); ParseError if missing."""
+        return parse_name_addr(_one(self, "from"))
+
+    @_View
+    def to(self) -> NameAddress:
+        """To (§20.39); ParseError if missing."""
+        return parse_name_addr(_one(self, "to"))
+
+    @_View
+    def contacts(self) -> tuple[NameAddress, ...]:
+        """Contact values (§20.10); a ``*`` is ``.is_wildcard``."""
+        return _addresses(self, "contact")
+
+    @_View
+    def routes(self) -> tuple[NameAddress, ...]:
+        return _addresses(self, "route")
+
+    @_View
+    def record_routes(self) -> tuple[NameAddress, ...]:
+        return _addresses(self, "record-route")
+
+    @_View
+    def max_forwards(self) -> int | None:
+        """Max-Forwards (0..255, §20.22) or None."""
+        return _opt_int(self, "max-forwards", 255)
+
+    @_View
+    def expires(self) -> int | None:
+        return _opt_int(self, "expires")
+
+    @_View
+    def min_expires(self) -> int | None:
+        return _opt_int(self, "min-expires")
+
+    @_View
+    def content_type(self) -> MediaType | None:
+        value = self._headers.get("content-type")
+        return None if value is None else parse_media_type(value)
+
+    @_View
+    def retry_after(self) -> RetryAfter | None:
+        value = self._headers.get("retry-after")
+        return None if value is None else parse_retry_after(value)
+
+    @_View
+    def require(self) -> tuple[str, ...]:
+        return parse_tokens(self._headers.get_list("require"), "Require")
+
+    @_View
+    def proxy_require(self) -> tuple[str, ...]:
+        return parse_tokens(self._headers.get_list("proxy-require"), "Proxy-Require")
+
+    @_View
+    def supported(self) -> tuple[str, ...]:
+        return parse_tokens(self._headers.get_list("supported"), "Supported")
+
+    @_View
+    def unsupported(self) -> tuple[str, ...]:
+        return parse_tokens(self._headers.get_list("unsupported"), "Unsupported")
+
+    @_View
+    def allow(self) -> tuple[str, ...]:
+        return parse_tokens(self._headers.get_list("allow"), "Allow")
+
+    @_View
+    def www_authenticate(self) -> tuple[Challenge, ...]:
+        from .auth import parse_challenge
+
+        return tuple(parse_challenge(v) for v in self._headers.get_all("www-authenticate"))
+
+    @_View
+    def proxy_authenticate(self) -> tuple[Challenge, ...]:
+        from .auth import parse_challenge
+
+        return tuple(parse_challenge(v) for v in self._headers.get_all("proxy-authenticate"))
+
+    @_View
+    def authorization(self) -> tuple[Credentials, ...]:
+        from .auth import parse_credentials
+
+        return tuple(parse_credentials(v) for v in self._headers.get_all("authorization"))
+
+    @_View
+    def proxy_authorization(self) -> tuple[Credentials, ...]:
+        from .auth import parse_credentials
+
+        return tuple(parse_credentials(v) for v in self._headers.get_all("proxy-authorization"))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Request(Message):
+    """A SIP request. ``uri`` is parsed on first read; ``uri_text`` is the text as written."""
+
+    __slots__ = ("_method", "_uri", "_uri_text")
+
+    def __init__(
+        self,
+        method: str,
+        uri: Uri | str,
+        headers: Headers | Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        *,
+        version: str = "SIP/2.0",
+    ) -> None:
+        self._method = method
+        if isinstance(uri, str):
+            self._uri: Uri | None = None
+            self._uri_text = uri
+        else:
+            self._uri = uri
+            self._uri_text = str(uri)
+        self._init(headers, body, version)
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    @property
+    def uri_text(self) -> str:
+        return self._uri_text
+
+    @property
+    def uri(self) -> Uri:
+        """The Request-URI; ParseError (400) if malformed."""
+        uri = self._uri
+        if uri is None:
+            try:
+                uri = self._uri = parse_uri(self._uri_text)
+            except _UNEXPECTED as exc:
+                raise ParseError(f"Request-URI: {exc}") from exc
+        return uri
+
+    def start_line(self) -> str:
+        return f"{self._method} {self._uri_text} {self._version}"
+
+    def evolve(self, **changes: Any) -> Request:
+        """A copy with some of ``method``, ``uri``, ``headers``, ``body``, ``version`` changed."""
+        return Request(
+            changes.pop("method", self._method),
+            changes.pop("uri", self._uri if self._uri is not None else self._uri_text),
+            changes.pop("headers", self._headers),
+            changes.pop("body", self._body),
+            version=changes.pop("version", self._version),
+            **changes,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Request):
+            return NotImplemented
+        return (self.start_line(), self._headers, self._body) == (
+            other.start_line(),
+            other._headers,
+            other._body,
+        )
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"<Request {self._method} {self._uri_text}>"
+
+
+class Response(Message):
+    """A SIP response."""
+
+    __slots__ = ("_reason", "_status_code")
+
+    def __init__(
+        self,
+        status_code: int,
+        reason: str | None = None,
+        headers: Headers | Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        *,
+        version: str = "SIP/2.0",
+    ) -> None:
+        self._status_code = status_code
+        self._reason = REASON_PHRASES.get(status_code, "") if reason is None else reason
+        self._init(headers, body, version)
+
+    @property
+    def status_code(self) -> int:
+        return self._status_code
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
+    def start_line(self) -> str:
+        return f"{self._version} {self._status_code} {self._reason}"
+
+    def evolve(self, **changes: Any) -> Response:
+        """A copy with some of ``status_code``, ``reason``, ``headers``, ``body`` changed."""
+        return Response(
+            changes.pop("status_code", self._status_code),
+            changes.pop("reason", self._reason),
+            changes.pop("headers", self._headers),
+            changes.pop("body", self._body),
+            version=changes.pop("version", self._version),
+            **changes,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Response):
+            return NotImplemented
+        return (self.start_line(), self._headers, self._body) == (
+            other.start_line(),
+            other._headers,
+            other._body,
+        )
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"<Response {self._status_code} {self._reason}>"
+
+
+REASON_PHRASES: dict[int, str] = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 199: "Early Dialog Terminated", 200: "OK", 202: "Accepted",
+    204: "No Notification", 300: "Multiple Choices", 301: "Moved Permanently",
+    302: "Moved Temporarily", 305: "Use Proxy", 380: "Alternative Service", 400: "Bad Request",
+    401: "Unauthorized", 402: "Payment Required", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 406: "Not Acceptable", 407: "Proxy Authentication Required",
+    408: "Request Timeout", 410: "Gone", 412: "Conditional Request Failed",
+    413: "Request Entity Too Large", 414: "Request-URI Too Long", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 420: "Bad Extension", 421: "Extension Required",
+    422: "Session Interval Too Small", 423: "Interval Too Brief", 428: "Use Identity Header",
+    429: "Provide Referrer Identity", 439: "First Hop Lacks Outbound Support",
+    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected", 483: "Too Many Hops", 484: "Address Incomplete", 485: "Ambiguous",
+    486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
+    489: "Bad Event", 491: "Request Pending", 493: "Undecipherable",
+    494: "Security Agreement Required", 500: "Server Internal Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Server Time-out",
+    505: "Version Not Supported", 513: "Message Too Large", 580: "Precondition Failure",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}  # fmt: skip
+
+
+def make_response(
+    request: Request,
+    status_code: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Response:
+    """Build a response to ``request`` (§8.2.6.2).
+
+    Copies every Via line, From, To, Call-ID and CSeq (as written), adds ``;tag=to_tag`` to the
+    To unless it already has a tag, then appends ``headers``. Raises ParseError if the request
+    lacks one of those headers or its To is malformed.
+    """
+    if not 100 <= status_code <= 699:
+        raise ValueError(f"status code {status_code} is not in 100..699")
+    src = request.headers
+    pairs: list[tuple[str, str]] = [(n, v) for n, v in src if _copied(n)]
+    for name in ("from", "to", "call-id", "cseq"):
+        if name not in src:
+            raise ParseError(f"cannot answer a request without {name}")
+    if to_tag is not None and request.to.tag is None:
+        pairs = [(n, f"{v};tag={to_tag}") if n.lower() in ("to", "t") else (n, v) for n, v in pairs]
+    return Response(status_code, reason, [*pairs, *headers], body)
+
+
+def _copied(name: str) -> bool:
+    return name.lower() in ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")

@@ -1,0 +1,467 @@
+# URIs and addresses: RFC 3261 §19.1 (SIP and SIPS URIs), §20.10 / §25.1 (name-addr and
+# addr-spec), RFC 3966 (tel URIs), RFC 5118 / RFC 5954 (IPv6 references) and generic
+# parameters (§25.1 generic-param).
+#
+# Theory of operation: values are kept *as written* (escaped, original case) so a message can
+# be forwarded without changing a byte; ``unescape()`` gives the decoded text when an
+# application needs it (RFC 4475 §3.1.1.3/3.1.1.4: unescape exactly once, never cut at %00).
+# Parsing is a handful of ``str.find`` calls: the user part ends at the first "@" (the grammar
+# allows no "@" elsewhere), the host ends at ";" or "?", and IPv6 references are checked with
+# the stdlib ``ipaddress`` module. A URI whose scheme is not sip/sips/tel is kept opaque as an
+# AbsoluteUri; deciding whether to answer 416 is the validator's job, not the parser's.
+"""SIP/SIPS/tel/absolute URIs, generic parameters and name-addr / addr-spec."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any, Union
+
+import attrs
+
+from .abnf import LWS, is_token, quote, scan_quoted, split_top, unquote
+from .errors import ParseError
+
+__all__ = [
+    "WILDCARD",
+    "AbsoluteUri",
+    "NameAddress",
+    "Params",
+    "SipUri",
+    "TelUri",
+    "Uri",
+    "format_host",
+    "parse_hostport",
+    "parse_name_addr",
+    "parse_params",
+    "parse_uri",
+    "unescape",
+]
+
+# user / password / uri-parameter / header characters (§25.1), escapes checked separately.
+_USER_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+")
+_PASSWORD_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*")
+_PARAMCHARS_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$]|%[0-9A-Fa-f]{2})+")
+_HEADERCHARS_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()\[\]/?:+$]|%[0-9A-Fa-f]{2})*")
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9.])?")
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+_OPAQUE_BAD_RE = re.compile(r"[\x00-\x20\x7f<>\"]")
+_ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def unescape(text: str) -> str:
+    """Decode ``%HH`` escapes once (as UTF-8, undecodable bytes kept via surrogateescape)."""
+    if "%" not in text:
+        return text
+    raw = _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    try:
+        return raw.encode("latin-1").decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return raw
+
+
+class Params:
+    """Ordered parameters (``;name=value;flag``); names compare case-insensitively.
+
+    Values are kept as written (a quoted value keeps its quotes; use ``unquoted``). A valueless
+    parameter has the value ``None``: test presence with ``in``.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str | None]] = ()) -> None:
+        self._items: tuple[tuple[str, str | None], ...] = tuple(items)
+
+    def _find(self, name: str) -> int:
+        lname = name.lower()
+        for i, (k, _) in enumerate(self._items):
+            if k == name or k.lower() == lname:
+                return i
+        return -1
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        i = self._find(name)
+        return default if i < 0 else self._items[i][1]
+
+    def unquoted(self, name: str) -> str | None:
+        """The value with surrounding quotes removed (quoted-pairs resolved)."""
+        v = self.get(name)
+        if v is not None and len(v) >= 2 and v[0] == '"' and v[-1] == '"':
+            return unquote(v)
+        return v
+
+    def __getitem__(self, name: str) -> str | None:
+        i = self._find(name)
+        if i < 0:
+            raise KeyError(name)
+        return self._items[i][1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._find(name) >= 0
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def items(self) -> tuple[tuple[str, str | None], ...]:
+        return self._items
+
+    def with_param(self, name: str, value: str | None = None) -> Params:
+        """A copy with ``name`` set (replacing an existing value in place, else appended)."""
+        i = self._find(name)
+        items = list(self._items)
+        if i < 0:
+            items.append((name, value))
+        else:
+            items[i] = (items[i][0], value)
+        return Params(items)
+
+    def without(self, name: str) -> Params:
+        lname = name.lower()
+        return Params((k, v) for k, v in self._items if k.lower() != lname)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Params):
+            return NotImplemented
+        return sorted((k.lower(), v) for k, v in self._items) == sorted(
+            (k.lower(), v) for k, v in other._items
+        )
+
+    def __hash__(self) -> int:
+        return hash(frozenset((k.lower(), v) for k, v in self._items))
+
+    def __str__(self) -> str:
+        return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in self._items)
+
+    def __repr__(self) -> str:
+        return f"Params({list(self._items)!r})"
+
+
+EMPTY_PARAMS = Params()
+
+
+def parse_params(text: str, *, uri: bool = False) -> Params:
+    """Parse ``a=b;c;d="q"`` (the text after the first ``;``).
+
+    Header parameters (``uri=False``) allow LWS around ``=`` and quoted values; URI parameters
+    use the stricter paramchar set (§19.1.1), where names may be %-escaped.
+    """
+    items: list[tuple[str, str | None]] = []
+    pieces = text.split(";") if uri or '"' not in text else split_top(text, ";")
+    for piece in pieces:
+        eq = piece.find("=")
+        if eq < 0:
+            name, value = piece.strip(LWS), None
+        else:
+            name, value = piece[:eq].strip(LWS), piece[eq + 1 :].strip(LWS)
+        if uri:
+            if not _PARAMCHARS_RE.fullmatch(name) or (
+                value is not None and not _PARAMCHARS_RE.fullmatch(value)
+            ):
+                raise ParseError(f"bad URI parameter {piece!r}")
+        else:
+            if not is_token(name):
+                raise ParseError(f"bad parameter {piece!r}")
+            if value is not None and not _good_value(value):
+                raise ParseError(f"bad parameter value in {piece!r}")
+        items.append((name, value))
+    return Params(items)
+
+
+def _good_value(value: str) -> bool:
+    # gen-value = token / host / quoted-string (§25.1); host allows an IPv6 reference.
+    if not value:
+        return False
+    if value[0] == '"':
+        return scan_quoted(value, 0) == len(value)
+    if value[0] == "[":
+        return value[-1] == "]" and _ipv6_ok(value[1:-1])
+    return is_token(value) or _HOSTNAME_RE.fullmatch(value) is not None
+
+
+def _ipv6_ok(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_hostport(text: str) -> tuple[str, int | None]:
+    """Split ``host[:port]``; an IPv6 reference loses its brackets (RFC 5118 §4.3/§4.4)."""
+    port: int | None = None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or not _ipv6_ok(text[1:end]):
+            raise ParseError(f"bad IPv6 reference in {text!r}")
+        host = text[1:end]
+        rest = text[end + 1 :]
+        if rest:
+            if rest[0] != ":":
+                raise ParseError(f"junk after IPv6 reference in {text!r}")
+            port = _port(rest[1:], text)
+        return host, port
+    colon = text.find(":")
+    if colon >= 0:
+        host = text[:colon]
+        port = _port(text[colon + 1 :], text)
+    else:
+        host = text
+    if not _HOSTNAME_RE.fullmatch(host):
+        raise ParseError(f"bad host in {text!r}")
+    return host, port
+
+
+def _port(text: str, where: str) -> int:
+    if not text.isdigit() or not text.isascii() or len(text) > 5 or int(text) > 65535:
+        raise ParseError(f"bad port in {where!r}")
+    return int(text)
+
+
+def format_host(host: str) -> str:
+    """Put brackets around an IPv6 address."""
+    return f"[{host}]" if ":" in host else host
+
+
+@attrs.frozen(cache_hash=False)
+class SipUri:
+    """A ``sip:`` or ``sips:`` URI (§19.1). Fields are kept as written (still escaped)."""
+
+    host: str
+    user: str | None = None
+    password: str | None = None
+    port: int | None = None
+    params: Params = attrs.field(default=EMPTY_PARAMS)
+    headers: tuple[tuple[str, str], ...] = ()
+    scheme: str = "sip"
+
+    @property
+    def secure(self) -> bool:
+        return self.scheme == "sips"
+
+    @property
+    def transport(self) -> str | None:
+        return self.params.get("transport")
+
+    @property
+    def host_port(self) -> tuple[str, int | None]:
+        return self.host, self.port
+
+    def evolve(self, **changes: Any) -> SipUri:
+        return attrs.evolve(self, **changes)
+
+    def __str__(self) -> str:
+        out = [self.scheme, ":"]
+        if self.user is not None:
+            out.append(self.user)
+            if self.password is not None:
+                out += (":", self.password)
+            out.append("@")
+        out.append(format_host(self.host))
+        if self.port is not None:
+            out.append(f":{self.port}")
+        if self.params:
+            out.append(str(self.params))
+        if self.headers:
+            out.append("?" + "&".join(f"{k}={v}" for k, v in self.headers))
+        return "".join(out)
+
+
+@attrs.frozen
+class TelUri:
+    """A ``tel:`` URI (RFC 3966): the number as written and its parameters."""
+
+    number: str
+    params: Params = attrs.field(default=EMPTY_PARAMS)
+
+    scheme = "tel"
+    password = None
+    port = None
+    host = ""
+
+    @property
+    def user(self) -> str:
+        return self.number
+
+    def __str__(self) -> str:
+        return f"tel:{self.number}{self.params}"
+
+
+@attrs.frozen
+class AbsoluteUri:
+    """A URI of another scheme (``http:``, ``urn:``, ...), kept opaque (§25.1 absoluteURI)."""
+
+    scheme: str
+    opaque: str
+
+    user = None
+    password = None
+    port = None
+    host = ""
+    params = EMPTY_PARAMS
+
+    def __str__(self) -> str:
+        if self.scheme == "*":
+            return "*"
+        return f"{self.scheme}:{self.opaque}"
+
+
+Uri = Union[SipUri, TelUri, AbsoluteUri]  # noqa: UP007  (a runtime alias)
+
+WILDCARD = AbsoluteUri("*", "")
+"""The URI of a ``Contact: *`` (§10.2.2)."""
+
+
+def parse_uri(text: str) -> Uri:
+    """Parse a URI; raises ParseError (status 400) if it is malformed."""
+    colon = text.find(":")
+    if colon <= 0 or not _SCHEME_RE.fullmatch(text, 0, colon):
+        raise ParseError(f"bad URI {text!r}: no scheme")
+    scheme = text[:colon].lower()
+    if _OPAQUE_BAD_RE.search(text) is not None:
+        raise ParseError(f"bad URI {text!r}: whitespace or forbidden character")
+    rest = text[colon + 1 :]
+    if scheme in ("sip", "sips"):
+        return _parse_sip(scheme, rest, text)
+    if scheme == "tel":
+        semi = rest.find(";")
+        number = rest if semi < 0 else rest[:semi]
+        if not number:
+            raise ParseError(f"bad tel URI {text!r}")
+        return TelUri(
+            number, parse_params(rest[semi + 1 :], uri=True) if semi >= 0 else EMPTY_PARAMS
+        )
+    if not rest:
+        raise ParseError(f"bad URI {text!r}: empty after scheme")
+    return AbsoluteUri(scheme, rest)
+
+
+def _parse_sip(scheme: str, rest: str, text: str) -> SipUri:
+    user: str | None = None
+    password: str | None = None
+    at = rest.find("@")
+    if at >= 0:
+        userinfo = rest[:at]
+        rest = rest[at + 1 :]
+        pc = userinfo.find(":")
+        if pc >= 0:
+            user, password = userinfo[:pc], userinfo[pc + 1 :]
+            if not _PASSWORD_RE.fullmatch(password):
+                raise ParseError(f"bad password in URI {text!r}")
+        else:
+            user = userinfo
+        if not _USER_RE.fullmatch(user):
+            raise ParseError(f"bad user part in URI {text!r}")
+    headers: tuple[tuple[str, str], ...] = ()
+    q = rest.find("?")
+    if q >= 0:
+        headers = _parse_uri_headers(rest[q + 1 :], text)
+        rest = rest[:q]
+    params = EMPTY_PARAMS
+    semi = rest.find(";")
+    if semi >= 0:
+        params = parse_params(rest[semi + 1 :], uri=True)
+        rest = rest[:semi]
+    host, port = parse_hostport(rest)
+    return SipUri(host, user, password, port, params, headers, scheme)
+
+
+def _parse_uri_headers(text: str, where: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for piece in text.split("&"):
+        name, eq, value = piece.partition("=")
+        if not eq or not name or not _HEADERCHARS_RE.fullmatch(name + value):
+            raise ParseError(f"bad URI header {piece!r} in {where!r}")
+        out.append((name, value))
+    return tuple(out)
+
+
+@attrs.frozen
+class NameAddress:
+    """A name-addr or addr-spec with header parameters: From, To, Contact, Route, ... (§20).
+
+    ``display_name`` is unquoted (``None`` if absent). A ``Contact: *`` has ``uri is WILDCARD``.
+    """
+
+    uri: Uri
+    display_name: str | None = None
+    params: Params = attrs.field(default=EMPTY_PARAMS)
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.uri is WILDCARD
+
+    @property
+    def expires(self) -> int | None:
+        v = self.params.get("expires")
+        if v is None or not v.isdigit() or not v.isascii() or len(v) > 10:
+            return None
+        return int(v)
+
+    @property
+    def q(self) -> float | None:
+        v = self.params.get("q")
+        try:
+            return None if v is None else float(v)
+        except ValueError:
+            return None
+
+    def with_tag(self, tag: str) -> NameAddress:
+        return attrs.evolve(self, params=self.params.with_param("tag", tag))
+
+    def __str__(self) -> str:
+        if self.uri is WILDCARD:
+            return f"*{self.params}"
+        name = "" if self.display_name is None else quote(self.display_name) + " "
+        return f"{name}<{self.uri}>{self.params}"
+
+
+def parse_name_addr(text: str) -> NameAddress:
+    """Parse ``["display"] <uri>;params`` or ``uri;params`` (addr-spec), or ``*``."""
+    s = text.strip(LWS)
+    display: str | None = None
+    if s.startswith('"'):
+        end = scan_quoted(s, 0)
+        display = unquote(s[:end])
+        s = s[end:].lstrip(LWS)
+        if not s.startswith("<"):
+            raise ParseError(f"expected '<' after display name in {text!r}")
+        lt = 0
+    else:
+        lt = s.find("<")
+    if lt >= 0:
+        gt = s.find(">", lt)
+        if gt < 0:
+            raise ParseError(f"missing '>' in {text!r}")
+        if lt > 0:
+            words = s[:lt].split()
+            if not all(is_token(w) for w in words):
+                raise ParseError(f"display name must be tokens or quoted in {text!r}")
+            display = " ".join(words) if words else None
+        uri_text = s[lt + 1 : gt]
+        after = s[gt + 1 :].lstrip(LWS)
+    elif s.startswith("*"):
+        uri_text = "*"
+        after = s[1:].lstrip(LWS)
+    else:
+        semi = s.find(";")
+        uri_text = (s if semi < 0 else s[:semi]).rstrip(LWS)
+        after = "" if semi < 0 else s[semi:]
+        # §20: a URI with ',', '?' or ';' must be in angle brackets (RFC 4475 regbadct).
+        if "?" in uri_text or "," in uri_text:
+            raise ParseError(f"URI with '?' or ',' must be in <> in {text!r}")
+    if after:
+        if after[0] != ";":
+            raise ParseError(f"junk after address in {text!r}")
+        params = parse_params(after[1:])
+    else:
+        params = EMPTY_PARAMS
+    uri = WILDCARD if uri_text == "*" and lt < 0 else parse_uri(uri_text)
+    return NameAddress(uri, display, params)
