@@ -1,0 +1,262 @@
+"""The shape every transaction machine shares, and the transition-table helper.
+
+Theory of operation
+-------------------
+Two rules, as in h11's ``_state.py``: everything that moves a machine between states lives in
+that machine's module-level ``TRANSITIONS`` table, and the table is *data* (state -> trigger ->
+next state), read by the code, by the tests and by the docs (docs/transactions.md is checked
+against it). An event with no entry for the current state is illegal: :meth:`_transition`
+raises :class:`LocalProtocolError` and the state does not change.
+
+A machine (Contract 2 in docs/architecture.md) is built from the request, a
+:class:`TimerConfig`, ``reliable`` and an optional per-transaction ``retransmit_interval``
+(JAIN-SIP's ``setRetransmitTimer``: it replaces T1 as the first interval of Timers A, E and G;
+the timeouts B, F, H stay those of the config). Then:
+
+* ``start(now)`` -> outputs (the client sends its request; the server delivers its request);
+* ``handle(input, now)`` -> outputs;
+* ``handle_timer(now)`` -> outputs, called when ``now >= deadline``;
+* ``deadline``: the earliest armed timer (absolute, same clock as ``now``) or None.
+
+Timers are kept by name. A timer fires at its *scheduled* time, and a retransmission timer is
+re-armed from that scheduled time, not from ``now``: a late wake-up does not shift the RFC's
+schedule. Timers due at the same instant fire in the order of the machine's ``TIMER_ORDER``
+(timeouts before retransmissions: there is no point resending a request that has just timed
+out). A zero-length timer (Timer D/I/J/K over TCP) fires inside the same call.
+
+``TimeoutRole`` carries JAIN-SIP's timeout semantics; see docs/transactions.md for the table.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Generic, TypeVar
+
+from ..errors import ConfigError, LocalProtocolError
+from ..outputs import (
+    Input,
+    Output,
+    Terminated,
+    TerminationReason,
+    TransportErrorOccurred,
+    TransportFailed,
+)
+from ..timers import TimerConfig, Timers
+
+__all__ = [
+    "Machine",
+    "TimeoutRole",
+    "Transitions",
+    "Trigger",
+    "render_markdown",
+    "render_mermaid",
+    "response_trigger",
+]
+
+
+class TimeoutRole(enum.Enum):
+    """Who retransmits, and which timeouts are reported (JAIN-SIP's ``Timeout`` semantics)."""
+
+    #: The stack retransmits everything; Timer A ticks are reported as RetransmitTimeout next
+    #: to the retransmission; TRANSACTION timeouts (B, F, H) for every kind of transaction.
+    USER_AGENT = "user-agent"
+    #: Opt-in: INVITE client transactions report RetransmitTimeout on each Timer A tick and do
+    #: not resend; the application feeds ApplicationRetransmit() to resend.
+    USER_AGENT_APP_RETRANSMIT = "user-agent-app-retransmit"
+    #: The stack retransmits; TRANSACTION timeouts only, never RETRANSMIT.
+    STATEFUL_PROXY = "stateful-proxy"
+    #: No transaction state at all: the shell forwards without building machines.
+    STATELESS_PROXY = "stateless-proxy"
+
+
+class Trigger(enum.Enum):
+    """What can move a machine: received messages, TU actions, timers, failures."""
+
+    RECV_1XX = "1xx received"
+    RECV_2XX = "2xx received"
+    RECV_FAILURE = "300-699 received"
+    RECV_REQUEST = "request retransmission"
+    RECV_ACK = "ACK received"
+    SEND_1XX = "TU sends 1xx"
+    SEND_2XX = "TU sends 2xx"
+    SEND_FAILURE = "TU sends 300-699"
+    APP_RETRANSMIT = "application retransmit"
+    TRANSPORT_ERROR = "transport error"
+    TIMER_TRYING = "Timer 100 (200 ms)"
+    TIMER_A = "Timer A"
+    TIMER_B = "Timer B"
+    TIMER_D = "Timer D"
+    TIMER_E = "Timer E"
+    TIMER_F = "Timer F"
+    TIMER_G = "Timer G"
+    TIMER_H = "Timer H"
+    TIMER_I = "Timer I"
+    TIMER_J = "Timer J"
+    TIMER_K = "Timer K"
+    TIMER_L = "Timer L"
+    TIMER_M = "Timer M"
+
+
+Transitions = Mapping[enum.Enum, Mapping[Trigger, enum.Enum]]
+StateT = TypeVar("StateT", bound=enum.Enum)
+
+
+def response_trigger(status_code: int, *, sending: bool) -> Trigger:
+    """Classify a response status as the table's trigger."""
+    if status_code < 200:
+        return Trigger.SEND_1XX if sending else Trigger.RECV_1XX
+    if status_code < 300:
+        return Trigger.SEND_2XX if sending else Trigger.RECV_2XX
+    return Trigger.SEND_FAILURE if sending else Trigger.RECV_FAILURE
+
+
+class Machine(Generic[StateT]):
+    """Shared plumbing: state, the table, named timers, start/handle/handle_timer.
+
+    Subclasses set ``TRANSITIONS``, ``INITIAL``, ``TERMINATED``, ``TIMER_ORDER`` and implement
+    ``_start``, ``_on_input`` and ``_on_timer``.
+    """
+
+    TRANSITIONS: Mapping[StateT, Mapping[Trigger, StateT]]
+    INITIAL: StateT
+    TERMINATED: StateT
+    TIMER_ORDER: tuple[Trigger, ...]
+
+    def __init__(
+        self,
+        config: TimerConfig | None = None,
+        *,
+        reliable: bool,
+        retransmit_interval: float | None = None,
+        role: TimeoutRole = TimeoutRole.USER_AGENT,
+    ) -> None:
+        if role is TimeoutRole.STATELESS_PROXY:
+            raise ConfigError(
+                "role", role, "a stateful role: a stateless proxy forwards without transactions"
+            )
+        if retransmit_interval is not None and not retransmit_interval > 0:
+            raise ConfigError("retransmit_interval", retransmit_interval, "seconds > 0 or None")
+        self.config = config if config is not None else TimerConfig()
+        self.reliable = reliable
+        self.role = role
+        self.timers: Timers = self.config.timers(reliable=reliable)
+        #: First retransmission interval (Timers A, E, G): T1 unless overridden.
+        self.first_interval = (
+            retransmit_interval if retransmit_interval is not None else self.config.t1
+        )
+        self._state: StateT = self.INITIAL
+        self._started = False
+        self._armed: dict[Trigger, float] = {}
+
+    # ------------------------------------------------------------------ public surface
+
+    @property
+    def state(self) -> StateT:
+        return self._state
+
+    @property
+    def deadline(self) -> float | None:
+        """When :meth:`handle_timer` must be called next (absolute), or None."""
+        return min(self._armed.values(), default=None)
+
+    @property
+    def terminated(self) -> bool:
+        return self._state is self.TERMINATED
+
+    def start(self, now: float) -> list[Output]:
+        if self._started:
+            raise LocalProtocolError("the transaction was already started")
+        self._started = True
+        out = self._start(now)
+        return out + self._run_due(now)
+
+    def handle(self, event: Input, now: float) -> list[Output]:
+        if not self._started:
+            raise LocalProtocolError("start() the transaction before feeding it events")
+        if isinstance(event, TransportFailed):
+            # §17.1.4 / §17.2.4: inform the TU and go straight to Terminated.
+            self._transition(Trigger.TRANSPORT_ERROR)
+            self._armed.clear()
+            return [
+                TransportErrorOccurred(event.reason),
+                Terminated(TerminationReason.TRANSPORT_ERROR),
+            ]
+        out = self._on_input(event, now)
+        return out + self._run_due(now)
+
+    def handle_timer(self, now: float) -> list[Output]:
+        """Fire every timer due at ``now``, earliest first."""
+        if not self._started:
+            raise LocalProtocolError("start() the transaction before its timers")
+        return self._run_due(now)
+
+    # ------------------------------------------------------------------ for subclasses
+
+    def _start(self, now: float) -> list[Output]:
+        raise NotImplementedError
+
+    def _on_input(self, event: Input, now: float) -> list[Output]:
+        raise NotImplementedError
+
+    def _on_timer(self, timer: Trigger, when: float) -> list[Output]:
+        raise NotImplementedError
+
+    def _check(self, trigger: Trigger) -> StateT:
+        """The next state for ``trigger``, or LocalProtocolError if the table has no entry."""
+        try:
+            return self.TRANSITIONS[self._state][trigger]
+        except KeyError:
+            raise LocalProtocolError(
+                f"{type(self).__name__}: {trigger.value!r} is not allowed in state "
+                f"{self._state.name}"
+            ) from None
+
+    def _transition(self, trigger: Trigger) -> StateT:
+        self._state = self._check(trigger)
+        if self._state is self.TERMINATED:
+            self._armed.clear()
+        return self._state
+
+    def _arm(self, timer: Trigger, when: float) -> None:
+        self._armed[timer] = when
+
+    def _disarm(self, *timers: Trigger) -> None:
+        for timer in timers:
+            self._armed.pop(timer, None)
+
+    def _finish(self, reason: TerminationReason) -> list[Output]:
+        return [Terminated(reason)]
+
+    def _run_due(self, now: float) -> list[Output]:
+        out: list[Output] = []
+        while not self.terminated:
+            due = [(when, self.TIMER_ORDER.index(t), t) for t, when in self._armed.items()]
+            due = [d for d in due if d[0] <= now]
+            if not due:
+                break
+            when, _, timer = min(due)
+            del self._armed[timer]
+            out += self._on_timer(timer, when)
+        return out
+
+
+def render_markdown(transitions: Transitions) -> str:
+    """The table as a Markdown table (docs/transactions.md embeds this output)."""
+    lines = ["| State | Event | Next state |", "| --- | --- | --- |"]
+    for state, row in transitions.items():
+        for trigger, target in row.items():
+            lines.append(f"| {state.value} | {trigger.value} | {target.value} |")
+    return "\n".join(lines)
+
+
+def render_mermaid(transitions: Transitions) -> str:
+    """The table as a Mermaid state diagram (self-loops omitted: the Markdown table has them)."""
+    states = list(transitions)
+    lines = ["stateDiagram-v2", f"    [*] --> {states[0].value}"]
+    for state, row in transitions.items():
+        for trigger, target in row.items():
+            if target is not state:
+                lines.append(f"    {state.value} --> {target.value}: {trigger.value}")
+    lines.append(f"    {states[-1].value} --> [*]")
+    return "\n".join(lines)
