@@ -79,7 +79,13 @@ ALGORITHMS: Final = (
 )
 _RANK: Final = {name.upper(): i for i, name in enumerate(ALGORITHMS)}
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
-_BARE_VALUE = re.compile(r'[^\s,"]+')
+# name = ( quoted-string / bare value ), then a comma (empty list elements allowed) or the end.
+_PARAM = re.compile(
+    r"([A-Za-z0-9\-.!%*_+`'~]+)\s*=\s*"
+    r'(?:"((?:[^"\\\r\n]|\\[^\r\n])*)"|([^\s,"]+))'
+    r"\s*(?:,[\s,]*|\Z)"
+)
+_UNESCAPE = re.compile(r"\\(.)")
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
 _WS = " \t\r\n"
 
@@ -131,52 +137,28 @@ def _parse(value: str, what: str) -> tuple[str, tuple[AuthParam, ...], str | Non
     params: list[AuthParam] = []
     pos = 0
     while pos < len(rest):
-        m = _TOKEN.match(rest, pos)
+        m = _PARAM.match(rest, pos)
         if not m:
-            raise fail(f"expected a parameter name at {rest[pos:]!r}")
-        name, pos = m.group(), m.end()
-        while pos < len(rest) and rest[pos] in _WS:
-            pos += 1
-        if not rest.startswith("=", pos):
-            raise fail(f"parameter {name!r} has no '='")
-        pos += 1
-        while pos < len(rest) and rest[pos] in _WS:
-            pos += 1
-        if rest.startswith('"', pos):
-            chars: list[str] = []
-            pos += 1
-            while True:
-                if pos >= len(rest):
-                    raise fail("unterminated quoted-string")
-                ch = rest[pos]
-                if ch == "\\" and pos + 1 < len(rest) and rest[pos + 1] not in "\r\n":
-                    chars.append(rest[pos + 1])
-                    pos += 2
-                    continue
-                pos += 1
-                if ch == '"':
-                    break
-                chars.append(ch)
-            params.append(AuthParam(name, "".join(chars), True))
-        else:
-            m = _BARE_VALUE.match(rest, pos)
-            if not m:
-                raise fail(f"parameter {name!r} has no value")
-            params.append(AuthParam(name, m.group(), False))
-            pos = m.end()
-        while pos < len(rest) and rest[pos] in _WS:
-            pos += 1
-        if pos < len(rest):
-            if rest[pos] != ",":
-                raise fail(f"expected ',' at {rest[pos:]!r}")
-            pos += 1
-            while pos < len(rest) and rest[pos] in _WS + ",":
-                pos += 1
+            raise fail(f"cannot read a parameter at {rest[pos:]!r}")
+        quoted = m.group(2) is not None
+        text = _UNESCAPE.sub(r"\1", m.group(2)) if quoted else m.group(3)
+        params.append(AuthParam(m.group(1), text, quoted))
+        pos = m.end()
     names = [p.name.lower() for p in params]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise fail(f"parameter {duplicates[0]!r} appears twice")
     return scheme, tuple(params), None
+
+
+class _Param:
+    """An auth-param read as an attribute: its unquoted value, None when absent."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: _AuthValue | None, owner: object = None) -> str | None:
+        return None if obj is None else obj.get(self.name)
 
 
 @attrs.frozen(slots=True)
@@ -199,17 +181,9 @@ class _AuthValue:
         name = name.lower()
         return next((p.value for p in self.params if p.name.lower() == name), None)
 
-    @property
-    def realm(self) -> str | None:
-        return self.get("realm")
-
-    @property
-    def nonce(self) -> str | None:
-        return self.get("nonce")
-
-    @property
-    def opaque(self) -> str | None:
-        return self.get("opaque")
+    realm = _Param("realm")
+    nonce = _Param("nonce")
+    opaque = _Param("opaque")
 
     @property
     def algorithm(self) -> str:
@@ -270,21 +244,10 @@ class Challenge(_AuthValue):
 class Credentials(_AuthValue):
     """An ``Authorization`` / ``Proxy-Authorization`` value."""
 
-    @property
-    def username(self) -> str | None:
-        return self.get("username")
-
-    @property
-    def uri(self) -> str | None:
-        return self.get("uri")
-
-    @property
-    def response(self) -> str | None:
-        return self.get("response")
-
-    @property
-    def cnonce(self) -> str | None:
-        return self.get("cnonce")
+    username = _Param("username")
+    uri = _Param("uri")
+    response = _Param("response")
+    cnonce = _Param("cnonce")
 
     @property
     def qop(self) -> str | None:
@@ -360,19 +323,10 @@ class Ha1:
 
 
 def _response(
-    algorithm: str,
-    ha1: str,
-    *,
-    nonce: str,
-    method: str,
-    uri: str,
-    qop: str | None,
-    cnonce: str,
-    nc: str,
-    body: bytes,
-) -> str:
-    spec = _hash_of(algorithm)
-    assert spec is not None
+    spec: tuple[str, bool], ha1: str, nonce: str, cnonce: str, qop: str | None,
+    *, nc: str, method: str, uri: str, body: bytes,
+) -> str:  # fmt: skip
+    """The request-digest of RFC 7616 §3.4.1 (RFC 2069 style when ``qop`` is None)."""
     hash_name, sess = spec
     if sess:
         ha1 = _h(hash_name, f"{ha1}:{nonce}:{cnonce}")
@@ -413,23 +367,20 @@ def make_credentials(
     realm, nonce = challenge.realm, challenge.nonce
     if not challenge.is_digest or realm is None or nonce is None:
         raise AuthenticationFailed(f"not a usable Digest challenge: {challenge}", realm=realm)
-    algorithm = challenge.algorithm
-    if _hash_of(algorithm) is None:
+    algorithm, spec = challenge.algorithm, _hash_of(challenge.algorithm)
+    if spec is None:
         raise AuthenticationFailed(f"unsupported digest algorithm {algorithm!r}", realm=realm)
-    qop = choose_qop(challenge)
-    nc_text = f"{nc:08x}"
-    hash_name = _hash_of(algorithm)[0]  # type: ignore[index]
+    qop, nc_text, hash_name = choose_qop(challenge), f"{nc:08x}", spec[0]
     ha1 = _h(hash_name, f"{username}:{realm}:{password}")
     response = _response(
-        algorithm, ha1, nonce=nonce, method=method, uri=uri, qop=qop, cnonce=cnonce,
-        nc=nc_text, body=body,
-    )  # fmt: skip
+        spec, ha1, nonce, cnonce, qop, nc=nc_text, method=method, uri=uri, body=body
+    )
     shown = _h(hash_name, f"{username}:{realm}") if challenge.userhash else username
     params = [AuthParam("username", shown), AuthParam("realm", realm), AuthParam("nonce", nonce)]
     params += [AuthParam("uri", uri), AuthParam("response", response)]
     if challenge.get("algorithm") is not None:
         params.append(AuthParam("algorithm", algorithm, quoted=False))
-    if qop or _hash_of(algorithm)[1]:  # type: ignore[index]
+    if qop or spec[1]:
         params.append(AuthParam("cnonce", cnonce))
     if challenge.opaque is not None:
         params.append(AuthParam("opaque", challenge.opaque))
@@ -469,10 +420,10 @@ def verify(
         ha1 = password_or_ha1.hexdigest.lower()
     else:
         ha1 = _h(spec[0], f"{creds.username}:{realm}:{password_or_ha1}")
+    nc, cnonce = creds.get("nc") or "", creds.cnonce or ""
     expected = _response(
-        creds.algorithm, ha1, nonce=nonce or "", method=method, uri=uri or "", qop=qop,
-        cnonce=creds.cnonce or "", nc=creds.get("nc") or "", body=body,
-    )  # fmt: skip
+        spec, ha1, nonce or "", cnonce, qop, nc=nc, method=method, uri=uri or "", body=body
+    )
     return hmac.compare_digest(expected, (given or "").lower())
 
 
@@ -585,7 +536,7 @@ class DigestClient:
             chal = cached.challenge
             nonce = chal.nonce or ""
             self._nc[nonce] = nc = self._nc.get(nonce, 0) + 1
-            sess = _hash_of(chal.algorithm)[1]  # type: ignore[index]
+            sess = chal.algorithm.upper().endswith("-SESS")
             if sess and cached.sess_cnonce is None:
                 cached.sess_cnonce = self._cnonce()
             cnonce = cached.sess_cnonce if sess and cached.sess_cnonce else self._cnonce()

@@ -177,19 +177,16 @@ def _direction_in(lines: Iterable[SdpLine]) -> str | None:
 
 
 def _set_direction(lines: Sequence[SdpLine], direction: str | None) -> tuple[SdpLine, ...]:
-    """Replace the first direction attribute (dropping others), or append one."""
+    """Put ``direction`` where the first direction attribute was (or at the end); drop others."""
+    new = [] if direction is None else [Attribute(direction)]
     out: list[SdpLine] = []
-    placed = direction is None
     for line in lines:
         if isinstance(line, Attribute) and line.name in _FLAGS and line.value is None:
-            if not placed:
-                out.append(Attribute(direction))  # type: ignore[arg-type]
-                placed = True
-            continue
-        out.append(line)
-    if not placed:
-        out.append(Attribute(direction))  # type: ignore[arg-type]
-    return tuple(out)
+            out += new
+            new = []
+        else:
+            out.append(line)
+    return (*out, *new)
 
 
 @attrs.frozen(slots=True)
@@ -452,11 +449,8 @@ def _negotiate(offered: MediaDescription, local: MediaDescription) -> MediaDescr
         pt = _pt_of(line) if isinstance(line, Attribute) and is_rtp else None
         if pt is None:
             lines.append(line)
-        elif pt in chosen:
-            rest = (
-                line.value.partition(" ")[2] if isinstance(line, Attribute) and line.value else ""
-            )
-            lines.append(Attribute(line.name, f"{chosen[pt]} {rest}"))  # type: ignore[union-attr]
+        elif pt in chosen and isinstance(line, Attribute) and line.value is not None:
+            lines.append(Attribute(line.name, f"{chosen[pt]} {line.value.partition(' ')[2]}"))
     return attrs.evolve(local, formats=tuple(chosen.values()), lines=tuple(lines))
 
 
