@@ -1,0 +1,1 @@
+"""Interop tests: real third-party software (dnsmasq, sipp, Kamailio, baresip) on loopback."""
