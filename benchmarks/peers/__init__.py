@@ -47,6 +47,9 @@ class Adapter:
     errors: tuple[type[BaseException], ...]  # what counts as the stack's clean rejection
     notes: list[str] = field(default_factory=list)  # where the adapter does user-side work
     no_serialize_reason: str = ""
+    # For a stack whose serialiser hands back the received bytes when nothing was edited: an
+    # equivalent message, after a no-op edit, that the serialiser has to write out in full.
+    full_write: Callable[[Any], Any] | None = None
 
     @property
     def version(self) -> str:
