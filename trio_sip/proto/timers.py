@@ -30,13 +30,29 @@ import attrs
 
 from .errors import ConfigError
 
-__all__ = ["MAX_TRANSACTION_TIMEOUT_MS", "TimerConfig", "Timers"]
+__all__ = ["MAX_TRANSACTION_TIMEOUT_MS", "TIMER_TABLE", "TimerConfig", "Timers"]
 
 #: The largest allowed ``sip_transaction_timeout`` (64 * the default T1, in milliseconds).
 MAX_TRANSACTION_TIMEOUT_MS = 32000
 
 #: Timer D for unreliable transports: "at least 32 seconds" (§17.1.1.2), independent of T1.
 TIMER_D_UNRELIABLE = 32.0
+
+#: (timer, :class:`Timers` field, meaning, RFC section): the table docs/transactions.md shows.
+TIMER_TABLE: tuple[tuple[str, str, str, str], ...] = (
+    ("A", "a", "INVITE request retransmit interval, doubling (UDP only)", "RFC 3261 §17.1.1.2"),
+    ("B", "b", "INVITE transaction timeout (Calling state)", "RFC 3261 §17.1.1.2"),
+    ("D", "d", "Wait time for response retransmits (client INVITE)", "RFC 3261 §17.1.1.2"),
+    ("E", "e", "Non-INVITE request retransmit interval, capped at T2 (UDP)", "RFC 3261 §17.1.2.2"),
+    ("F", "f", "Non-INVITE transaction timeout", "RFC 3261 §17.1.2.2"),
+    ("G", "g", "INVITE final response retransmit interval, capped at T2 (UDP)", "RFC 3261 §17.2.1"),
+    ("H", "h", "Wait time for ACK receipt", "RFC 3261 §17.2.1"),
+    ("I", "i", "Wait time for ACK retransmits", "RFC 3261 §17.2.1"),
+    ("J", "j", "Wait time for non-INVITE request retransmits", "RFC 3261 §17.2.2"),
+    ("K", "k", "Wait time for response retransmits (client non-INVITE)", "RFC 3261 §17.1.2.2"),
+    ("L", "l", "Wait time for accepted INVITE request retransmits", "RFC 6026 §8.7"),
+    ("M", "m", "Wait time for retransmissions of 2xx responses", "RFC 6026 §8.4"),
+)
 
 
 def _check_positive(name: str, value: float) -> None:

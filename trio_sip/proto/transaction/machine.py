@@ -241,7 +241,7 @@ class Machine(Generic[StateT]):
         return out
 
 
-def render_markdown(transitions: Transitions) -> str:
+def render_markdown(transitions: Mapping[StateT, Mapping[Trigger, StateT]]) -> str:
     """The table as a Markdown table (docs/transactions.md embeds this output)."""
     lines = ["| State | Event | Next state |", "| --- | --- | --- |"]
     for state, row in transitions.items():
@@ -250,7 +250,7 @@ def render_markdown(transitions: Transitions) -> str:
     return "\n".join(lines)
 
 
-def render_mermaid(transitions: Transitions) -> str:
+def render_mermaid(transitions: Mapping[StateT, Mapping[Trigger, StateT]]) -> str:
     """The table as a Mermaid state diagram (self-loops omitted: the Markdown table has them)."""
     states = list(transitions)
     lines = ["stateDiagram-v2", f"    [*] --> {states[0].value}"]
