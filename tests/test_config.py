@@ -186,6 +186,12 @@ def test_password_stays_out_of_repr() -> None:
     assert "s3cret" not in repr(conn(password="s3cret"))
 
 
+def test_timer_config_for_the_core() -> None:
+    timers = EndpointConfig(t1=250, t2=2000, t4=2500, sip_transaction_timeout=4000).timer_config()
+    assert (timers.t1, timers.t2, timers.t4) == (0.25, 2.0, 2.5)
+    assert timers.transaction_timeout == 4.0
+
+
 def test_endpoint_helpers() -> None:
     ep = EndpointConfig(
         dns_server="[2001:db8::53]", connections=[conn(), conn(id="west", enabled=False)]

@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 
 from ..proto.errors import ConfigError
+from ..proto.timers import TimerConfig
 from ._values import (
     Check,
     bool_check,
@@ -307,6 +308,15 @@ class EndpointConfig:
             return None
         host, port = parse_hostport(self.dns_server, ip_only=True)
         return host, 53 if port is None else port
+
+    def timer_config(self) -> TimerConfig:
+        """The core's :class:`~trio_sip.proto.timers.TimerConfig` (T1/T2/T4 in seconds)."""
+        return TimerConfig(
+            t1=self.t1 / 1000,
+            t2=self.t2 / 1000,
+            t4=self.t4 / 1000,
+            sip_transaction_timeout=self.sip_transaction_timeout,
+        )
 
     def connection(self, connection_id: str) -> ConnectionConfig:
         """The connection with this id (``KeyError`` if there is none)."""
