@@ -294,14 +294,18 @@ class Request(Message):
 
     def evolve(self, **changes: Any) -> Request:
         """A copy with some of ``method``, ``uri``, ``headers``, ``body``, ``version`` changed."""
-        return Request(
+        keep_uri = "uri" not in changes
+        new = Request(
             changes.pop("method", self._method),
-            changes.pop("uri", self._uri if self._uri is not None else self._uri_text),
+            changes.pop("uri", self._uri_text),
             changes.pop("headers", self._headers),
             changes.pop("body", self._body),
             version=changes.pop("version", self._version),
             **changes,
         )
+        if keep_uri:
+            new._uri = self._uri  # the same text, already parsed (or not)
+        return new
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Request):

@@ -179,7 +179,8 @@ def _good_value(value: str) -> bool:
         return scan_quoted(value, 0) == len(value)
     if value[0] == "[":
         return value[-1] == "]" and _ipv6_ok(value[1:-1])
-    return is_token(value) or _HOSTNAME_RE.fullmatch(value) is not None
+    # RFC 3261 via-received allows a bare IPv6 address (RFC 5118 §4.5).
+    return is_token(value) or _HOSTNAME_RE.fullmatch(value) is not None or _ipv6_ok(value)
 
 
 def _ipv6_ok(text: str) -> bool:
@@ -336,7 +337,7 @@ def parse_uri(text: str) -> Uri:
         )
     if not rest:
         raise ParseError(f"bad URI {text!r}: empty after scheme")
-    return AbsoluteUri(scheme, rest)
+    return AbsoluteUri(text[:colon], rest)  # kept as written: it is opaque to us
 
 
 def _parse_sip(scheme: str, rest: str, text: str) -> SipUri:
