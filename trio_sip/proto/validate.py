@@ -28,7 +28,22 @@ from .uri import SipUri, TelUri
 __all__ = ["DEFAULT_METHODS", "Rejection", "check_request", "check_response"]
 
 DEFAULT_METHODS = frozenset(
-    ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY", "REFER", "INFO", "UPDATE", "MESSAGE", "PUBLISH"]
+    [
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "REFER",
+        "INFO",
+        "UPDATE",
+        "MESSAGE",
+        "PUBLISH",
+    ]
 )
 
 Role = Literal["uas", "proxy", "registrar"]
