@@ -6,7 +6,11 @@ what goes on the wire and what reaches the TU, at exact times.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trio_sip.proto.errors import ConfigError, LocalProtocolError
 from trio_sip.proto.message import Request, Response
@@ -23,6 +27,7 @@ from trio_sip.proto.outputs import (
     TransportErrorOccurred,
     TransportFailed,
 )
+from trio_sip.proto.parse import parse_message
 from trio_sip.proto.timers import TimerConfig
 from trio_sip.proto.transaction import (
     ClientInviteState,
@@ -35,18 +40,6 @@ from trio_sip.proto.transaction import (
 Machine = ClientInviteTransaction | ClientNonInviteTransaction
 
 BRANCH = "z9hG4bK776asdhds"
-
-
-def build(text: str) -> Request | Response:
-    """A message from its text, through the public constructors."""
-    start, *lines = text.split("\r\n\r\n", maxsplit=1)[0].split("\r\n")
-    headers = [tuple(line.split(": ", 1)) for line in lines]
-    pairs = [(name, value) for name, value in headers]
-    if start.startswith("SIP/2.0"):
-        _, code, reason = start.split(" ", 2)
-        return Response(int(code), reason, pairs)
-    method, uri, _ = start.split(" ")
-    return Request(method, uri, pairs)
 
 
 def request(method: str = "OPTIONS", *, routes: bool = False) -> Request:
@@ -63,7 +56,7 @@ def request(method: str = "OPTIONS", *, routes: bool = False) -> Request:
         f"CSeq: 314159 {method}\r\n"
         "Content-Length: 0\r\n\r\n"
     )
-    message = build(text)
+    message = parse_message(text.encode())
     assert isinstance(message, Request)
     return message
 
@@ -79,7 +72,7 @@ def response(status: int, method: str = "OPTIONS", *, to_tag: str | None = "a6c8
         f"CSeq: 314159 {method}\r\n"
         "Content-Length: 0\r\n\r\n"
     )
-    message = build(text)
+    message = parse_message(text.encode())
     assert isinstance(message, Response)
     return message
 
@@ -209,6 +202,7 @@ def test_invite_failure_is_acked_by_the_transaction_per_17_1_1_3() -> None:
     assert ack_request.to.tag == "a6c85cf"  # To from the response
     assert (ack_request.cseq.seq, ack_request.cseq.method) == (314159, "ACK")
     assert ack_request.headers.get_all("Route") == invite.headers.get_all("Route")
+    assert parse_message(bytes(ack_request)) == ack_request  # well-formed on the wire
     assert tx.state is ClientInviteState.COMPLETED
 
     # Timer D (32 s over UDP) absorbs retransmitted finals, re-sending the same ACK.
@@ -339,3 +333,24 @@ def test_machines_refuse_the_wrong_method() -> None:
         ClientInviteTransaction(request("OPTIONS"), reliable=False)
     with pytest.raises(LocalProtocolError):
         ClientNonInviteTransaction(request("INVITE"), reliable=False)
+
+
+@given(
+    t1=st.floats(min_value=0.01, max_value=2.0),
+    t2_factor=st.floats(min_value=1.0, max_value=16.0),
+    timeout_ms=st.integers(min_value=1, max_value=32000),
+)
+def test_non_invite_schedule_backs_off_to_t2_and_ends_at_the_timeout(
+    t1: float, t2_factor: float, timeout_ms: int
+) -> None:
+    config = TimerConfig(t1=t1, t2=t1 * t2_factor, sip_transaction_timeout=timeout_ms)
+    tx = ClientNonInviteTransaction(request(), config, reliable=False)
+    log = run(tx, until=10_000)
+    times = [t for t, out in log if isinstance(out, Transmit)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert times[0] == 0
+    assert all(a <= b + 1e-9 for a, b in itertools.pairwise(gaps))  # never shrinks
+    assert all(gap <= config.t2 + 1e-9 for gap in gaps)
+    end = min(64 * t1, timeout_ms / 1000)
+    assert outcome(log) == (pytest.approx(end), TerminationReason.TIMEOUT)
+    assert all(t < end for t in times)

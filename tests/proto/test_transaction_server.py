@@ -258,3 +258,12 @@ def test_server_machines_refuse_responses_and_wrong_methods() -> None:
         ServerInviteTransaction(request("OPTIONS"), reliable=False)
     with pytest.raises(LocalProtocolError):
         ServerNonInviteTransaction(invite, reliable=False)
+
+
+def test_an_ack_before_any_final_response_is_absorbed() -> None:
+    invite = request()
+    tx = ServerInviteTransaction(invite, reliable=False)
+    tx.start(0.0)
+    assert tx.handle(MessageReceived(request("ACK")), 0.1) == []
+    assert tx.state is ServerInviteState.PROCEEDING
+    assert tx.deadline == pytest.approx(0.2)  # the 100 Trying timer still runs

@@ -117,7 +117,7 @@ def ack_for_failure(request: Request, response: Response) -> Request:
         value = source.get(name)
         if value is not None:
             headers.append((name, value))
-    headers.append(("CSeq", f"{request.cseq.seq} ACK"))
+    headers += [("CSeq", f"{request.cseq.seq} ACK"), ("Content-Length", "0")]
     return Request("ACK", request.uri_text, headers)
 
 

@@ -68,6 +68,7 @@ T = Trigger
 TRANSITIONS: dict[ServerInviteState, dict[Trigger, ServerInviteState]] = {
     S.PROCEEDING: {
         T.RECV_REQUEST: S.PROCEEDING,  # re-send the last provisional
+        T.RECV_ACK: S.PROCEEDING,  # an ACK before any final response: absorbed
         T.TIMER_TRYING: S.PROCEEDING,  # 100 Trying
         T.SEND_1XX: S.PROCEEDING,
         T.SEND_2XX: S.ACCEPTED,
