@@ -1,0 +1,214 @@
+"""UDP transport on real loopback sockets (port 0, ``fail_after`` around all I/O)."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+
+import pytest
+import trio
+import trio.testing
+
+from trio_sip.proto.errors import TransportError
+from trio_sip.proto.message import Request, make_response
+from trio_sip.proto.target import Target
+from trio_sip.testing import check_transport, make_request
+from trio_sip.transports import (
+    Flow,
+    FlowEvent,
+    FlowFailed,
+    TransportConfig,
+    TransportLayer,
+    open_transport_layer,
+)
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+needs_ipv6 = pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback (::1) on this host")
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.send, self.receive = trio.open_memory_channel[tuple[object, Flow]](math.inf)
+
+    def __call__(self, message: object, flow: Flow) -> None:
+        self.send.send_nowait((message, flow))
+
+    async def get(self) -> tuple[object, Flow]:
+        with trio.fail_after(2):
+            return await self.receive.receive()
+
+
+def request(via: str, *, size: int = 0) -> Request:
+    return Request(
+        "MESSAGE",
+        "sip:bob@example.com",
+        [
+            ("Via", via),
+            ("Max-Forwards", "70"),
+            ("From", "<sip:alice@example.com>;tag=a"),
+            ("To", "<sip:bob@example.com>"),
+            ("Call-ID", "udp-test"),
+            ("CSeq", "1 MESSAGE"),
+        ],
+        body=b"x" * size,
+    )
+
+
+async def test_conformance_ipv4() -> None:
+    with trio.fail_after(10):
+        await check_transport(open_transport_layer, open_transport_layer, "UDP", "127.0.0.1")
+
+
+@needs_ipv6
+async def test_conformance_ipv6() -> None:
+    with trio.fail_after(10):
+        await check_transport(open_transport_layer, open_transport_layer, "UDP", "::1")
+
+
+async def test_received_added_only_when_sent_by_differs(nursery: trio.Nursery) -> None:
+    inbox = Inbox()
+    async with open_transport_layer(inbox) as server, open_transport_layer() as client:
+        address = await nursery.start(server.listen, "UDP", "127.0.0.1", 0)
+        flow = await client.connect(Target("UDP", *address))
+        await flow.send(bytes(request("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1")))
+        message, _ = await inbox.get()
+        assert isinstance(message, Request)
+        assert message.vias[0].received is None and message.vias[0].rport is None
+        await flow.send(bytes(request("SIP/2.0/UDP alice.invalid:5060;branch=z9hG4bK2")))
+        message, _ = await inbox.get()
+        assert isinstance(message, Request)
+        assert message.vias[0].received == "127.0.0.1"
+        assert message.vias[0].rport is None  # not asked for: not added (RFC 3581 §4)
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("rport", [True, False])
+async def test_udp_response_routing(nursery: trio.Nursery, rport: bool) -> None:
+    """§18.2.2: to received + sent-by port; RFC 3581: to the source port when rport is asked."""
+    server_inbox, client_inbox = Inbox(), Inbox()
+    async with (
+        open_transport_layer(server_inbox) as server,
+        open_transport_layer(client_inbox) as client,
+    ):
+        server_address = await nursery.start(server.listen, "UDP", "127.0.0.1", 0)
+        client_listener = await nursery.start(client.listen, "UDP", "127.0.0.1", 0)
+        flow = await client.connect(Target("UDP", *server_address))
+        assert flow.local != client_listener
+        # sent-by names another host: the server must use `received` for the address
+        via = f"SIP/2.0/UDP 192.0.2.7:{client_listener[1]};branch=z9hG4bKr" + (
+            ";rport" if rport else ""
+        )
+        await flow.send(bytes(request(via)))
+        message, server_flow = await inbox_request(server_inbox)
+        await server.send_response(make_response(message, 202), server_flow)
+        response, arrived_on = await client_inbox.get()
+        assert getattr(response, "status_code", None) == 202
+        expected = flow.local if rport else client_listener
+        assert arrived_on.local == expected
+        nursery.cancel_scope.cancel()
+
+
+async def inbox_request(inbox: Inbox) -> tuple[Request, Flow]:
+    message, flow = await inbox.get()
+    assert isinstance(message, Request)
+    return message, flow
+
+
+async def test_icmp_port_unreachable_fails_the_flow_fast() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    events: list[FlowEvent] = []
+    async with open_transport_layer() as client:
+        flow = await client.connect(Target("UDP", "127.0.0.1", dead_port))
+        flow.subscribe(events.append)
+        start = trio.current_time()
+        await flow.send(bytes(request("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKi")))
+        with trio.fail_after(1):
+            error = await flow.wait_failed()
+        elapsed = trio.current_time() - start
+        assert elapsed < 0.1, elapsed
+        assert "ICMP port unreachable" in str(error)
+        assert events == [FlowFailed(error)]
+        with pytest.raises(TransportError):
+            await flow.send(b"again")
+        again = await client.connect(Target("UDP", "127.0.0.1", dead_port))
+        assert again is not flow and again.state == "OPEN"
+
+
+async def test_oversized_request_goes_over_tcp(nursery: trio.Nursery) -> None:
+    inbox = Inbox()
+    async with open_transport_layer(inbox) as server, open_transport_layer() as client:
+        udp_address = await nursery.start(server.listen, "UDP", "127.0.0.1", 0)
+        await nursery.start(server.listen, "TCP", "127.0.0.1", udp_address[1])
+        target = Target("UDP", *udp_address)
+        small = bytes(request("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKs"))
+        assert len(small) <= 1300
+        assert client.choose_target(target, len(small)) == target
+        big = request("SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKb", size=1400)
+        chosen = client.choose_target(target, len(bytes(big)))
+        assert chosen == Target("TCP", *udp_address)
+        flow = await client.connect(chosen)
+        await flow.send(bytes(big))
+        message, server_flow = await inbox.get()
+        assert server_flow.transport == "TCP" and isinstance(message, Request)
+        assert len(message.body) == 1400
+        nursery.cancel_scope.cancel()
+
+
+async def test_size_fallback_can_be_disabled() -> None:
+    async with open_transport_layer(config=TransportConfig(udp_size_fallback=False)) as layer:
+        target = Target("UDP", "127.0.0.1", 5060)
+        assert layer.choose_target(target, 5000) == target
+
+
+async def test_malformed_datagram_and_failing_callback_do_not_stop_the_listener(
+    nursery: trio.Nursery,
+) -> None:
+    got: list[object] = []
+
+    def on_message(message: object, flow: Flow) -> None:
+        got.append(message)
+        if len(got) == 1:
+            raise RuntimeError("application bug")
+
+    async with open_transport_layer(on_message) as server, open_transport_layer() as client:
+        address = await nursery.start(server.listen, "UDP", "127.0.0.1", 0)
+        flow = await client.connect(Target("UDP", *address))
+        await flow.send(b"this is not SIP\r\n\r\n")
+        for _ in range(2):
+            await flow.send(bytes(make_request("UDP")))
+        with trio.fail_after(2):
+            while len(got) < 2:
+                await trio.sleep(0.01)
+        assert [type(m) for m in got] == [Request, Request]
+        nursery.cancel_scope.cancel()
+
+
+async def test_aclose_leaves_no_task_and_no_socket() -> None:
+    fds_before = len(os.listdir("/proc/self/fd"))
+    async with trio.open_nursery() as nursery:
+        layer = TransportLayer(nursery)
+        address = await nursery.start(layer.listen, "UDP", "127.0.0.1", 0)
+        tcp = await nursery.start(layer.listen, "TCP", "127.0.0.1", 0)
+        await layer.connect(Target("UDP", *address))
+        await layer.connect(Target("TCP", *tcp))
+        assert len(layer.flows) >= 2
+        assert len(os.listdir("/proc/self/fd")) > fds_before
+        await layer.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        assert nursery.child_tasks == frozenset()
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+    assert layer.flows == [] and layer.listening == []
+    with pytest.raises(TransportError):
+        await layer.connect(Target("UDP", *address))
