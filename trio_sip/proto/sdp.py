@@ -69,10 +69,7 @@ _SESSION_ONLY: Final = frozenset("vostuepzr")
 
 
 class SdpError(ProtocolError):
-    """A malformed session description (answer 400 Bad Request, or 488 by policy)."""
-
-    def __init__(self, msg: str, *, status_hint: int = 400) -> None:
-        super().__init__(msg, status_hint=status_hint)
+    """A malformed session description (``status_hint`` 400 Bad Request)."""
 
 
 def _direction_from_flags(send: bool, recv: bool) -> str:
@@ -247,10 +244,9 @@ class SessionDescription:
     name: str = "-"
     lines: tuple[SdpLine, ...] = (Timing(),)
     media: tuple[MediaDescription, ...] = ()
-    version: int = 0
 
     def __str__(self) -> str:
-        out = [f"v={self.version}", f"o={self.origin}", f"s={self.name}"]
+        out = ["v=0", f"o={self.origin}", f"s={self.name}"]
         out += [f"{x.type}={x}" for x in self.lines]
         for m in self.media:
             out.append(f"m={m}")
@@ -408,7 +404,7 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
     if not any(isinstance(x, Timing) for x in session):
         raise SdpError("SDP body has no t= line (RFC 4566 §5: at least one is required)")
     sections = tuple(attrs.evolve(m, lines=tuple(lines)) for m, lines in media)
-    return SessionDescription(origin, sv, tuple(session), sections, 0)
+    return SessionDescription(origin, sv, tuple(session), sections)
 
 
 _RTP_PT_ATTRIBUTES: Final = frozenset({"rtpmap", "fmtp", "rtcp-fb"})
