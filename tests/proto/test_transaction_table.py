@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trio_sip.proto.errors import LocalProtocolError
+from trio_sip.proto.errors import LocalProtocolError, RemoteProtocolError
 from trio_sip.proto.message import Request, Response, make_response
 from trio_sip.proto.outputs import SendResponse
 from trio_sip.proto.transaction import (
@@ -180,3 +180,10 @@ def test_a_live_key_cannot_be_registered_twice() -> None:
     table.add(server_key(options), ServerNonInviteTransaction(options, reliable=False))
     with pytest.raises(LocalProtocolError):
         table.add(server_key(options), ServerNonInviteTransaction(options, reliable=False))
+
+
+def test_a_request_without_via_is_a_remote_error_not_a_crash() -> None:
+    no_via = Request("OPTIONS", "sip:bob@biloxi.com", [("Call-ID", "x"), ("CSeq", "1 OPTIONS")])
+    with pytest.raises(RemoteProtocolError) as info:
+        TransactionTable().classify(no_via)
+    assert info.value.status_hint == 400

@@ -28,12 +28,15 @@ To tag of the response is not in the INVITE, so for an ACK :func:`server_key_can
 offers the key with no To tag (the INVITE's own, untagged To); the table tries them in order.
 
 Hosts compare case-insensitively and a missing Via port means the transport's default port.
+A message with no Via at all raises RemoteProtocolError (400): it matches nothing.
 """
 
 from __future__ import annotations
 
 import attrs
 
+from ..errors import RemoteProtocolError
+from ..fields import Via
 from ..message import Request, Response
 from ..target import default_port
 
@@ -88,6 +91,14 @@ class LegacyServerKey:
 Key = ClientKey | ServerKey | LegacyServerKey
 
 
+def _top_via(message: Request | Response) -> Via:
+    """The top Via; a message without one cannot belong to any transaction (§8.1.1.7)."""
+    vias = message.vias
+    if not vias:
+        raise RemoteProtocolError("a message without a Via header field", status_hint=400)
+    return vias[0]
+
+
 def client_key(message: Request | Response) -> ClientKey:
     """The client transaction key of an outgoing request or of a response to it.
 
@@ -95,11 +106,10 @@ def client_key(message: Request | Response) -> ClientKey:
     INVITE transaction that shares its branch.
     """
     method = message.method if isinstance(message, Request) else message.cseq.method
-    return ClientKey(message.vias[0].branch or "", method)
+    return ClientKey(_top_via(message).branch or "", method)
 
 
-def _sent_by(message: Request) -> tuple[str, int]:
-    via = message.vias[0]
+def _sent_by(via: Via) -> tuple[str, int]:
     port = via.port if via.port is not None else default_port(via.transport)
     return via.host.lower(), port
 
@@ -107,18 +117,18 @@ def _sent_by(message: Request) -> tuple[str, int]:
 def _server_key(
     request: Request, method: str, *, to_tag: str | None
 ) -> ServerKey | LegacyServerKey:
-    branch = request.vias[0].branch
+    via = _top_via(request)
+    branch = via.branch
+    host, port = _sent_by(via)
     if branch is not None and branch.startswith(MAGIC_COOKIE):
-        host, port = _sent_by(request)
         return ServerKey(branch, host, port, method)
-    host, port = _sent_by(request)
     return LegacyServerKey(
         request_uri=request.uri_text,
         to_tag=to_tag,
         from_tag=request.from_.tag,
         call_id=request.call_id,
         cseq=request.cseq.seq,
-        top_via=(request.vias[0].transport.upper(), host, port, branch),
+        top_via=(via.transport.upper(), host, port, branch),
         method=method,
     )
 
