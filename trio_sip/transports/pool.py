@@ -232,6 +232,9 @@ class TransportLayer:
         finally:
             del self._connecting[key]
             event.set()
+        if self._closed:
+            await flow.aclose()
+            self._check_open()
         self._pool.add(flow, key)
         return flow
 
@@ -340,6 +343,9 @@ class TransportLayer:
                 logger.info("dropping incoming %s connection: %s", transport, exc)
                 return
             flow = StreamFlow(transport, stream, local, remote)
+            if self._closed:  # accepted while the layer was closing
+                await flow.aclose()
+                return
             self._pool.add(flow)
             await flow.serve(self._message_received)
 

@@ -169,5 +169,6 @@ class StreamFlow(Flow):
     async def aclose(self) -> None:
         if self.closed:
             return
+        self.closed = True
         self._fail(TransportError(f"{self._context}: closed"))
         await self._close_stream()

@@ -13,10 +13,13 @@ either side may close it; TCP_NODELAY is set by trio.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+
 import trio
 
 from .base import Address, DatagramSocket, NetworkBackend
-from .udp import TrioDatagramSocket
+from .udp import TrioDatagramSocket, family_for
 
 __all__ = ["TrioBackend"]
 
@@ -41,7 +44,18 @@ class TrioBackend(NetworkBackend):
         return await TrioDatagramSocket.open(host, port, remote)
 
     async def connect_tcp(self, host: str, port: int) -> trio.abc.Stream:
-        return await trio.open_tcp_stream(host, port)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:  # a host name (e.g. a Via sent-by): let trio resolve it
+            return await trio.open_tcp_stream(host, port)
+        # An address literal: one attempt, so that the OS error (ECONNREFUSED...) is kept.
+        sock = trio.socket.socket(family_for(host), socket.SOCK_STREAM)
+        try:
+            await sock.connect((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return trio.SocketStream(sock)
 
     async def open_tcp_listener(
         self, host: str, port: int
