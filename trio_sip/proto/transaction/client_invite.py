@@ -24,9 +24,9 @@ States: CALLING -> PROCEEDING -> COMPLETED / ACCEPTED -> TERMINATED (RFC 6026 Fi
   timer M with a value of 64*T1". "Any 2xx responses that match this client transaction and
   that are received while in the Accepted state MUST be passed up to the TU. The client
   transaction MUST NOT generate an ACK to the 2xx response": the TU (the dialog) does.
-* Timeout roles: USER_AGENT reports a RetransmitTimeout next to each Timer A retransmission;
-  USER_AGENT_APP_RETRANSMIT reports it *instead* and waits for ApplicationRetransmit;
-  STATEFUL_PROXY retransmits silently.
+* Timeout roles: USER_AGENT and STATEFUL_PROXY retransmit silently (only TRANSACTION timeouts
+  reach the TU); USER_AGENT_APP_RETRANSMIT reports a RetransmitTimeout on each Timer A tick
+  *instead* of resending and waits for ApplicationRetransmit.
 """
 
 from __future__ import annotations
@@ -188,8 +188,6 @@ class ClientInviteTransaction(Machine[ClientInviteState]):
             self._arm(T.TIMER_A, when + self._interval)
             if self.role is TimeoutRole.USER_AGENT_APP_RETRANSMIT:
                 return [RetransmitTimeout()]
-            if self.role is TimeoutRole.USER_AGENT:
-                return [Transmit(self.request), RetransmitTimeout()]
             return [Transmit(self.request)]
         if timer is T.TIMER_B:
             return [TransactionTimeout(), *self._finish(TerminationReason.TIMEOUT)]

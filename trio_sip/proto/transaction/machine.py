@@ -58,8 +58,8 @@ __all__ = [
 class TimeoutRole(enum.Enum):
     """Who retransmits, and which timeouts are reported (JAIN-SIP's ``Timeout`` semantics)."""
 
-    #: The stack retransmits everything; Timer A ticks are reported as RetransmitTimeout next
-    #: to the retransmission; TRANSACTION timeouts (B, F, H) for every kind of transaction.
+    #: The stack retransmits everything silently; the application gets TRANSACTION timeouts
+    #: (B, F, H) for every kind of transaction, never RETRANSMIT.
     USER_AGENT = "user-agent"
     #: Opt-in: INVITE client transactions report RetransmitTimeout on each Timer A tick and do
     #: not resend; the application feeds ApplicationRetransmit() to resend.
