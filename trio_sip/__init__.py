@@ -6,14 +6,84 @@ The public API is what this module exports (``__all__``); ``trio_sip.proto`` is 
 
 from __future__ import annotations
 
+from .config import ConnectionConfig as ConnectionConfig
+from .config import EndpointConfig as EndpointConfig
+from .config import load_config as load_config
+from .dns import DnspythonResolver as DnspythonResolver
+from .dns import Resolver as Resolver
+from .errors import AuthenticationFailed as AuthenticationFailed
 from .errors import ConfigError as ConfigError
+from .errors import DnsError as DnsError
 from .errors import LocalProtocolError as LocalProtocolError
 from .errors import ParseError as ParseError
 from .errors import ProtocolError as ProtocolError
 from .errors import RemoteProtocolError as RemoteProtocolError
+from .errors import SdpError as SdpError
 from .errors import SipError as SipError
 from .errors import TransactionError as TransactionError
 from .errors import TransactionTimeoutError as TransactionTimeoutError
 from .errors import TransportError as TransportError
+from .proto.auth import CredentialStore as CredentialStore
+from .proto.auth import DigestClient as DigestClient
+from .proto.blacklist import Blacklist as Blacklist
+from .proto.headers import Headers as Headers
+from .proto.message import Request as Request
+from .proto.message import Response as Response
+from .proto.message import make_response as make_response
+from .proto.parse import StreamFramer as StreamFramer
+from .proto.parse import parse_message as parse_message
+from .proto.sdp import SessionDescription as SessionDescription
+from .proto.sdp import answer_for as answer_for
+from .proto.sdp import audio_offer as audio_offer
+from .proto.sdp import parse_sdp as parse_sdp
+from .proto.target import Target as Target
+from .proto.timers import TimerConfig as TimerConfig
+from .proto.transaction import TimeoutRole as TimeoutRole
+from .proto.uri import AbsoluteUri as AbsoluteUri
+from .proto.uri import NameAddress as NameAddress
+from .proto.uri import SipUri as SipUri
+from .proto.uri import TelUri as TelUri
+from .proto.uri import parse_uri as parse_uri
 
 __version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AbsoluteUri",
+    "AuthenticationFailed",
+    "Blacklist",
+    "ConfigError",
+    "ConnectionConfig",
+    "CredentialStore",
+    "DigestClient",
+    "DnsError",
+    "DnspythonResolver",
+    "EndpointConfig",
+    "Headers",
+    "LocalProtocolError",
+    "NameAddress",
+    "ParseError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Request",
+    "Resolver",
+    "Response",
+    "SdpError",
+    "SessionDescription",
+    "SipError",
+    "SipUri",
+    "StreamFramer",
+    "Target",
+    "TelUri",
+    "TimeoutRole",
+    "TimerConfig",
+    "TransactionError",
+    "TransactionTimeoutError",
+    "TransportError",
+    "answer_for",
+    "audio_offer",
+    "load_config",
+    "make_response",
+    "parse_message",
+    "parse_sdp",
+    "parse_uri",
+]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .dns import DnsError as DnsError
+from .proto.auth import AuthenticationFailed as AuthenticationFailed
 from .proto.errors import ConfigError as ConfigError
 from .proto.errors import LocalProtocolError as LocalProtocolError
 from .proto.errors import ParseError as ParseError
@@ -11,8 +13,12 @@ from .proto.errors import SipError as SipError
 from .proto.errors import TransactionError as TransactionError
 from .proto.errors import TransactionTimeoutError as TransactionTimeoutError
 from .proto.errors import TransportError as TransportError
+from .proto.sdp import SdpError as SdpError
 
 __all__ = [
+    "AuthenticationFailed",
+    "DnsError",
+    "SdpError",
     "ConfigError",
     "LocalProtocolError",
     "ParseError",

@@ -6,6 +6,17 @@ deadlines come out. Nothing here imports trio, socket, ssl or dns, reads a clock
 
 from __future__ import annotations
 
+from .auth import AuthenticationFailed as AuthenticationFailed
+from .auth import Challenge as Challenge
+from .auth import Credentials as Credentials
+from .auth import CredentialStore as CredentialStore
+from .auth import DigestClient as DigestClient
+from .auth import parse_challenge as parse_challenge
+from .auth import parse_credentials as parse_credentials
+from .auth import verify as verify
+from .blacklist import Blacklist as Blacklist
+from .blacklist import BlacklistStatistics as BlacklistStatistics
+from .blacklist import FailureReason as FailureReason
 from .errors import ConfigError as ConfigError
 from .errors import LocalProtocolError as LocalProtocolError
 from .errors import ParseError as ParseError
@@ -15,3 +26,182 @@ from .errors import SipError as SipError
 from .errors import TransactionError as TransactionError
 from .errors import TransactionTimeoutError as TransactionTimeoutError
 from .errors import TransportError as TransportError
+from .fields import CSeq as CSeq
+from .fields import MediaType as MediaType
+from .fields import RetryAfter as RetryAfter
+from .fields import Via as Via
+from .headers import Headers as Headers
+from .ids import new_branch as new_branch
+from .ids import new_call_id as new_call_id
+from .ids import new_tag as new_tag
+from .keepalive import FlowDead as FlowDead
+from .keepalive import KeepAliveState as KeepAliveState
+from .keepalive import NullKeepAlive as NullKeepAlive
+from .keepalive import PongReceived as PongReceived
+from .keepalive import SendKeepAlive as SendKeepAlive
+from .keepalive import StreamKeepAlive as StreamKeepAlive
+from .message import Message as Message
+from .message import Request as Request
+from .message import Response as Response
+from .message import make_response as make_response
+from .outputs import ApplicationRetransmit as ApplicationRetransmit
+from .outputs import Deliver as Deliver
+from .outputs import MessageReceived as MessageReceived
+from .outputs import RetransmitTimeout as RetransmitTimeout
+from .outputs import SendResponse as SendResponse
+from .outputs import Terminated as Terminated
+from .outputs import TerminationReason as TerminationReason
+from .outputs import TransactionTimeout as TransactionTimeout
+from .outputs import Transmit as Transmit
+from .outputs import TransportErrorOccurred as TransportErrorOccurred
+from .outputs import TransportFailed as TransportFailed
+from .parse import NEED_DATA as NEED_DATA
+from .parse import PING as PING
+from .parse import PONG as PONG
+from .parse import StreamFramer as StreamFramer
+from .parse import parse_message as parse_message
+from .resolve import NaptrRecord as NaptrRecord
+from .resolve import Planner as Planner
+from .resolve import SrvRecord as SrvRecord
+from .resolve import UriParts as UriParts
+from .sdp import MediaDescription as MediaDescription
+from .sdp import SdpError as SdpError
+from .sdp import SessionDescription as SessionDescription
+from .sdp import answer_for as answer_for
+from .sdp import audio_offer as audio_offer
+from .sdp import parse_sdp as parse_sdp
+from .serialize import serialize as serialize
+from .target import Target as Target
+from .timers import TimerConfig as TimerConfig
+from .timers import Timers as Timers
+from .transaction import AckFor2xx as AckFor2xx
+from .transaction import CancelFor as CancelFor
+from .transaction import ClientInviteState as ClientInviteState
+from .transaction import ClientInviteTransaction as ClientInviteTransaction
+from .transaction import ClientNonInviteState as ClientNonInviteState
+from .transaction import ClientNonInviteTransaction as ClientNonInviteTransaction
+from .transaction import NewServerTransaction as NewServerTransaction
+from .transaction import ServerInviteState as ServerInviteState
+from .transaction import ServerInviteTransaction as ServerInviteTransaction
+from .transaction import ServerNonInviteState as ServerNonInviteState
+from .transaction import ServerNonInviteTransaction as ServerNonInviteTransaction
+from .transaction import Stray as Stray
+from .transaction import TimeoutRole as TimeoutRole
+from .transaction import ToTransaction as ToTransaction
+from .transaction import TransactionTable as TransactionTable
+from .transaction import cancel_target_key as cancel_target_key
+from .transaction import client_key as client_key
+from .transaction import server_key as server_key
+from .uri import WILDCARD as WILDCARD
+from .uri import AbsoluteUri as AbsoluteUri
+from .uri import NameAddress as NameAddress
+from .uri import Params as Params
+from .uri import SipUri as SipUri
+from .uri import TelUri as TelUri
+from .uri import Uri as Uri
+from .uri import parse_name_addr as parse_name_addr
+from .uri import parse_uri as parse_uri
+from .validate import Rejection as Rejection
+from .validate import check_request as check_request
+from .validate import check_response as check_response
+
+__all__ = [
+    "AbsoluteUri",
+    "AckFor2xx",
+    "ApplicationRetransmit",
+    "AuthenticationFailed",
+    "Blacklist",
+    "BlacklistStatistics",
+    "CSeq",
+    "CancelFor",
+    "Challenge",
+    "ClientInviteState",
+    "ClientInviteTransaction",
+    "ClientNonInviteState",
+    "ClientNonInviteTransaction",
+    "ConfigError",
+    "CredentialStore",
+    "Credentials",
+    "Deliver",
+    "DigestClient",
+    "FailureReason",
+    "FlowDead",
+    "Headers",
+    "KeepAliveState",
+    "LocalProtocolError",
+    "MediaDescription",
+    "MediaType",
+    "Message",
+    "MessageReceived",
+    "NEED_DATA",
+    "NameAddress",
+    "NaptrRecord",
+    "NewServerTransaction",
+    "NullKeepAlive",
+    "PING",
+    "PONG",
+    "Params",
+    "ParseError",
+    "Planner",
+    "PongReceived",
+    "ProtocolError",
+    "Rejection",
+    "RemoteProtocolError",
+    "Request",
+    "Response",
+    "RetransmitTimeout",
+    "RetryAfter",
+    "SdpError",
+    "SendKeepAlive",
+    "SendResponse",
+    "ServerInviteState",
+    "ServerInviteTransaction",
+    "ServerNonInviteState",
+    "ServerNonInviteTransaction",
+    "SessionDescription",
+    "SipError",
+    "SipUri",
+    "SrvRecord",
+    "Stray",
+    "StreamFramer",
+    "StreamKeepAlive",
+    "Target",
+    "TelUri",
+    "Terminated",
+    "TerminationReason",
+    "TimeoutRole",
+    "TimerConfig",
+    "Timers",
+    "ToTransaction",
+    "TransactionError",
+    "TransactionTable",
+    "TransactionTimeout",
+    "TransactionTimeoutError",
+    "Transmit",
+    "TransportError",
+    "TransportErrorOccurred",
+    "TransportFailed",
+    "Uri",
+    "UriParts",
+    "Via",
+    "WILDCARD",
+    "answer_for",
+    "audio_offer",
+    "cancel_target_key",
+    "check_request",
+    "check_response",
+    "client_key",
+    "make_response",
+    "new_branch",
+    "new_call_id",
+    "new_tag",
+    "parse_challenge",
+    "parse_credentials",
+    "parse_message",
+    "parse_name_addr",
+    "parse_sdp",
+    "parse_uri",
+    "serialize",
+    "server_key",
+    "verify",
+]
