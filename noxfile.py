@@ -26,9 +26,7 @@ def _corpus_env() -> dict[str, str]:
 def tests(session: nox.Session) -> None:
     """The default test suite: pure core tests and virtual-time shell tests (no interop)."""
     session.install("-e", ".[test]")
-    session.run(
-        "pytest", "-m", "not interop", *session.posargs, env=_corpus_env()
-    )
+    session.run("pytest", "-m", "not interop", *session.posargs, env=_corpus_env())
 
 
 @nox.session
