@@ -44,10 +44,20 @@ from .proto.uri import NameAddress as NameAddress
 from .proto.uri import SipUri as SipUri
 from .proto.uri import TelUri as TelUri
 from .proto.uri import parse_uri as parse_uri
+from .transports import Flow as Flow
+from .transports import FlowFailed as FlowFailed
+from .transports import TransportConfig as TransportConfig
+from .transports import TransportLayer as TransportLayer
+from .transports import open_transport_layer as open_transport_layer
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Flow",
+    "FlowFailed",
+    "TransportConfig",
+    "TransportLayer",
+    "open_transport_layer",
     "AbsoluteUri",
     "AuthenticationFailed",
     "Blacklist",
