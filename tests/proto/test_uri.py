@@ -119,4 +119,4 @@ def test_name_addr_forms() -> None:
 )
 def test_bad_name_addr(text: str) -> None:
     with pytest.raises(ParseError):
-        parse_name_addr(text)
+        _ = parse_name_addr(text).uri  # the URI itself is parsed on first read

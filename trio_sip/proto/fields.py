@@ -13,6 +13,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar, overload
+
 import attrs
 
 from .abnf import LWS, is_token
@@ -22,6 +25,7 @@ from .uri import EMPTY_PARAMS, NameAddress, Params, format_host, parse_hostport,
 __all__ = [
     "MAGIC_COOKIE",
     "CSeq",
+    "LazySeq",
     "NameAddress",
     "MediaType",
     "RetryAfter",
@@ -38,6 +42,50 @@ MAGIC_COOKIE = "z9hG4bK"
 """Branch prefix of RFC 3261 transactions (§8.1.1.7)."""
 
 MAX_UINT32 = 2**32 - 1
+T = TypeVar("T")
+
+
+class LazySeq(Sequence[T], Generic[T]):
+    """A read-only sequence whose items are parsed from text on first access (then cached).
+
+    ``vias[0].branch`` parses only the top Via. Compares equal to a sequence of equal items.
+    """
+
+    __slots__ = ("_items", "_parse", "_raw")
+
+    def __init__(self, raw: list[str], parse: Callable[[str], T]) -> None:
+        self._raw = raw
+        self._parse = parse
+        self._items: list[T | None] = [None] * len(raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    @overload
+    def __getitem__(self, i: int) -> T: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[T, ...]: ...
+    def __getitem__(self, i: int | slice) -> T | tuple[T, ...]:
+        if isinstance(i, slice):
+            return tuple(self[j] for j in range(*i.indices(len(self._raw))))
+        item = self._items[i]
+        if item is None:
+            item = self._items[i] = self._parse(self._raw[i])
+        return item
+
+    def __iter__(self) -> Iterator[T]:
+        for i in range(len(self._raw)):
+            yield self[i]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LazySeq({list(self)!r})"
 
 
 def parse_int(text: str, header: str, maximum: int = MAX_UINT32) -> int:
@@ -47,7 +95,7 @@ def parse_int(text: str, header: str, maximum: int = MAX_UINT32) -> int:
         raise ParseError(f"{header}: not a number: {text!r}")
     # Strip leading zeros before the length check so '0068' is fine but 10**100 is cheap.
     digits = t.lstrip("0") or "0"
-    if len(digits) > len(str(maximum)) or int(digits) > maximum:
+    if len(digits) > 20 or int(digits) > maximum:
         raise ParseError(f"{header}: value too large: {text!r}")
     return int(digits)
 

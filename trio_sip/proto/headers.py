@@ -151,10 +151,22 @@ LIST_HEADERS = frozenset(
 )
 
 
+# Exact spellings seen in practice -> canonical name, so the common case is one dict lookup.
+_CANON: dict[str, str] = {}
+for _long in (*_SPELLING, *LIST_HEADERS):
+    for _spelling in (_long, _SPELLING.get(_long, _long), _long.title(), _long.upper()):
+        _CANON[_spelling] = _long
+for _short, _long in COMPACT_FORMS.items():
+    _CANON[_short] = _CANON[_short.upper()] = _long
+
+
 def canonical_name(name: str) -> str:
     """The lower-case long form of a header name (``"v"`` and ``"VIA"`` give ``"via"``)."""
-    key = name.lower()
-    return COMPACT_FORMS.get(key, key)
+    key = _CANON.get(name)
+    if key is None:
+        key = name.lower()
+        key = COMPACT_FORMS.get(key, key)
+    return key
 
 
 def long_name(name: str) -> str:
@@ -194,21 +206,30 @@ class Headers:
         self._index = None
 
     @classmethod
-    def _trusted(cls, pairs: list[tuple[str, str]]) -> Headers:
+    def _trusted(
+        cls, pairs: list[tuple[str, str]], index: dict[str, list[int]] | None = None
+    ) -> Headers:
         # The parser (and our own edits) already checked the pairs; skip the checks.
         self = cls.__new__(cls)
         self._pairs = pairs
-        self._index = None
+        self._index = index
         return self
+
+    def _first(self, key: str) -> str | None:
+        """The first value for a canonical ``key`` (internal fast path of ``get``)."""
+        index = self._index
+        if index is None:
+            index = self._idx()
+        pos = index.get(key)
+        return self._pairs[pos[0]][1] if pos else None
 
     def _idx(self) -> dict[str, list[int]]:
         index = self._index
         if index is None:
             index = {}
-            compact = COMPACT_FORMS
+            canon = _CANON.get
             for i, (name, _) in enumerate(self._pairs):
-                key = name.lower()
-                key = compact.get(key, key)
+                key = canon(name) or canonical_name(name)
                 slot = index.get(key)
                 if slot is None:
                     index[key] = [i]

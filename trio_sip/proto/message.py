@@ -14,12 +14,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .errors import ParseError
 from .fields import (
     CSeq,
+    LazySeq,
     MediaType,
     RetryAfter,
     Via,
@@ -76,18 +77,19 @@ class _View(Generic[T]):
 
 
 def _one(msg: Message, name: str) -> str:
-    value = msg._headers.get(name)
+    value = msg._headers._first(name)
     if value is None:
         raise ParseError(f"missing {long_name(name)} header")
     return value
 
 
 def _addresses(msg: Message, name: str) -> tuple[NameAddress, ...]:
+    # Cheap: each address parses its URI only when ``.uri`` is read.
     return tuple(parse_name_addr(v) for v in msg._headers.get_list(name))
 
 
 def _opt_int(msg: Message, name: str, maximum: int = 2**32 - 1) -> int | None:
-    value = msg._headers.get(name)
+    value = msg._headers._first(name)
     return None if value is None else parse_int(value, name, maximum)
 
 
@@ -140,7 +142,7 @@ class Message:
     def call_id(self) -> str:
         """Call-ID (§20.8); ParseError if missing or blank."""
         value = _one(self, "call-id")
-        if not value or any(c in value for c in " \t"):
+        if not value or " " in value or "\t" in value:
             raise ParseError(f"Call-ID: bad value {value!r}")
         return value
 
@@ -150,9 +152,9 @@ class Message:
         return parse_cseq(_one(self, "cseq"))
 
     @_View
-    def vias(self) -> tuple[Via, ...]:
-        """Every Via value, top first (§20.42)."""
-        return tuple(parse_via(v) for v in self._headers.get_list("via"))
+    def vias(self) -> Sequence[Via]:
+        """Every Via value, top first (§20.42); each is parsed when first indexed."""
+        return LazySeq(self._headers.get_list("via"), parse_via)
 
     @_View
     def from_(self) -> NameAddress:

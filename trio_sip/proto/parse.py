@@ -21,7 +21,7 @@ import re
 
 from .abnf import LWS, TOKEN_RE
 from .errors import ParseError
-from .headers import COMPACT_FORMS, Headers
+from .headers import _CANON, Headers, canonical_name
 from .message import Request, Response
 
 __all__ = ["NEED_DATA", "PING", "PONG", "FramerEvent", "StreamFramer", "parse_message"]
@@ -31,51 +31,6 @@ _token = TOKEN_RE.fullmatch
 _LINE_END = re.compile(r"\r?\n")
 _EMPTY_LINE = re.compile(rb"\r?\n\r?\n")
 _VERSION = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
-
-# Header names we have seen spelled this way need no token check (the common case).
-_KNOWN_NAMES = (
-    frozenset(
-        spelling
-        for name in [
-            "Via",
-            "Max-Forwards",
-            "To",
-            "From",
-            "Call-ID",
-            "CSeq",
-            "Contact",
-            "Content-Type",
-            "Content-Length",
-            "Route",
-            "Record-Route",
-            "Allow",
-            "Supported",
-            "Require",
-            "Expires",
-            "User-Agent",
-            "Server",
-            "Accept",
-            "Authorization",
-            "WWW-Authenticate",
-            "Proxy-Authenticate",
-            "Proxy-Authorization",
-            "Event",
-            "Subscription-State",
-            "Call-ID",
-            "Call-Id",
-            "Cseq",
-            "Date",
-            "Subject",
-            "Min-Expires",
-            "Retry-After",
-            "Allow-Events",
-            "Session-Expires",
-        ]
-        for spelling in (name, name.lower())
-    )
-    | frozenset(COMPACT_FORMS)
-    | frozenset(k.upper() for k in COMPACT_FORMS)
-)
 
 
 class FramerEvent(enum.Enum):
@@ -110,6 +65,8 @@ def _build(head: bytes) -> tuple[Request | Response, int | None, bool]:
     first = lines[0]
     pairs: list[tuple[str, str]] = []
     lengths: list[int] = []
+    index: dict[str, list[int]] = {}
+    canon = _CANON.get
     for line in lines[1:]:
         if line[:1] in (" ", "\t"):
             # §7.3.1: a line starting with whitespace continues the previous header value.
@@ -123,15 +80,21 @@ def _build(head: bytes) -> tuple[Request | Response, int | None, bool]:
         if colon <= 0:
             raise ParseError(f"header line without a name and colon: {line[:60]!r}")
         name = line[:colon]
-        if name not in _KNOWN_NAMES:
+        key = canon(name)
+        if key is None:  # not a common spelling: check it is a token
             name = name.rstrip(LWS)
             if _token(name) is None:
                 raise ParseError(f"bad header name {name[:60]!r}")
-        if len(name) in (1, 14) and name.lower() in ("l", "content-length"):
-            lengths.append(len(pairs))
+            key = canonical_name(name)
+        slot = index.get(key)
+        if slot is None:
+            index[key] = [len(pairs)]
+        else:
+            slot.append(len(pairs))
         pairs.append((name, line[colon + 1 :].strip(LWS)))
 
     clen: int | None = None
+    lengths = index.get("content-length", lengths)
     if lengths:
         values = {pairs[i][1] for i in lengths}
         if len(values) > 1:
@@ -145,7 +108,7 @@ def _build(head: bytes) -> tuple[Request | Response, int | None, bool]:
         faithful = False
 
     if first[:4].upper() == "SIP/":
-        return _response(first, pairs), clen, faithful
+        return _response(first, Headers._trusted(pairs, index)), clen, faithful
     parts = first.split(" ")
     if len(parts) != 3 or not parts[1]:
         raise ParseError(f"request line must be 'METHOD SP Request-URI SP SIP/2.0': {first!r}")
@@ -162,11 +125,11 @@ def _build(head: bytes) -> tuple[Request | Response, int | None, bool]:
     req._method = method
     req._uri = None
     req._uri_text = uri
-    req._init(_trusted(pairs), b"", "SIP/2.0")
+    req._init(Headers._trusted(pairs, index), b"", "SIP/2.0")
     return req, clen, faithful
 
 
-def _response(first: str, pairs: list[tuple[str, str]]) -> Response:
+def _response(first: str, headers: Headers) -> Response:
     parts = first.split(" ", 2)
     version = parts[0]
     if version.upper() != "SIP/2.0":
@@ -177,12 +140,8 @@ def _response(first: str, pairs: list[tuple[str, str]]) -> Response:
     resp = Response.__new__(Response)
     resp._status_code = int(code)
     resp._reason = parts[2] if len(parts) > 2 else ""
-    resp._init(_trusted(pairs), b"", "SIP/2.0")
+    resp._init(headers, b"", "SIP/2.0")
     return resp
-
-
-def _trusted(pairs: list[tuple[str, str]]) -> Headers:
-    return Headers._trusted(pairs)
 
 
 def parse_message(data: bytes) -> Request | Response:

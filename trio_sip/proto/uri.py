@@ -20,7 +20,7 @@ from typing import Any, Union
 
 import attrs
 
-from .abnf import LWS, is_token, quote, scan_quoted, split_top, unquote
+from .abnf import LWS, TOKEN_RE, is_token, quote, scan_quoted, split_top, unquote
 from .errors import ParseError
 
 __all__ = [
@@ -48,6 +48,7 @@ _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9.])?")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _OPAQUE_BAD_RE = re.compile(r"[\x00-\x20\x7f<>\"]")
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+_token_match = TOKEN_RE.fullmatch
 
 
 def unescape(text: str) -> str:
@@ -151,22 +152,17 @@ def parse_params(text: str, *, uri: bool = False) -> Params:
     """
     items: list[tuple[str, str | None]] = []
     pieces = text.split(";") if uri or '"' not in text else split_top(text, ";")
+    check = _PARAMCHARS_RE.fullmatch if uri else _token_match
     for piece in pieces:
         eq = piece.find("=")
         if eq < 0:
             name, value = piece.strip(LWS), None
         else:
             name, value = piece[:eq].strip(LWS), piece[eq + 1 :].strip(LWS)
-        if uri:
-            if not _PARAMCHARS_RE.fullmatch(name) or (
-                value is not None and not _PARAMCHARS_RE.fullmatch(value)
-            ):
-                raise ParseError(f"bad URI parameter {piece!r}")
-        else:
-            if not is_token(name):
-                raise ParseError(f"bad parameter {piece!r}")
-            if value is not None and not _good_value(value):
-                raise ParseError(f"bad parameter value in {piece!r}")
+        if check(name) is None:
+            raise ParseError(f"bad parameter {piece!r}")
+        if value is not None and check(value) is None and (uri or not _good_value(value)):
+            raise ParseError(f"bad parameter value in {piece!r}")
         items.append((name, value))
     return Params(items)
 
@@ -380,16 +376,34 @@ def _parse_uri_headers(text: str, where: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-@attrs.frozen
 class NameAddress:
     """A name-addr or addr-spec with header parameters: From, To, Contact, Route, ... (§20).
 
     ``display_name`` is unquoted (``None`` if absent). A ``Contact: *`` has ``uri is WILDCARD``.
+    ``uri`` may be given as text: it is parsed on first read (ParseError if malformed), so
+    reading only a tag never pays for the URI.
     """
 
-    uri: Uri
-    display_name: str | None = None
-    params: Params = attrs.field(default=EMPTY_PARAMS)
+    __slots__ = ("_uri", "_uri_text", "display_name", "params")
+
+    def __init__(
+        self, uri: Uri | str, display_name: str | None = None, params: Params = EMPTY_PARAMS
+    ) -> None:
+        if isinstance(uri, str):
+            self._uri: Uri | None = None
+            self._uri_text = uri
+        else:
+            self._uri = uri
+            self._uri_text = ""
+        self.display_name = display_name
+        self.params = params
+
+    @property
+    def uri(self) -> Uri:
+        uri = self._uri
+        if uri is None:
+            uri = self._uri = parse_uri(self._uri_text)
+        return uri
 
     @property
     def tag(self) -> str | None:
@@ -397,7 +411,7 @@ class NameAddress:
 
     @property
     def is_wildcard(self) -> bool:
-        return self.uri is WILDCARD
+        return self._uri is WILDCARD
 
     @property
     def expires(self) -> int | None:
@@ -414,14 +428,38 @@ class NameAddress:
         except ValueError:
             return None
 
+    def evolve(self, **changes: Any) -> NameAddress:
+        return NameAddress(
+            changes.pop("uri", self._uri if self._uri is not None else self._uri_text),
+            changes.pop("display_name", self.display_name),
+            changes.pop("params", self.params),
+            **changes,
+        )
+
     def with_tag(self, tag: str) -> NameAddress:
-        return attrs.evolve(self, params=self.params.with_param("tag", tag))
+        return self.evolve(params=self.params.with_param("tag", tag))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NameAddress):
+            return NotImplemented
+        return (self.uri, self.display_name, self.params) == (
+            other.uri,
+            other.display_name,
+            other.params,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.uri, self.display_name, self.params))
+
+    def __repr__(self) -> str:
+        return f"NameAddress({self!s})"
 
     def __str__(self) -> str:
-        if self.uri is WILDCARD:
+        if self._uri is WILDCARD:
             return f"*{self.params}"
         name = "" if self.display_name is None else quote(self.display_name) + " "
-        return f"{name}<{self.uri}>{self.params}"
+        uri = self._uri_text if self._uri is None else str(self._uri)
+        return f"{name}<{uri}>{self.params}"
 
 
 def parse_name_addr(text: str) -> NameAddress:
@@ -464,5 +502,4 @@ def parse_name_addr(text: str) -> NameAddress:
         params = parse_params(after[1:])
     else:
         params = EMPTY_PARAMS
-    uri = WILDCARD if uri_text == "*" and lt < 0 else parse_uri(uri_text)
-    return NameAddress(uri, display, params)
+    return NameAddress(WILDCARD if uri_text == "*" and lt < 0 else uri_text, display, params)

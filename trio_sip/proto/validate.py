@@ -122,7 +122,10 @@ def _check(
     date = h.get("date")
     if date is not None and not date.rstrip().endswith("GMT"):
         return Rejection(f"Date must be in GMT: {date!r}")
-    _ = (req.contacts, req.routes, req.record_routes, req.content_type)
+    # Addresses parse their URI lazily: touch them so a malformed one is a 400 here.
+    for addr in (req.from_, req.to, *req.contacts, *req.routes, *req.record_routes):
+        _ = addr.uri
+    _ = req.content_type
     uri = req.uri
     # §8.2.2.1 / §16.3: a scheme we cannot route is 416.
     if not isinstance(uri, SipUri | TelUri):
