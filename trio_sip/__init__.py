@@ -23,6 +23,7 @@ from .errors import SipError as SipError
 from .errors import TransactionError as TransactionError
 from .errors import TransactionTimeoutError as TransactionTimeoutError
 from .errors import TransportError as TransportError
+from .keepalive import KeepAlives as KeepAlives
 from .proto.auth import CredentialStore as CredentialStore
 from .proto.auth import DigestClient as DigestClient
 from .proto.blacklist import Blacklist as Blacklist
@@ -53,6 +54,7 @@ from .transports import open_transport_layer as open_transport_layer
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "KeepAlives",
     "Flow",
     "FlowFailed",
     "TransportConfig",

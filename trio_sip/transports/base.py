@@ -279,6 +279,11 @@ class Flow(ABC):
     def touch(self) -> None:
         self.last_activity = trio.current_time()
 
+    async def abort(self, error: TransportError) -> None:
+        """Declare the flow dead (e.g. no RFC 5626 pong): watchers get ``error``, then close."""
+        self._fail(error)
+        await self.aclose()
+
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change()

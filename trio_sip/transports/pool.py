@@ -238,6 +238,19 @@ class TransportLayer:
         self._pool.add(flow, key)
         return flow
 
+    async def datagram_flow(self, remote: Address) -> Flow:
+        """A UDP flow to ``remote`` that sends from a listening socket when there is one.
+
+        NAT keep-alives must leave from the SIP port itself: that is the binding the NAT
+        keeps open for incoming requests. With no UDP listener of the right family, a
+        connected client flow is used instead (see :meth:`connect`).
+        """
+        self._check_open()
+        listener = self._udp_listener_for(remote[0])
+        if listener is not None:
+            return UdpServerFlow(listener, remote)
+        return await self.connect(Target("UDP", remote[0], remote[1]))
+
     def choose_target(self, target: Target, size: int) -> Target:
         """§18.1.1: the target for a request of ``size`` bytes (UDP over the limit → TCP)."""
         return choose_transport(target, size, self.config)
