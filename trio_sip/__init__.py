@@ -27,10 +27,18 @@ from .keepalive import KeepAlives as KeepAlives
 from .proto.auth import CredentialStore as CredentialStore
 from .proto.auth import DigestClient as DigestClient
 from .proto.blacklist import Blacklist as Blacklist
+from .proto.fields import CSeq as CSeq
+from .proto.fields import Via as Via
 from .proto.headers import Headers as Headers
+from .proto.ids import new_branch as new_branch
+from .proto.ids import new_call_id as new_call_id
+from .proto.ids import new_tag as new_tag
 from .proto.message import Request as Request
 from .proto.message import Response as Response
 from .proto.message import make_response as make_response
+from .proto.parse import NEED_DATA as NEED_DATA
+from .proto.parse import PING as PING
+from .proto.parse import PONG as PONG
 from .proto.parse import StreamFramer as StreamFramer
 from .proto.parse import parse_message as parse_message
 from .proto.sdp import SessionDescription as SessionDescription
@@ -45,6 +53,9 @@ from .proto.uri import NameAddress as NameAddress
 from .proto.uri import SipUri as SipUri
 from .proto.uri import TelUri as TelUri
 from .proto.uri import parse_uri as parse_uri
+from .proto.validate import Rejection as Rejection
+from .proto.validate import check_request as check_request
+from .proto.validate import check_response as check_response
 from .transports import Flow as Flow
 from .transports import FlowFailed as FlowFailed
 from .transports import TransportConfig as TransportConfig
@@ -54,6 +65,17 @@ from .transports import open_transport_layer as open_transport_layer
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "NEED_DATA",
+    "PING",
+    "PONG",
+    "Rejection",
+    "check_request",
+    "check_response",
+    "new_branch",
+    "new_call_id",
+    "new_tag",
+    "CSeq",
+    "Via",
     "KeepAlives",
     "Flow",
     "FlowFailed",
