@@ -1,0 +1,110 @@
+"""The failover policy: every row of the table, with times."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trio_sip.proto.retry import (
+    POLICY,
+    Failure,
+    GiveUp,
+    RequestKind,
+    RetryLater,
+    RetryNext,
+    decide,
+)
+
+K = RequestKind
+ALL_FAILURES = list(Failure)
+
+
+@pytest.mark.parametrize("kind", [K.INITIAL_INVITE, K.REINVITE, K.OTHER])
+@pytest.mark.parametrize("failure", ALL_FAILURES)
+def test_once_kinds_retry_the_next_target_once(kind: RequestKind, failure: Failure) -> None:
+    first = decide(kind, failure, attempts=1, targets=3, first_attempt=0.0, now=4.0)
+    assert first == RetryNext(1)
+    second = decide(kind, failure, attempts=2, targets=3, first_attempt=0.0, now=8.0)
+    assert isinstance(second, GiveUp) and failure.value in second.reason
+
+
+def test_once_kind_with_a_single_target_gives_up() -> None:
+    d = decide(K.INITIAL_INVITE, Failure.TIMEOUT, attempts=1, targets=1, first_attempt=0, now=32)
+    assert d == GiveUp("timeout; no other target")
+
+
+@pytest.mark.parametrize("kind", [K.INVITE_2XX, K.BYE, K.CANCEL])
+def test_cycle_kinds_cycle_until_32_s_with_a_short_timeout(kind: RequestKind) -> None:
+    # 4 s transaction timeout, 3 targets: attempts at 0, 4, 8, ... until 32 s have passed.
+    decisions = []
+    for attempt in range(1, 20):
+        now = 4.0 * attempt
+        d = decide(
+            kind,
+            Failure.TIMEOUT,
+            attempts=attempt,
+            targets=3,
+            first_attempt=0.0,
+            now=now,
+            sip_transaction_timeout=4000,
+        )
+        decisions.append((now, d))
+        if isinstance(d, GiveUp):
+            break
+    assert [d for _, d in decisions[:-1]] == [RetryNext(i % 3) for i in range(1, 8)]
+    assert decisions[-1] == (32.0, GiveUp("timeout; 32 s passed since the first attempt"))
+
+
+@pytest.mark.parametrize("kind", [K.INVITE_2XX, K.BYE, K.CANCEL])
+def test_cycle_kinds_single_attempt_with_the_rfc_timeout(kind: RequestKind) -> None:
+    d = decide(kind, Failure.TRANSPORT_ERROR, attempts=1, targets=3, first_attempt=0.0, now=0.1)
+    assert d == GiveUp("transport error (sip_transaction_timeout 32000 ms: no retry)")
+    fast = decide(
+        kind,
+        Failure.TRANSPORT_ERROR,
+        attempts=1,
+        targets=3,
+        first_attempt=0.0,
+        now=0.1,
+        sip_transaction_timeout=31999,
+    )
+    assert fast == RetryNext(1)
+
+
+def test_cycle_wraps_around_to_the_first_target() -> None:
+    d = decide(
+        K.BYE,
+        Failure.SERVICE_UNAVAILABLE,
+        attempts=2,
+        targets=2,
+        first_attempt=10.0,
+        now=41.9,
+        sip_transaction_timeout=4000,
+    )
+    assert d == RetryNext(0)
+
+
+@pytest.mark.parametrize("kind", [K.REGISTER, K.SUBSCRIBE])
+def test_register_and_subscribe_wait_for_the_next_reg_interval_tick(kind: RequestKind) -> None:
+    d = decide(kind, Failure.REQUEST_TIMEOUT, attempts=1, targets=2, first_attempt=0, now=4)
+    assert d == RetryLater(3600.0, 1)
+    d = decide(
+        kind, Failure.TIMEOUT, attempts=5, targets=2, first_attempt=0, now=4, reg_interval=60
+    )
+    assert d == RetryLater(60, 1)
+    never = decide(
+        kind, Failure.TIMEOUT, attempts=1, targets=2, first_attempt=0, now=4, reg_interval=0
+    )
+    assert never == GiveUp("timeout (reg_interval = 0: never resent)")
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        decide(K.BYE, Failure.TIMEOUT, attempts=0, targets=1, first_attempt=0, now=0)
+
+
+def test_docs_table_matches_policy() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "dialogs.md").read_text()
+    for kind, row in POLICY.items():
+        assert f"| {kind.value} | {row.on_failure} | {row.limit} |" in text
