@@ -1,0 +1,180 @@
+# The one generic driver of every timed machine (docs/architecture.md, Contract 2; design rule
+# 4): RFC 3261 §17 transactions (and, later, the other deadline machines) run here.
+#
+# Theory of operation: a machine never does I/O and never reads a clock; this loop does both
+# for it. ``run_machine`` calls ``machine.start(now)``, performs the outputs in order, then
+# waits on the machine's :class:`Inbox` under ``trio.move_on_at(machine.deadline)``. An inbox
+# item is an input for ``machine.handle`` (a received message, a transport failure) or a list
+# of outputs the owner already obtained from the machine synchronously (a TU action such as
+# ``SendResponse``, which must raise ``LocalProtocolError`` in the caller when illegal). When
+# the deadline passes, ``handle_timer(trio.current_time())`` runs. The task's cancel scope *is*
+# the timer: there are no timer tasks, and ``autojump_clock`` runs Timer B's 32 s at once.
+#
+# Outputs: ``Transmit`` is serialised and sent with the ``send`` callable (the flow, or the
+# §18.2.2 response routing); a ``TransportError`` from it is fed back as ``TransportFailed``
+# (§17.1.4 / §17.2.4). Every other output (Deliver, RetransmitTimeout, TransactionTimeout,
+# TransportErrorOccurred, Terminated) goes to the owner's synchronous ``on_output``. With
+# ``watch=flow`` the driver subscribes to the flow, so a failure seen by the flow's reader (a
+# TCP reset, an ICMP port-unreachable on a connected UDP socket, RFC 1122 §4.1.3.3) reaches
+# the machine as ``TransportFailed`` at once, not at Timer B/F. The loop returns when the
+# machine is Terminated; cancelling its scope (``task_status.started`` hands it out) ends it
+# at any time, and ``finally`` unsubscribes, so nothing is left behind.
+"""``run_machine``: perform a machine's outputs, feed it inputs and timers (Contract 2)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, Protocol, TypeVar
+
+import trio
+
+from trio_sip.proto.errors import TransportError
+from trio_sip.proto.message import Request, Response
+from trio_sip.proto.outputs import (
+    Input,
+    Output,
+    Terminated,
+    TerminationReason,
+    Transmit,
+    TransportErrorOccurred,
+    TransportFailed,
+)
+from trio_sip.proto.transaction import Machine
+from trio_sip.transports.base import Flow, FlowEvent, FlowFailed
+
+__all__ = ["Inbox", "InboxItem", "Owner", "Send", "run_machine"]
+
+logger = logging.getLogger("trio_sip.drivers")
+T = TypeVar("T")
+
+#: What the inbox carries: an input to handle, or outputs already returned by the machine.
+InboxItem = Input | list[Output]
+#: Sends one message; raises ``TransportError``.
+Send = Callable[[Request | Response], Awaitable[Any]]
+
+
+class Owner(Protocol):
+    """Who receives a machine's non-Transmit outputs (a transaction handle)."""
+
+    def on_output(self, output: Output) -> None: ...
+
+
+class Inbox(Generic[T]):
+    """A small unbounded FIFO with one waiter: a deque and a lazily made ParkingLot.
+
+    Much lighter than a memory channel pair, which matters with 10,000 live transactions.
+    ``put`` never blocks (it is called from synchronous transport callbacks).
+    """
+
+    __slots__ = ("_items", "_lot")
+
+    def __init__(self) -> None:
+        self._items: deque[T] = deque()
+        self._lot: trio.lowlevel.ParkingLot | None = None
+
+    def put(self, item: T) -> None:
+        self._items.append(item)
+        if self._lot is not None:
+            self._lot.unpark_all()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> T:
+        """The oldest item; waits (cancellably) while empty. Always a checkpoint."""
+        if self._items:
+            await trio.lowlevel.checkpoint()
+        while not self._items:
+            if self._lot is None:
+                self._lot = trio.lowlevel.ParkingLot()
+            await self._lot.park()
+        return self._items.popleft()
+
+
+async def run_machine(
+    machine: Machine[Any],
+    inbox: Inbox[InboxItem],
+    send: Send,
+    owner: Owner,
+    *,
+    started: bool = False,
+    watch: Flow | None = None,
+    task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
+) -> TerminationReason | None:
+    """Drive ``machine`` until it is Terminated; return why (None if cancelled first).
+
+    Start it with ``await nursery.start(run_machine, ...)``: the start outputs (the first
+    transmission, or the delivery of a server's request) are performed before ``start``
+    returns the driver's cancel scope. Cancel that scope to abandon the transaction.
+
+    ``started=True``: the owner already called ``machine.start`` (a server transaction made
+    inside a synchronous transport callback, so that the TU can act on it at once) and put
+    the outputs it returned into the inbox.
+    """
+    reason: TerminationReason | None = None
+    unsubscribe: Callable[[], None] | None = None
+    with trio.CancelScope() as scope:
+        if watch is not None:
+
+            def on_flow_event(event: FlowEvent) -> None:
+                if isinstance(event, FlowFailed) and not machine.terminated:
+                    inbox.put(TransportFailed(str(event.error)))
+
+            unsubscribe = watch.subscribe(on_flow_event)
+        try:
+            if not started:
+                reason = await _perform(machine, machine.start(trio.current_time()), send, owner)
+            task_status.started(scope)
+            while reason is None:
+                deadline = machine.deadline
+                item: InboxItem | None = None
+                with trio.move_on_at(math.inf if deadline is None else deadline):
+                    item = await inbox.get()
+                now = trio.current_time()
+                if item is None:
+                    outputs = machine.handle_timer(now)
+                elif isinstance(item, list):
+                    outputs = item
+                elif machine.terminated:
+                    continue  # a failure reported after the end: nothing to do
+                else:
+                    outputs = machine.handle(item, now)
+                reason = await _perform(machine, outputs, send, owner)
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+    return reason
+
+
+async def _perform(
+    machine: Machine[Any], outputs: list[Output], send: Send, owner: Owner
+) -> TerminationReason | None:
+    """Perform ``outputs`` in order; return the termination reason if one was among them."""
+    reason: TerminationReason | None = None
+    pending = deque(outputs)
+    while pending:
+        output = pending.popleft()
+        if isinstance(output, Transmit):
+            try:
+                await send(output.message)
+            except TransportError as exc:
+                if machine.terminated:
+                    # The machine already ended (e.g. a final response over TCP, Timer J = 0):
+                    # tell the owner anyway so that the failure is not silent.
+                    owner.on_output(TransportErrorOccurred(str(exc)))
+                else:
+                    # §17.1.4 / §17.2.4: the remaining Transmits are moot; deliveries are not.
+                    kept = [o for o in pending if not isinstance(o, Transmit)]
+                    pending = deque(kept)
+                    pending.extend(machine.handle(TransportFailed(str(exc)), trio.current_time()))
+            continue
+        if isinstance(output, Terminated):
+            reason = output.reason
+        try:
+            owner.on_output(output)
+        except Exception:
+            logger.exception("transaction owner %r failed on %r", owner, output)
+    return reason

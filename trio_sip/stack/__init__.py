@@ -1,0 +1,29 @@
+"""The transaction layer shell and the low-level public API (docs/stack.md).
+
+``open_stack(...)`` gives a :class:`Stack`: client transactions (``request``,
+``send_request``), server transactions handed to a handler or to ``requests()`` as
+:class:`IncomingRequest` handles, ``send_stateless`` and ``statistics()``. Each transaction is
+one ``trio_sip.drivers.run_machine`` task (RFC 3261 §17, RFC 6026).
+"""
+
+from __future__ import annotations
+
+from ._client import ClientEvent as ClientEvent
+from ._client import ClientTransaction as ClientTransaction
+from ._core import Handler as Handler
+from ._core import Stack as Stack
+from ._core import StackStatistics as StackStatistics
+from ._core import StrayHook as StrayHook
+from ._core import open_stack as open_stack
+from ._server import IncomingRequest as IncomingRequest
+
+__all__ = [
+    "ClientEvent",
+    "ClientTransaction",
+    "Handler",
+    "IncomingRequest",
+    "Stack",
+    "StackStatistics",
+    "StrayHook",
+    "open_stack",
+]

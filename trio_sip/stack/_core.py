@@ -1,0 +1,588 @@
+# The transaction layer's shell: RFC 3261 §17 (transactions), §17.2.3 / §9.2 (matching and
+# CANCEL), §8.2 (UAS request checks), §18 (transport use), §16.11 (stateless proxies) and
+# RFC 6026 (2xx handling, stray responses).
+#
+# Theory of operation: a Stack owns one nursery, one TransportLayer and one TransactionTable.
+# Every received message reaches ``_on_message`` synchronously (no task per message) and goes
+# where ``TransactionTable.classify`` says: a response to its client transaction's inbox, a
+# retransmitted request (or the ACK for a 300-699) to its server transaction's inbox, an ACK
+# for a 2xx and a stray response to the ``on_stray`` hook (RFC 6026 §8.9: drop by default). A
+# new request is checked (``validate.check_request``: 400/416/420/501...) and refused
+# statelessly when it fails; otherwise it gets a server transaction and an IncomingRequest,
+# handed to the handler callback (run in the stack's nursery; an exception becomes a 500) or
+# queued for ``requests()``. A CANCEL gets its own transaction, answered 200 (481 without a
+# match) by the stack, and the INVITE it names gets 487 unless a final response went out.
+#
+# Every transaction is one ``drivers.run_machine`` task in the nursery, started with
+# ``nursery.start`` and owning a cancel scope; its ``finally`` removes it from the table. Server
+# drivers are started by one starter task, since transport callbacks cannot await. Closing the
+# stack closes the transports and cancels the nursery: no task, timer or socket remains.
+# Errors while handling one peer's message are logged, never propagated into the nursery.
+"""Stack and open_stack: client and server transactions over the transport layer."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, final
+
+import attrs
+import trio
+
+from trio_sip.drivers import Inbox, run_machine
+from trio_sip.proto.errors import LocalProtocolError, ParseError, ProtocolError, TransportError
+from trio_sip.proto.ids import new_branch, new_tag
+from trio_sip.proto.message import Request, Response, make_response
+from trio_sip.proto.outputs import MessageReceived
+from trio_sip.proto.parse import parse_message
+from trio_sip.proto.target import Target
+from trio_sip.proto.timers import TimerConfig
+from trio_sip.proto.transaction import (
+    AckFor2xx,
+    CancelFor,
+    ClientInviteTransaction,
+    ClientNonInviteTransaction,
+    Key,
+    Machine,
+    NewServerTransaction,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+    TimeoutRole,
+    ToTransaction,
+    TransactionTable,
+    client_key,
+)
+from trio_sip.proto.validate import check_request, check_response
+from trio_sip.transports.base import Flow, NetworkBackend, TransportConfig, format_address
+from trio_sip.transports.pool import TransportLayer
+from trio_sip.transports.stream import error_response_untrusted
+
+from ._client import ClientTransaction
+from ._server import IncomingRequest
+
+__all__ = ["Handler", "Stack", "StackStatistics", "StrayHook", "open_stack"]
+
+logger = logging.getLogger("trio_sip.stack")
+
+Handler = Callable[[IncomingRequest], Awaitable[object]]
+StrayHook = Callable[[Request | Response, Flow], object]
+_Tx = ClientTransaction | IncomingRequest
+
+
+@attrs.frozen(slots=True)
+class StackStatistics:
+    """What is alive in a stack (``Stack.statistics()``)."""
+
+    #: Client / server transactions whose driver is running (including lingering ones).
+    client_transactions: int
+    server_transactions: int
+    #: Handler tasks still running.
+    handlers: int
+    #: Every task the stack itself started and that is still running (drivers + handlers).
+    tasks: int
+    #: Flows in the transport pool (client and accepted connections, connected UDP sockets).
+    flows: int
+    #: Requests waiting in the ``requests()`` queue.
+    queued_requests: int
+
+
+class _Status:
+    """Wraps a TaskStatus to remember whether ``started`` was called."""
+
+    __slots__ = ("called", "inner")
+
+    def __init__(self, inner: trio.TaskStatus[trio.CancelScope]) -> None:
+        self.inner = inner
+        self.called = False
+
+    def started(self, value: trio.CancelScope) -> None:
+        self.called = True
+        self.inner.started(value)
+
+
+@final
+class Stack:
+    """The transaction layer (see the module comment). Made by :func:`open_stack`."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        layer: TransportLayer,
+        *,
+        timer_config: TimerConfig,
+        role: TimeoutRole,
+        handler: Handler | None,
+        on_stray: StrayHook | None,
+        rng: random.Random,
+        check_requests: bool,
+        request_queue_size: int,
+        max_transactions: int,
+    ) -> None:
+        self._nursery = nursery
+        self._layer = layer
+        self.timer_config = timer_config
+        self.role = role
+        self._handler = handler
+        self._on_stray = on_stray
+        self._rng = rng
+        self._check = check_requests
+        self._table = TransactionTable(max_transactions)
+        self._live: dict[Key, _Tx] = {}
+        self._counts = {"client": 0, "server": 0, "handlers": 0}
+        self._starts: Inbox[IncomingRequest] = Inbox()
+        self._queue_in, self._queue_out = trio.open_memory_channel[IncomingRequest](
+            request_queue_size
+        )
+        self._closed = False
+
+    # -- introspection ---------------------------------------------------------------------
+
+    @property
+    def listening(self) -> list[tuple[str, tuple[str, int]]]:
+        """``[(transport, (host, port)), ...]`` the stack listens on."""
+        return self._layer.listening
+
+    @property
+    def transport_layer(self) -> TransportLayer:
+        return self._layer
+
+    def statistics(self) -> StackStatistics:
+        c = self._counts
+        return StackStatistics(
+            client_transactions=c["client"],
+            server_transactions=c["server"],
+            handlers=c["handlers"],
+            tasks=c["client"] + c["server"] + c["handlers"],
+            flows=len(self._layer.flows),
+            queued_requests=self._queue_out.statistics().current_buffer_used,
+        )
+
+    # -- client side -----------------------------------------------------------------------
+
+    async def request(
+        self,
+        request: Request,
+        target: Target,
+        *,
+        retransmit_interval: float | None = None,
+        new_via: bool = True,
+    ) -> Response:
+        """Send ``request`` in a client transaction and return its final response.
+
+        Raises :class:`TransactionTimeoutError` (Timer B/F, bounded by
+        ``sip_transaction_timeout``) or :class:`TransportError`. Cancelling the caller
+        cancels the transaction.
+        """
+        async with self.send_request(
+            request, target, retransmit_interval=retransmit_interval, new_via=new_via
+        ) as tx:
+            return await tx.wait_final()
+
+    @asynccontextmanager
+    async def send_request(
+        self,
+        request: Request,
+        target: Target,
+        *,
+        retransmit_interval: float | None = None,
+        new_via: bool = True,
+        role: TimeoutRole | None = None,
+    ) -> AsyncIterator[ClientTransaction]:
+        """Start a client transaction; yield its :class:`ClientTransaction` handle.
+
+        With ``new_via`` (the default) the stack adds the top Via (transport, sent-by, a fresh
+        branch, ``rport``); with ``new_via=False`` the request is sent as given (a CANCEL
+        from ``tx.make_cancel()``). ``retransmit_interval`` replaces T1 as the first
+        retransmission interval; ``role`` overrides the stack's timeout role for this one.
+        Leaving the block before the final response cancels the transaction.
+        """
+        tx = await self._start_client(request, target, retransmit_interval, new_via, role)
+        try:
+            yield tx
+        finally:
+            await tx._close()
+
+    async def _start_client(
+        self,
+        request: Request,
+        target: Target,
+        retransmit_interval: float | None,
+        new_via: bool,
+        role: TimeoutRole | None,
+    ) -> ClientTransaction:
+        role = role or self.role
+        if role is TimeoutRole.STATELESS_PROXY:
+            raise LocalProtocolError("no client transactions in the stateless-proxy role")
+        self._check_open()
+        if new_via:
+            target = self._layer.choose_target(target, len(bytes(request)) + 120)
+        flow = await self._layer.connect(target)
+        if new_via:
+            request = self.add_via(request, flow)
+        request = _with_length(request)
+        cls = ClientInviteTransaction if request.method == "INVITE" else ClientNonInviteTransaction
+        machine: Machine[Any] = cls(
+            request,
+            self.timer_config,
+            reliable=flow.reliable,
+            retransmit_interval=retransmit_interval,
+            role=role,
+        )
+        key = client_key(request)
+        self._table.add(key, machine)
+        app = role is TimeoutRole.USER_AGENT_APP_RETRANSMIT
+        tx = ClientTransaction(
+            self, request, target, flow, key=key, machine=machine, app_retransmit=app
+        )
+        self._live[key] = tx
+        try:
+            tx._scope = await self._nursery.start(self._drive, tx, "client")
+        except BaseException:
+            self._forget(tx)
+            raise
+        return tx
+
+    def add_via(self, request: Request, flow: Flow, branch: str | None = None) -> Request:
+        """``request`` with our Via on top: ``flow``'s transport, our sent-by (the listening
+        address for that transport when there is one, else the flow's local address), the
+        given or a fresh branch (§8.1.1.7) and ``rport`` (RFC 3581)."""
+        host, port = self._sent_by(flow)
+        branch = branch or new_branch(self._rng)
+        via = f"SIP/2.0/{flow.transport} {format_address((host, port))};branch={branch};rport"
+        return request.evolve(headers=request.headers.prepend("Via", via))
+
+    def _sent_by(self, flow: Flow) -> tuple[str, int]:
+        v6 = ":" in flow.local[0]
+        for transport, (host, port) in self._layer.listening:
+            if transport == flow.transport and (":" in host) == v6:
+                if host in ("0.0.0.0", "::", ""):
+                    return flow.local[0], port
+                return host, port
+        return flow.local
+
+    # -- stateless sending -----------------------------------------------------------------
+
+    async def send_stateless(
+        self,
+        message: Request | Response,
+        target: Target | None = None,
+        *,
+        flow: Flow | None = None,
+        new_via: bool = True,
+        branch: str | None = None,
+    ) -> Request | Response:
+        """Send one message outside any transaction; return it as sent.
+
+        A request (an ACK for a 2xx, §13.2.2.4; a stateless proxy's forward, §16.11) goes to
+        ``target`` (or on ``flow``), with our Via added unless ``new_via=False`` (``branch``
+        fixes the branch, e.g. a stateless proxy's hash). A response is routed per §18.2.2
+        from its top Via (``flow``: the one its request arrived on). Raises TransportError.
+        """
+        self._check_open()
+        if isinstance(message, Response):
+            await self._layer.send_response(message, flow)
+            return message
+        if flow is None:
+            if target is None:
+                raise LocalProtocolError("send_stateless needs a target or a flow for a request")
+            if new_via:
+                target = self._layer.choose_target(target, len(bytes(message)) + 120)
+            flow = await self._layer.connect(target)
+        if new_via:
+            message = self.add_via(message, flow, branch)
+        message = _with_length(message)
+        await flow.send(bytes(message))
+        return message
+
+    # -- server side -----------------------------------------------------------------------
+
+    async def requests(self) -> AsyncIterator[IncomingRequest]:
+        """Iterate over new requests (only when the stack was opened without a handler)."""
+        if self._handler is not None:
+            raise LocalProtocolError("this stack hands requests to its handler")
+        async for incoming in self._queue_out:
+            yield incoming
+
+    def _on_message(self, message: Request | Response, flow: Flow) -> None:
+        try:
+            if self.role is TimeoutRole.STATELESS_PROXY or self._closed:
+                if not self._closed:
+                    self._stray(message, flow)
+            elif isinstance(message, Response):
+                self._on_response(message, flow)
+            else:
+                self._on_request(message, flow)
+        except Exception:
+            logger.exception("error while handling %r from %r", message, flow)
+
+    def _on_response(self, response: Response, flow: Flow) -> None:
+        proxy = self.role is TimeoutRole.STATEFUL_PROXY
+        if not check_response(response, role="proxy" if proxy else "uac"):
+            logger.info("dropping malformed response from %r", flow)
+            return
+        where = self._table.classify(response)
+        if isinstance(where, ToTransaction):
+            self._live[where.key]._inbox.put(MessageReceived(response))
+        else:
+            self._stray(response, flow)
+
+    def _on_request(self, request: Request, flow: Flow) -> None:
+        try:
+            where = self._table.classify(request)
+        except ProtocolError as exc:
+            self._reject(request, flow, exc.status_hint or 400)
+            return
+        if isinstance(where, ToTransaction):
+            self._live[where.key]._inbox.put(MessageReceived(request))
+            return
+        if isinstance(where, AckFor2xx):
+            self._stray(request, flow)
+            return
+        if self._check:
+            proxy = self.role is TimeoutRole.STATEFUL_PROXY
+            rejection = check_request(request, role="proxy" if proxy else "uas")
+            if rejection is not None:
+                self._reject(request, flow, rejection.status_code, rejection.headers)
+                return
+        if isinstance(where, CancelFor):
+            self._on_cancel(request, flow, where)
+        elif isinstance(where, NewServerTransaction):
+            self._new_server(request, flow, where.key)
+
+    def _new_server(
+        self, request: Request, flow: Flow, key: Key, *, internal: bool = False
+    ) -> IncomingRequest | None:
+        cls = ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
+        role = self.role
+        if role is TimeoutRole.USER_AGENT_APP_RETRANSMIT:
+            role = TimeoutRole.USER_AGENT  # only INVITE client transactions differ
+        machine: Machine[Any] = cls(request, self.timer_config, reliable=flow.reliable, role=role)
+        try:
+            self._table.add(key, machine)
+        except LocalProtocolError as exc:
+            logger.warning("refusing %s: %s", request.method, exc)
+            self._reject(request, flow, exc.status_hint)
+            return None
+        tag = new_tag(self._rng)
+        incoming = IncomingRequest(
+            self, request, flow, key=key, machine=machine, to_tag=tag, internal=internal
+        )
+        self._live[key] = incoming
+        incoming._inbox.put(machine.start(trio.current_time()))
+        self._starts.put(incoming)
+        return incoming
+
+    def _on_cancel(self, cancel: Request, flow: Flow, where: CancelFor) -> None:
+        # §9.2: "the UAS ... responds to the CANCEL with a 200 (OK)" if it matches, else 481;
+        # "if the original request was an INVITE and no final response was sent, the UAS
+        # SHOULD immediately respond to the INVITE with a 487 (Request Terminated)."
+        handle = self._new_server(cancel, flow, where.key, internal=True)
+        if handle is None:
+            return
+        invite = self._live.get(where.invite_key) if where.invite_key is not None else None
+        if not isinstance(invite, IncomingRequest):
+            handle._respond_now(handle.make_response(481))
+            return
+        handle.to_tag = invite.to_tag
+        handle._respond_now(handle.make_response(200))
+        invite._cancel()
+        if invite.final_response is None:
+            try:
+                invite._respond_now(invite.make_response(487))
+            except LocalProtocolError as exc:  # the transaction just ended
+                logger.debug("no 487 for the cancelled INVITE: %s", exc)
+
+    def _dispatch(self, incoming: IncomingRequest) -> None:
+        """A new request was delivered by its server transaction: hand it to the TU."""
+        if self._handler is not None:
+            self._counts["handlers"] += 1
+            self._nursery.start_soon(self._run_handler, self._handler, incoming)
+            return
+        try:
+            self._queue_in.send_nowait(incoming)
+        except trio.WouldBlock:
+            logger.warning("request queue full: 503 to %s", incoming.request.method)
+            self._respond_quietly(incoming, 503)
+
+    async def _run_handler(self, handler: Handler, incoming: IncomingRequest) -> None:
+        try:
+            await handler(incoming)
+        except Exception:
+            logger.exception("request handler failed on %r", incoming)
+            self._respond_quietly(incoming, 500)
+        else:
+            if incoming.final_response is None and not incoming.cancelled:
+                logger.warning("handler returned without a final response: 500 to %r", incoming)
+                self._respond_quietly(incoming, 500)
+        finally:
+            self._counts["handlers"] -= 1
+
+    def _respond_quietly(self, incoming: IncomingRequest, status: int) -> None:
+        if incoming.final_response is None and not incoming._machine.terminated:
+            try:
+                incoming._respond_now(incoming.make_response(status))
+            except (LocalProtocolError, ParseError) as exc:
+                logger.debug("could not answer %d: %s", status, exc)
+
+    def _reject(
+        self, request: Request, flow: Flow, status: int, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Answer ``request`` statelessly (§8.2: 400, 420, 501, ... ; 503 when full)."""
+        if request.method == "ACK" or not status:
+            return
+        try:
+            if not request.vias:
+                return
+            response = make_response(request, status, to_tag=new_tag(self._rng), headers=headers)
+        except ProtocolError:
+            raw = error_response_untrusted(bytes(request), status)
+            if raw is None:
+                logger.info("dropping a malformed request without a usable Via from %r", flow)
+                return
+            parsed = parse_message(raw)
+            assert isinstance(parsed, Response)
+            response = parsed
+        logger.info("answering %s statelessly with %d", request.method, status)
+        self._nursery.start_soon(self._send_quietly, response, flow)
+
+    async def _send_quietly(self, response: Response, flow: Flow) -> None:
+        try:
+            await self._layer.send_response(response, flow)
+        except (TransportError, ProtocolError) as exc:
+            logger.info("could not send a stateless %d: %s", response.status_code, exc)
+
+    def _stray(self, message: Request | Response, flow: Flow) -> None:
+        if self._on_stray is None:
+            logger.debug("dropping unmatched %r from %r", message, flow)
+            return
+        try:
+            self._on_stray(message, flow)
+        except Exception:
+            logger.exception("on_stray hook failed on %r", message)
+
+    def _log_transport_error(self, tx: IncomingRequest, reason: str) -> None:
+        logger.info("%r: transport error: %s", tx, reason)
+
+    # -- drivers ---------------------------------------------------------------------------
+
+    async def _starter(self) -> None:
+        """Starts the drivers of server transactions made in transport callbacks."""
+        while True:
+            incoming = await self._starts.get()
+            await self._nursery.start(self._drive, incoming, "server")
+
+    async def _drive(
+        self,
+        tx: _Tx,
+        kind: str,
+        *,
+        task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        status = _Status(task_status)
+        self._counts[kind] += 1
+        client = isinstance(tx, ClientTransaction)
+        if isinstance(tx, ClientTransaction):
+            tx._running = True
+        try:
+            await run_machine(
+                tx._machine,
+                tx._inbox,
+                tx._send,
+                tx,
+                started=not client,
+                watch=tx.flow if client else None,
+                task_status=status,  # type: ignore[arg-type]
+            )
+        except Exception as exc:
+            if not status.called:
+                raise
+            logger.exception("transaction %r crashed", tx)
+            if isinstance(tx, ClientTransaction):
+                tx._crashed(exc)
+        finally:
+            self._counts[kind] -= 1
+            self._forget(tx)
+            if isinstance(tx, ClientTransaction):
+                tx._driver_exited()
+
+    def _forget(self, tx: _Tx) -> None:
+        if self._live.get(tx.key) is tx:
+            del self._live[tx.key]
+        if self._table.get(tx.key) is tx._machine:
+            self._table.remove(tx.key)
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportError("the stack is closed")
+
+    async def aclose(self) -> None:
+        """Close the transports and cancel every transaction and handler."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._layer.aclose()
+        self._queue_in.close()
+        self._nursery.cancel_scope.cancel()
+
+
+def _with_length(message: Request) -> Request:
+    value = str(len(message.body))
+    if message.headers.get("Content-Length") == value:
+        return message
+    return message.evolve(headers=message.headers.replace("Content-Length", value))
+
+
+@asynccontextmanager
+async def open_stack(
+    listen: Iterable[tuple[str, str, int]] = (),
+    *,
+    timer_config: TimerConfig | None = None,
+    role: TimeoutRole = TimeoutRole.USER_AGENT,
+    handler: Handler | None = None,
+    on_stray: StrayHook | None = None,
+    transport_config: TransportConfig | None = None,
+    backend: NetworkBackend | None = None,
+    rng: random.Random | None = None,
+    check_requests: bool = True,
+    request_queue_size: int = 100,
+    max_transactions: int = 50_000,
+) -> AsyncIterator[Stack]:
+    """A :class:`Stack` listening on each ``(transport, host, port)`` of ``listen``.
+
+    ``handler(incoming)`` answers new requests (else iterate ``stack.requests()``);
+    ``on_stray(message, flow)`` receives ACKs for 2xx, unmatched responses, late 2xx to an
+    INVITE and, in ``TimeoutRole.STATELESS_PROXY``, every message. ``backend`` swaps the
+    sockets (``FakeNetwork.backend(host)`` in tests). Closing cancels everything.
+    """
+    try:
+        async with trio.open_nursery() as nursery:
+            layer = TransportLayer(nursery, None, config=transport_config, backend=backend)
+            stack = Stack(
+                nursery,
+                layer,
+                timer_config=timer_config or TimerConfig(),
+                role=role,
+                handler=handler,
+                on_stray=on_stray,
+                rng=rng or random.SystemRandom(),
+                check_requests=check_requests,
+                request_queue_size=request_queue_size,
+                max_transactions=max_transactions,
+            )
+            layer.on_message = stack._on_message
+            try:
+                for transport, host, port in listen:
+                    await nursery.start(layer.listen, transport, host, port)
+                nursery.start_soon(stack._starter)
+                yield stack
+            finally:
+                await stack.aclose()
+    except BaseExceptionGroup as group:
+        # Only the body can raise here (the stack's own tasks log their errors): unwrap it.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from group.exceptions[0].__cause__
+        raise
