@@ -34,7 +34,7 @@ from .test_stack_support import (
 async def test_options_round_trip(autojump_clock: trio.testing.MockClock) -> None:
     net = FakeNetwork()
     net.set_link(CLIENT, SERVER, delay=0.05)
-    async with stack_pair(net, answer(200)) as (client, server, target):
+    async with stack_pair(net, answer(200)) as (client, _server, target):
         response = await client.request(make_request("OPTIONS", call_id="rt"), target)
         assert response.status_code == 200
         assert trio.current_time() == pytest.approx(0.1)
@@ -296,7 +296,7 @@ async def test_cancellation_leaves_nothing(autojump_clock: trio.testing.MockCloc
     async with stack_pair(net) as (client, _server, target):
         with trio.move_on_after(1.0):
             async with trio.open_nursery() as nursery:
-                for n in range(5):
+                for _n in range(5):
                     nursery.start_soon(client.request, make_request("INVITE"), target)
                     nursery.start_soon(client.request, make_request("OPTIONS"), target)
         stats = client.statistics()
@@ -314,7 +314,7 @@ async def test_closing_the_stack_cancels_transactions(
 ) -> None:
     net = FakeNetwork()
     net.partition(CLIENT, SERVER)
-    async with stack_pair(net) as (client, server, target):
+    async with stack_pair(net) as (client, _server, target):
         async with trio.open_nursery() as nursery:
 
             async def call() -> None:
@@ -373,7 +373,7 @@ async def test_malformed_and_stray_responses_dropped(
 ) -> None:
     net = FakeNetwork()
     strays = Strays()
-    async with stack_pair(net, client_kw={"on_stray": strays}) as (client, server, target):
+    async with stack_pair(net, client_kw={"on_stray": strays}) as (client, _server, target):
         sock = await net.backend(SERVER).open_udp(SERVER, 7000)
         async with client.send_request(make_request("OPTIONS", call_id="m"), target) as tx:
             branch = tx.request.vias[0].branch
@@ -418,17 +418,18 @@ async def test_tcp_reset_reaches_transaction_at_once(
     async def never(incoming: IncomingRequest) -> None:
         await trio.sleep_forever()
 
-    async with stack_pair(net, never, transport="TCP") as (client, _server, target):
-        async with trio.open_nursery() as nursery:
+    async def reset() -> None:
+        await trio.sleep(3)
+        net.refuse(SERVER, 5060)
 
-            async def reset() -> None:
-                await trio.sleep(3)
-                net.refuse(SERVER, 5060)
-
-            nursery.start_soon(reset)
-            with pytest.raises(TransportError):
-                await client.request(make_request("OPTIONS"), target)
-            assert trio.current_time() == 3.0
+    async with (
+        stack_pair(net, never, transport="TCP") as (client, _server, target),
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(reset)
+        with pytest.raises(TransportError):
+            await client.request(make_request("OPTIONS"), target)
+        assert trio.current_time() == 3.0
 
 
 async def test_lossy_reordering_network_still_completes(
@@ -441,7 +442,7 @@ async def test_lossy_reordering_network_still_completes(
         # A 2xx to an INVITE is the TU's to retransmit (RFC 6026): use a 486 here.
         await incoming.respond(486 if incoming.method == "INVITE" else 200)
 
-    async with stack_pair(net, handler) as (client, server, target):
+    async with stack_pair(net, handler) as (client, _server, target):
         async with trio.open_nursery() as nursery:
             results: list[int] = []
 
