@@ -71,7 +71,7 @@ async def test_options_and_invite_flows(transport: str, tls_config: TransportCon
             await incoming.respond(200)
 
     with trio.fail_after(10):
-        async with pair(transport, tls_config, handler) as (client, server, target, strays):
+        async with pair(transport, tls_config, handler) as (client, _server, target, strays):
             response = await client.request(_host(make_request("OPTIONS"), target), target)
             assert response.status_code == 200
             via = response.vias[0]
