@@ -35,7 +35,7 @@ tells it what was sent and received, and asks it to build in-dialog requests
   response to the first gets 500 with "a Retry-After ... between 0 and 10 seconds".
 
 In-dialog requests (ACK, BYE, re-INVITE, INFO, MESSAGE, CANCEL) are built by
-:mod:`trio_sip.proto.dialog_requests`; this module also holds the two 2xx machines:
+:mod:`trio_sip.proto.dialog_requests`, which also holds the two 2xx machines:
 :class:`AckWait` (UAS, §13.3.1.4: "The 2xx response is passed to the transport with an interval
 that starts at T1 seconds and doubles for each retransmission until it reaches T2 seconds ...
 If the server retransmits the 2xx response for 64*T1 seconds without receiving an ACK, the
