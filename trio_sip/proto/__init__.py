@@ -17,6 +17,20 @@ from .auth import verify as verify
 from .blacklist import Blacklist as Blacklist
 from .blacklist import BlacklistStatistics as BlacklistStatistics
 from .blacklist import FailureReason as FailureReason
+from .dialog import Dialog as Dialog
+from .dialog import DialogId as DialogId
+from .dialog import DialogSet as DialogSet
+from .dialog import DialogState as DialogState
+from .dialog import glare_retry_delay as glare_retry_delay
+from .dialog_requests import AckResender as AckResender
+from .dialog_requests import AckWait as AckWait
+from .dialog_requests import build_ack as build_ack
+from .dialog_requests import build_bye as build_bye
+from .dialog_requests import build_cancel as build_cancel
+from .dialog_requests import build_info as build_info
+from .dialog_requests import build_message as build_message
+from .dialog_requests import build_reinvite as build_reinvite
+from .dialog_requests import build_request as build_request
 from .errors import ConfigError as ConfigError
 from .errors import LocalProtocolError as LocalProtocolError
 from .errors import ParseError as ParseError
@@ -60,10 +74,22 @@ from .parse import PING as PING
 from .parse import PONG as PONG
 from .parse import StreamFramer as StreamFramer
 from .parse import parse_message as parse_message
+from .registration import Registration as Registration
+from .registration import RegistrationState as RegistrationState
+from .registration import RequestFailed as RequestFailed
+from .registration import ResponseReceived as ResponseReceived
+from .registration import SendRequest as SendRequest
+from .registration import StateChanged as StateChanged
 from .resolve import NaptrRecord as NaptrRecord
 from .resolve import Planner as Planner
 from .resolve import SrvRecord as SrvRecord
 from .resolve import UriParts as UriParts
+from .retry import Failure as Failure
+from .retry import GiveUp as GiveUp
+from .retry import RequestKind as RequestKind
+from .retry import RetryLater as RetryLater
+from .retry import RetryNext as RetryNext
+from .retry import decide as decide
 from .sdp import MediaDescription as MediaDescription
 from .sdp import SdpError as SdpError
 from .sdp import SessionDescription as SessionDescription
@@ -71,6 +97,10 @@ from .sdp import answer_for as answer_for
 from .sdp import audio_offer as audio_offer
 from .sdp import parse_sdp as parse_sdp
 from .serialize import serialize as serialize
+from .subscription import Subscription as Subscription
+from .subscription import SubscriptionState as SubscriptionState
+from .subscription import answer_subscribe as answer_subscribe
+from .subscription import build_notify as build_notify
 from .target import Target as Target
 from .timers import TimerConfig as TimerConfig
 from .timers import Timers as Timers
@@ -106,6 +136,36 @@ from .validate import check_request as check_request
 from .validate import check_response as check_response
 
 __all__ = [
+    "Dialog",
+    "DialogId",
+    "DialogSet",
+    "DialogState",
+    "glare_retry_delay",
+    "AckResender",
+    "AckWait",
+    "build_ack",
+    "build_bye",
+    "build_cancel",
+    "build_info",
+    "build_message",
+    "build_reinvite",
+    "build_request",
+    "Registration",
+    "RegistrationState",
+    "RequestFailed",
+    "ResponseReceived",
+    "SendRequest",
+    "StateChanged",
+    "Subscription",
+    "SubscriptionState",
+    "answer_subscribe",
+    "build_notify",
+    "Failure",
+    "GiveUp",
+    "RequestKind",
+    "RetryLater",
+    "RetryNext",
+    "decide",
     "AbsoluteUri",
     "AckFor2xx",
     "ApplicationRetransmit",
