@@ -15,6 +15,7 @@ import re
 from .errors import ParseError
 
 __all__ = [
+    "TOKEN_CHARS",
     "TOKEN_RE",
     "is_token",
     "quote",
@@ -24,7 +25,9 @@ __all__ = [
 ]
 
 # token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")  (§25.1)
-TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"
+"""The token characters as the body of a regex character class (``[...]``)."""
+TOKEN_RE = re.compile(f"[{TOKEN_CHARS}]+")
 _token_match = TOKEN_RE.fullmatch
 
 LWS = " \t"
@@ -32,7 +35,8 @@ LWS = " \t"
 
 def is_token(text: str) -> bool:
     """True if ``text`` is a non-empty RFC 3261 token."""
-    return _token_match(text) is not None
+    # Most tokens are plain ASCII words ("INVITE", "UDP", "tag"): two C calls, no regex.
+    return (text.isalnum() and text.isascii()) or _token_match(text) is not None
 
 
 def scan_quoted(text: str, start: int) -> int:

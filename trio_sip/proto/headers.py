@@ -4,8 +4,9 @@
 # 3841, 4028, 4474) are included.
 #
 # Theory of operation: a Headers is a list of ``(name, value)`` str pairs exactly as received
-# (name spelled as on the wire, value unfolded and trimmed) plus an index from the canonical
-# name (lower-case long form) to positions, built on first lookup. Nothing is split or parsed
+# (name spelled as on the wire, value unfolded and trimmed), the canonical name (lower-case
+# long form) of each line and a dict from canonical name to first value, both built while
+# parsing (or on the first lookup of a Headers built by hand). Nothing is split or parsed
 # until asked for, unknown headers pass through untouched, and serialising an unedited list
 # gives back every header in order. Edits (prepend/replace/remove/set_first/...) return a new
 # Headers; a message never changes under a reader's feet.
@@ -190,12 +191,16 @@ class Headers:
     of list headers on commas (outside quotes and ``<...>``).
     """
 
-    __slots__ = ("_index", "_pairs")
+    # _keys[i] is the canonical name of _pairs[i]; _first maps a canonical name to the value
+    # of its first line. The parser fills both while it splits the lines; for a Headers built
+    # any other way they are computed on the first lookup.
+    __slots__ = ("_first", "_keys", "_pairs")
 
     def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
         if isinstance(pairs, Headers):
             self._pairs: list[tuple[str, str]] = pairs._pairs
-            self._index: dict[str, list[int]] | None = pairs._index
+            self._keys: list[str] | None = pairs._keys
+            self._first: dict[str, str] | None = pairs._first
             return
         items = []
         for name, value in pairs:
@@ -203,40 +208,62 @@ class Headers:
             _check(name, value)
             items.append((name, value))
         self._pairs = items
-        self._index = None
+        self._keys = None
+        self._first = None
 
     @classmethod
     def _trusted(
-        cls, pairs: list[tuple[str, str]], index: dict[str, list[int]] | None = None
+        cls,
+        pairs: list[tuple[str, str]],
+        keys: list[str] | None = None,
+        first: dict[str, str] | None = None,
     ) -> Headers:
         # The parser (and our own edits) already checked the pairs; skip the checks.
         self = cls.__new__(cls)
         self._pairs = pairs
-        self._index = index
+        self._keys = keys
+        self._first = first
         return self
 
-    def _first(self, key: str) -> str | None:
-        """The first value for a canonical ``key`` (internal fast path of ``get``)."""
-        index = self._index
-        if index is None:
-            index = self._idx()
-        pos = index.get(key)
-        return self._pairs[pos[0]][1] if pos else None
-
-    def _idx(self) -> dict[str, list[int]]:
-        index = self._index
-        if index is None:
-            index = {}
+    def _index(self) -> dict[str, str]:
+        """Canonical name -> first value (computing ``_keys`` / ``_first`` if needed)."""
+        first = self._first
+        if first is None:
             canon = _CANON.get
-            for i, (name, _) in enumerate(self._pairs):
-                key = canon(name) or canonical_name(name)
-                slot = index.get(key)
-                if slot is None:
-                    index[key] = [i]
-                else:
-                    slot.append(i)
-            self._index = index
-        return index
+            pairs = self._pairs
+            keys = self._keys = [canon(name) or canonical_name(name) for name, _ in pairs]
+            first = {}
+            for key, (_, value) in zip(keys, pairs, strict=True):
+                if key not in first:
+                    first[key] = value
+            self._first = first
+        return first
+
+    def _first_value(self, key: str) -> str | None:
+        """The first value for a canonical ``key`` (internal fast path of ``get``)."""
+        first = self._first
+        if first is None:
+            first = self._index()
+        return first.get(key)
+
+    def _values(self, key: str) -> list[str]:
+        """Every value for a canonical ``key``, in order."""
+        first = self._first
+        if first is None:
+            first = self._index()
+        value = first.get(key)
+        if value is None:
+            return []
+        keys: list[str] = self._keys  # type: ignore[assignment]  # set with _first
+        if keys.count(key) == 1:
+            return [value]
+        return [pair[1] for pair, k in zip(self._pairs, keys, strict=True) if k == key]
+
+    def _positions(self, key: str) -> list[int]:
+        """The indices of the lines with canonical name ``key``."""
+        self._index()
+        keys: list[str] = self._keys  # type: ignore[assignment]
+        return [i for i, k in enumerate(keys) if k == key]
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -247,26 +274,22 @@ class Headers:
         return len(self._pairs)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and canonical_name(name) in self._idx()
+        return isinstance(name, str) and canonical_name(name) in self._index()
 
     def __getitem__(self, name: str) -> str:
-        pos = self._idx().get(canonical_name(name))
-        if not pos:
+        value = self._first_value(canonical_name(name))
+        if value is None:
             raise KeyError(name)
-        return self._pairs[pos[0]][1]
+        return value
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of the first line named ``name``, or ``default``."""
-        pos = self._idx().get(canonical_name(name))
-        return self._pairs[pos[0]][1] if pos else default
+        value = self._first_value(canonical_name(name))
+        return default if value is None else value
 
     def get_all(self, name: str) -> list[str]:
         """The values of every line named ``name``, in order (not split on commas)."""
-        pos = self._idx().get(canonical_name(name))
-        if not pos:
-            return []
-        pairs = self._pairs
-        return [pairs[i][1] for i in pos]
+        return self._values(canonical_name(name))
 
     def get_list(self, name: str) -> list[str]:
         """The comma-separated elements of a list header across all its lines, trimmed.
@@ -275,8 +298,13 @@ class Headers:
         ParseError for an unterminated quoted string.
         """
         key = canonical_name(name)
-        lines = self.get_all(key)
+        lines = self._values(key)
         if key not in LIST_HEADERS:
+            return lines
+        for line in lines:
+            if "," in line:
+                break
+        else:
             return lines
         out = []
         for line in lines:
@@ -288,7 +316,11 @@ class Headers:
 
     def count(self, name: str) -> int:
         """How many lines are named ``name``."""
-        return len(self._idx().get(canonical_name(name), ()))
+        key = canonical_name(name)
+        if key not in self._index():
+            return 0
+        keys: list[str] = self._keys  # type: ignore[assignment]
+        return keys.count(key)
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._pairs)
@@ -318,7 +350,7 @@ class Headers:
         value = value.strip(LWS)
         _check(name, value)
         pairs = list(self._pairs)
-        pos = self._idx().get(canonical_name(name))
+        pos = self._positions(canonical_name(name))
         pairs.insert(pos[0] if pos else 0, (name, value))
         return Headers._trusted(pairs)
 
@@ -326,7 +358,7 @@ class Headers:
         """Replace every line of that name by one line, at the first one's place (else append)."""
         value = value.strip(LWS)
         _check(name, value)
-        pos = self._idx().get(canonical_name(name))
+        pos = self._positions(canonical_name(name))
         if not pos:
             return Headers._trusted([*self._pairs, (name, value)])
         drop = set(pos[1:])
@@ -336,7 +368,7 @@ class Headers:
 
     def remove(self, name: str) -> Headers:
         """Remove every line of that name."""
-        pos = self._idx().get(canonical_name(name))
+        pos = self._positions(canonical_name(name))
         if not pos:
             return self
         drop = set(pos)
@@ -348,7 +380,7 @@ class Headers:
         value = value.strip(LWS)
         _check(name, value)
         key = canonical_name(name)
-        pos = self._idx().get(key)
+        pos = self._positions(key)
         if not pos:
             return Headers._trusted([*self._pairs, (name, value)])
         i = pos[0]
@@ -364,7 +396,7 @@ class Headers:
         """Remove the first value of that name (for list headers, the first element of the
         first line): a proxy removing the top Via of a response (§16.7) or a used Route."""
         key = canonical_name(name)
-        pos = self._idx().get(key)
+        pos = self._positions(key)
         if not pos:
             return self
         i = pos[0]

@@ -4,8 +4,9 @@
 #
 # Theory of operation: a message is a start line, a Headers multimap and a body. The typed
 # views (``vias``, ``cseq``, ``from_``, ...) are *lazy*: the first read parses the header text
-# via ``fields``/``uri`` and caches the value in a per-message dict, so parsing a message costs
-# only the framing and the header split, and a proxy that reads three headers pays for three.
+# via ``fields``/``uri`` and caches the value (in a slot for the common views, else a dict),
+# so parsing a message costs only the framing and the header split, and a proxy that reads
+# three headers pays for three.
 # A malformed header surfaces as a ParseError when its view is read (never another exception
 # type). Messages are immutable: edits go through ``evolve()`` and the Headers methods, which
 # build a new message. A parsed, unedited message keeps its raw header bytes so that
@@ -42,6 +43,7 @@ __all__ = ["REASON_PHRASES", "Message", "Request", "Response", "make_response"]
 
 T = TypeVar("T")
 _MISSING: Any = object()
+_UNREAD = -2  # max_forwards not read yet (its values are None or 0..255)
 
 # The errors a buggy or hostile header could still provoke below the parse functions; a view
 # re-raises them as ParseError so callers only ever see one exception type.
@@ -49,7 +51,8 @@ _UNEXPECTED = (ValueError, IndexError, KeyError, TypeError, UnicodeError, Recurs
 
 
 class _View(Generic[T]):
-    """A lazily computed, cached, read-only attribute of a message."""
+    """A lazily computed, cached, read-only attribute of a message (the less used views; the
+    hot ones are properties over slots)."""
 
     def __init__(self, func: Callable[[Any], T]) -> None:
         self.func = func
@@ -64,6 +67,8 @@ class _View(Generic[T]):
         if obj is None:
             return self
         cache = obj._cache
+        if cache is None:
+            cache = obj._cache = {}
         value = cache.get(self.name, _MISSING)
         if value is _MISSING:
             try:
@@ -71,13 +76,17 @@ class _View(Generic[T]):
             except ParseError:
                 raise
             except _UNEXPECTED as exc:
-                raise ParseError(f"{self.name}: malformed header ({exc})") from exc
+                raise _malformed(self.name, exc) from exc
             cache[self.name] = value
         return value  # type: ignore[no-any-return]
 
 
+def _malformed(view: str, exc: BaseException) -> ParseError:
+    return ParseError(f"{view}: malformed header ({exc})")
+
+
 def _one(msg: Message, name: str) -> str:
-    value = msg._headers._first(name)
+    value = msg._headers._first_value(name)
     if value is None:
         raise ParseError(f"missing {long_name(name)} header")
     return value
@@ -85,24 +94,45 @@ def _one(msg: Message, name: str) -> str:
 
 def _addresses(msg: Message, name: str) -> tuple[NameAddress, ...]:
     # Cheap: each address parses its URI only when ``.uri`` is read.
-    return tuple(parse_name_addr(v) for v in msg._headers.get_list(name))
+    return tuple(map(parse_name_addr, msg._headers.get_list(name)))
 
 
 def _opt_int(msg: Message, name: str, maximum: int = 2**32 - 1) -> int | None:
-    value = msg._headers._first(name)
+    value = msg._headers._first_value(name)
     return None if value is None else parse_int(value, name, maximum)
 
 
 class Message:
     """What requests and responses share: headers, body and the typed views."""
 
-    __slots__ = ("_body", "_cache", "_headers", "_raw", "_version")
+    # The most read views live in slots (None / -2 = not read yet); the others in ``_cache``.
+    __slots__ = (
+        "_body",
+        "_cache",
+        "_call_id",
+        "_contacts",
+        "_cseq",
+        "_from",
+        "_headers",
+        "_max_forwards",
+        "_raw",
+        "_to",
+        "_version",
+        "_vias",
+    )
 
     _headers: Headers
     _body: bytes
     _raw: bytes | None
-    _cache: dict[str, Any]
+    _cache: dict[str, Any] | None
     _version: str
+    _call_id: str | None
+    _cseq: CSeq | None
+    _vias: Sequence[Via] | None
+    _from: NameAddress | None
+    _to: NameAddress | None
+    _contacts: tuple[NameAddress, ...] | None
+    _max_forwards: int | None
 
     def _init(
         self, headers: Headers | Iterable[tuple[str, str]], body: bytes, version: str
@@ -110,8 +140,9 @@ class Message:
         self._headers = headers if isinstance(headers, Headers) else Headers(headers)
         self._body = bytes(body)  # no copy for bytes; accepts bytearray/memoryview
         self._version = version
-        self._raw = None
-        self._cache = {}
+        self._raw = self._cache = None
+        self._call_id = self._cseq = self._vias = self._from = self._to = self._contacts = None
+        self._max_forwards = _UNREAD
 
     @property
     def headers(self) -> Headers:
@@ -137,39 +168,74 @@ class Message:
         raise NotImplementedError
 
     # -- typed views (parsed on first read, cached) ----------------------------------------
+    # Each catches the stray exceptions a hostile header could provoke and turns them into
+    # ParseError, the only exception a view raises.
 
-    @_View
+    @property
     def call_id(self) -> str:
         """Call-ID (§20.8); ParseError if missing or blank."""
-        value = _one(self, "call-id")
-        if not value or " " in value or "\t" in value:
-            raise ParseError(f"Call-ID: bad value {value!r}")
+        value = self._call_id
+        if value is None:
+            value = _one(self, "call-id")
+            if not value or " " in value or "\t" in value:
+                raise ParseError(f"Call-ID: bad value {value!r}")
+            self._call_id = value
         return value
 
-    @_View
+    @property
     def cseq(self) -> CSeq:
         """CSeq (§20.16); ParseError if missing or malformed."""
-        return parse_cseq(_one(self, "cseq"))
+        value = self._cseq
+        if value is None:
+            try:
+                value = self._cseq = parse_cseq(_one(self, "cseq"))
+            except _UNEXPECTED as exc:
+                raise _malformed("cseq", exc) from exc
+        return value
 
-    @_View
+    @property
     def vias(self) -> Sequence[Via]:
         """Every Via value, top first (§20.42); each is parsed when first indexed."""
-        return LazySeq(self._headers.get_list("via"), parse_via)
+        value = self._vias
+        if value is None:
+            try:
+                value = self._vias = LazySeq(self._headers.get_list("via"), parse_via)
+            except _UNEXPECTED as exc:
+                raise _malformed("vias", exc) from exc
+        return value
 
-    @_View
+    @property
     def from_(self) -> NameAddress:
         """From (§20.20); ParseError if missing."""
-        return parse_name_addr(_one(self, "from"))
+        value = self._from
+        if value is None:
+            try:
+                value = self._from = parse_name_addr(_one(self, "from"))
+            except _UNEXPECTED as exc:
+                raise _malformed("from_", exc) from exc
+        return value
 
-    @_View
+    @property
     def to(self) -> NameAddress:
         """To (§20.39); ParseError if missing."""
-        return parse_name_addr(_one(self, "to"))
+        value = self._to
+        if value is None:
+            try:
+                value = self._to = parse_name_addr(_one(self, "to"))
+            except _UNEXPECTED as exc:
+                raise _malformed("to", exc) from exc
+        return value
 
-    @_View
+    @property
     def contacts(self) -> tuple[NameAddress, ...]:
         """Contact values (§20.10); a ``*`` is ``.is_wildcard``."""
-        return _addresses(self, "contact")
+        value = self._contacts
+        if value is None:
+            try:
+                value = self._contacts = _addresses(self, "contact")
+            except _UNEXPECTED as exc:
+                raise _malformed("contacts", exc) from exc
+        return value
 
     @_View
     def routes(self) -> tuple[NameAddress, ...]:
@@ -179,10 +245,16 @@ class Message:
     def record_routes(self) -> tuple[NameAddress, ...]:
         return _addresses(self, "record-route")
 
-    @_View
+    @property
     def max_forwards(self) -> int | None:
         """Max-Forwards (0..255, §20.22) or None."""
-        return _opt_int(self, "max-forwards", 255)
+        value = self._max_forwards
+        if value == _UNREAD:
+            try:
+                value = self._max_forwards = _opt_int(self, "max-forwards", 255)
+            except _UNEXPECTED as exc:
+                raise _malformed("max_forwards", exc) from exc
+        return value
 
     @_View
     def expires(self) -> int | None:
@@ -272,6 +344,21 @@ class Request(Message):
             self._uri_text = str(uri)
         self._init(headers, body, version)
 
+    @classmethod
+    def _parsed(cls, method: str, uri_text: str, headers: Headers) -> Request:
+        # The parser's constructor: everything already checked, the body set by the caller.
+        self = cls.__new__(cls)
+        self._method = method
+        self._uri = None
+        self._uri_text = uri_text
+        self._headers = headers
+        self._body = b""
+        self._version = "SIP/2.0"
+        self._raw = self._cache = None
+        self._call_id = self._cseq = self._vias = self._from = self._to = self._contacts = None
+        self._max_forwards = _UNREAD
+        return self
+
     @property
     def method(self) -> str:
         return self._method
@@ -341,6 +428,20 @@ class Response(Message):
         self._status_code = status_code
         self._reason = REASON_PHRASES.get(status_code, "") if reason is None else reason
         self._init(headers, body, version)
+
+    @classmethod
+    def _parsed(cls, status_code: int, reason: str, headers: Headers) -> Response:
+        # The parser's constructor: everything already checked, the body set by the caller.
+        self = cls.__new__(cls)
+        self._status_code = status_code
+        self._reason = reason
+        self._headers = headers
+        self._body = b""
+        self._version = "SIP/2.0"
+        self._raw = self._cache = None
+        self._call_id = self._cseq = self._vias = self._from = self._to = self._contacts = None
+        self._max_forwards = _UNREAD
+        return self
 
     @property
     def status_code(self) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import re
 
-from .abnf import LWS, TOKEN_RE
+from .abnf import LWS, is_token
 from .errors import ParseError
 from .headers import _CANON, Headers, canonical_name
 from .message import Request, Response
@@ -27,7 +27,6 @@ from .message import Request, Response
 __all__ = ["NEED_DATA", "PING", "PONG", "FramerEvent", "StreamFramer", "parse_message"]
 
 _UNEXPECTED = (ValueError, IndexError, KeyError, TypeError, UnicodeError, RecursionError)
-_token = TOKEN_RE.fullmatch
 _LINE_END = re.compile(r"\r?\n")
 _EMPTY_LINE = re.compile(rb"\r?\n\r?\n")
 _VERSION = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
@@ -62,10 +61,63 @@ def _build(head: bytes) -> tuple[Request | Response, int | None, bool]:
         # Bare LF line ends (RFC 5118's archive form): accept them, but re-format on output.
         lines = _LINE_END.split(text)
         faithful = False
-    first = lines[0]
     pairs: list[tuple[str, str]] = []
-    lengths: list[int] = []
-    index: dict[str, list[int]] = {}
+    keys: list[str] = []
+    first: dict[str, str] = {}
+    canon = _CANON.get
+    # Fast path: every line is "<common spelling>:<value>". A name found in _CANON is a token
+    # without whitespace, so this also rules out continuation lines and bad names; anything
+    # else (folding, an unknown or odd name, no colon) goes to the general loop below.
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        key = canon(name)
+        if key is None or not sep:
+            pairs, keys, first = _fields(lines)
+            break
+        value = value.strip(LWS)
+        pairs.append((name, value))
+        keys.append(key)
+        if key not in first:
+            first[key] = value
+
+    clen: int | None = None
+    length = first.get("content-length")
+    if length is not None:
+        if keys.count("content-length") > 1:
+            values = {pairs[i][1] for i, k in enumerate(keys) if k == "content-length"}
+            if len(values) > 1:
+                raise ParseError(f"conflicting Content-Length values {sorted(values)}")
+            faithful = False
+        if not length.isdigit() or not length.isascii() or len(length.lstrip("0")) > 12:
+            raise ParseError(f"bad Content-Length {length!r}")
+        clen = int(length)
+    else:
+        faithful = False
+
+    start = lines[0]
+    headers = Headers._trusted(pairs, keys, first)
+    if start[:4].upper() == "SIP/":
+        return _response(start, headers), clen, faithful
+    parts = start.split(" ")
+    if len(parts) != 3 or not parts[1]:
+        raise ParseError(f"request line must be 'METHOD SP Request-URI SP SIP/2.0': {start!r}")
+    method, uri, version = parts
+    if not is_token(method):
+        raise ParseError(f"bad method {method[:60]!r}")
+    if version != "SIP/2.0":
+        if version.upper() != "SIP/2.0":
+            if _VERSION.fullmatch(version):
+                raise ParseError(f"SIP version {version} not supported", status_hint=505)
+            raise ParseError(f"bad SIP version {version[:20]!r}")
+        faithful = False
+    return Request._parsed(method, uri, headers), clen, faithful
+
+
+def _fields(lines: list[str]) -> tuple[list[tuple[str, str]], list[str], dict[str, str]]:
+    """The general header loop: continuation lines (§7.3.1), LWS before the colon, names
+    outside the common spellings. Returns the pairs, their canonical names and the index."""
+    pairs: list[tuple[str, str]] = []
+    keys: list[str] = []
     canon = _CANON.get
     for line in lines[1:]:
         if line[:1] in (" ", "\t"):
@@ -83,50 +135,16 @@ def _build(head: bytes) -> tuple[Request | Response, int | None, bool]:
         key = canon(name)
         if key is None:  # not a common spelling: check it is a token
             name = name.rstrip(LWS)
-            if _token(name) is None:
+            if not is_token(name):
                 raise ParseError(f"bad header name {name[:60]!r}")
             key = canonical_name(name)
-        slot = index.get(key)
-        if slot is None:
-            index[key] = [len(pairs)]
-        else:
-            slot.append(len(pairs))
+        keys.append(key)
         pairs.append((name, line[colon + 1 :].strip(LWS)))
-
-    clen: int | None = None
-    lengths = index.get("content-length", lengths)
-    if lengths:
-        values = {pairs[i][1] for i in lengths}
-        if len(values) > 1:
-            raise ParseError(f"conflicting Content-Length values {sorted(values)}")
-        value = values.pop()
-        if not value.isdigit() or not value.isascii() or len(value.lstrip("0")) > 12:
-            raise ParseError(f"bad Content-Length {value!r}")
-        clen = int(value)
-        faithful = faithful and len(lengths) == 1
-    else:
-        faithful = False
-
-    if first[:4].upper() == "SIP/":
-        return _response(first, Headers._trusted(pairs, index)), clen, faithful
-    parts = first.split(" ")
-    if len(parts) != 3 or not parts[1]:
-        raise ParseError(f"request line must be 'METHOD SP Request-URI SP SIP/2.0': {first!r}")
-    method, uri, version = parts
-    if _token(method) is None:
-        raise ParseError(f"bad method {method[:60]!r}")
-    if version != "SIP/2.0":
-        if version.upper() != "SIP/2.0":
-            if _VERSION.fullmatch(version):
-                raise ParseError(f"SIP version {version} not supported", status_hint=505)
-            raise ParseError(f"bad SIP version {version[:20]!r}")
-        faithful = False
-    req = Request.__new__(Request)
-    req._method = method
-    req._uri = None
-    req._uri_text = uri
-    req._init(Headers._trusted(pairs, index), b"", "SIP/2.0")
-    return req, clen, faithful
+    first: dict[str, str] = {}
+    for key, (_, value) in zip(keys, pairs, strict=True):
+        if key not in first:
+            first[key] = value
+    return pairs, keys, first
 
 
 def _response(first: str, headers: Headers) -> Response:
@@ -137,11 +155,7 @@ def _response(first: str, headers: Headers) -> Response:
     code = parts[1] if len(parts) > 1 else ""
     if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] not in "123456":
         raise ParseError(f"bad status code {code[:20]!r}", status_hint=0)
-    resp = Response.__new__(Response)
-    resp._status_code = int(code)
-    resp._reason = parts[2] if len(parts) > 2 else ""
-    resp._init(headers, b"", "SIP/2.0")
-    return resp
+    return Response._parsed(int(code), parts[2] if len(parts) > 2 else "", headers)
 
 
 def parse_message(data: bytes) -> Request | Response:
