@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import trio
 import trio.testing
@@ -14,9 +16,10 @@ from trio_sip.proto.errors import (
 )
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.outputs import RetransmitTimeout
+from trio_sip.proto.target import Target
 from trio_sip.proto.timers import TimerConfig
 from trio_sip.proto.transaction import TimeoutRole
-from trio_sip.stack import IncomingRequest
+from trio_sip.stack import IncomingRequest, open_stack
 from trio_sip.testing import FakeNetwork
 
 from .test_stack_support import (
@@ -455,3 +458,51 @@ async def test_lossy_reordering_network_still_completes(
                 nursery.start_soon(one, n)
         assert sorted(results) == [200] * 20 + [486] * 20
         assert len(net.packets(fate="lost")) > 0
+
+
+async def test_stateless_proxy_role(autojump_clock: trio.testing.MockClock) -> None:
+    """§16.11: the proxy keeps no transaction; retransmissions are forwarded with the same
+    branch (computed from the request), responses go back by the next Via."""
+    net = FakeNetwork(seed=3)
+    proxy_host = "10.0.0.3"
+    net.set_link(CLIENT, proxy_host, loss=0.3)
+    async with (
+        stack_pair(net, answer(200)) as (client, server, server_target),
+        trio.open_nursery() as nursery,
+    ):
+        forwarded: list[str] = []
+
+        async def relay(message: Request | Response) -> None:
+            if isinstance(message, Request):
+                top = message.headers.get_list("Via")[0]
+                branch = "z9hG4bK" + hashlib.sha1(top.encode()).hexdigest()[:16]
+                forwarded.append(branch)
+                await proxy.send_stateless(message, server_target, branch=branch)
+            else:
+                await proxy.send_stateless(
+                    message.evolve(headers=message.headers.remove_first("Via"))
+                )
+
+        def on_message(message: Request | Response, flow: object) -> None:
+            nursery.start_soon(relay, message)
+
+        role = TimeoutRole.STATELESS_PROXY
+        async with open_stack(
+            [("UDP", proxy_host, 5060)],
+            role=role,
+            on_stray=on_message,
+            backend=net.backend(proxy_host),
+        ) as proxy:
+            with pytest.raises(LocalProtocolError):
+                await proxy.request(make_request(), server_target)
+            target = Target("UDP", proxy_host, 5060)
+            for n in range(10):
+                response = await client.request(make_request("OPTIONS", call_id=f"p{n}"), target)
+                assert response.status_code == 200
+                assert len(response.vias) == 1
+                stats = proxy.statistics()
+                assert stats.client_transactions == stats.server_transactions == 0
+            assert len(forwarded) > 10  # retransmissions were forwarded ...
+            assert len(set(forwarded)) == 10  # ... with the same branch as their original
+            assert server.statistics().handlers == 0
+        nursery.cancel_scope.cancel()
