@@ -33,7 +33,7 @@ from trio_sip.proto.transaction import Key, Machine
 from trio_sip.transports.base import Flow
 
 if TYPE_CHECKING:
-    from ._core import Stack
+    from ._receive import _Receiver
 
 __all__ = ["IncomingRequest"]
 
@@ -62,7 +62,7 @@ class IncomingRequest:
 
     def __init__(
         self,
-        stack: Stack,
+        stack: _Receiver,
         request: Request,
         flow: Flow,
         *,

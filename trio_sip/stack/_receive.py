@@ -1,0 +1,234 @@
+# The receiving half of the transaction layer: RFC 3261 §17.2.3 (matching requests to server
+# transactions), §9.2 (CANCEL), §8.2 (UAS checks: 400/416/420/501, answered statelessly),
+# §17.1.3 (matching responses), RFC 6026 §8.9 (stray responses) and §18.2.2 (response routing).
+#
+# Theory of operation: the transport layer calls ``_on_message`` synchronously for every parsed
+# message. It asks ``TransactionTable.classify`` where the message goes and acts at once: an
+# inbox ``put`` for a known transaction, the ``on_stray`` hook for an ACK to a 2xx or an
+# unmatched response, a stateless rejection for a request that fails ``check_request``, or a
+# new server machine, started right here (so that retransmissions and CANCELs match from the
+# first instant) and queued for the starter task, which runs its driver with ``nursery.start``.
+# Nothing here awaits; nothing here lets an exception escape into the transport layer.
+"""_Receiver: classification and server-side handling of received messages (a Stack mixin)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import trio
+
+from trio_sip.drivers import Inbox
+from trio_sip.proto.errors import LocalProtocolError, ParseError, ProtocolError, TransportError
+from trio_sip.proto.ids import new_tag
+from trio_sip.proto.message import Request, Response, make_response
+from trio_sip.proto.outputs import MessageReceived
+from trio_sip.proto.parse import parse_message
+from trio_sip.proto.timers import TimerConfig
+from trio_sip.proto.transaction import (
+    AckFor2xx,
+    CancelFor,
+    Key,
+    Machine,
+    NewServerTransaction,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+    TimeoutRole,
+    ToTransaction,
+    TransactionTable,
+)
+from trio_sip.proto.validate import check_request, check_response
+from trio_sip.transports.base import Flow
+from trio_sip.transports.pool import TransportLayer
+from trio_sip.transports.stream import error_response_untrusted
+
+from ._client import ClientTransaction
+from ._server import IncomingRequest
+
+__all__ = ["Handler", "StrayHook"]
+
+logger = logging.getLogger("trio_sip.stack")
+
+Handler = Callable[[IncomingRequest], Awaitable[object]]
+StrayHook = Callable[[Request | Response, Flow], object]
+
+
+class _Receiver:
+    """What the Stack does with received messages. Attributes are the Stack's."""
+
+    role: TimeoutRole
+    timer_config: TimerConfig
+    _nursery: trio.Nursery
+    _layer: TransportLayer
+    _table: TransactionTable
+    _live: dict[Key, ClientTransaction | IncomingRequest]
+    _handler: Handler | None
+    _on_stray: StrayHook | None
+    _rng: random.Random
+    _check: bool
+    _counts: dict[str, int]
+    _starts: Inbox[IncomingRequest]
+    _queue_in: trio.MemorySendChannel[IncomingRequest]
+    _closed: bool
+
+    def _on_message(self, message: Request | Response, flow: Flow) -> None:
+        try:
+            if self.role is TimeoutRole.STATELESS_PROXY or self._closed:
+                if not self._closed:
+                    self._stray(message, flow)
+            elif isinstance(message, Response):
+                self._on_response(message, flow)
+            else:
+                self._on_request(message, flow)
+        except Exception:
+            logger.exception("error while handling %r from %r", message, flow)
+
+    def _on_response(self, response: Response, flow: Flow) -> None:
+        proxy = self.role is TimeoutRole.STATEFUL_PROXY
+        if not check_response(response, role="proxy" if proxy else "uac"):
+            logger.info("dropping malformed response from %r", flow)
+            return
+        where = self._table.classify(response)
+        if isinstance(where, ToTransaction):
+            self._live[where.key]._inbox.put(MessageReceived(response))
+        else:
+            self._stray(response, flow)
+
+    def _on_request(self, request: Request, flow: Flow) -> None:
+        try:
+            where = self._table.classify(request)
+        except ProtocolError as exc:
+            self._reject(request, flow, exc.status_hint or 400)
+            return
+        if isinstance(where, ToTransaction):
+            self._live[where.key]._inbox.put(MessageReceived(request))
+            return
+        if isinstance(where, AckFor2xx):
+            self._stray(request, flow)
+            return
+        if self._check:
+            proxy = self.role is TimeoutRole.STATEFUL_PROXY
+            rejection = check_request(request, role="proxy" if proxy else "uas")
+            if rejection is not None:
+                self._reject(request, flow, rejection.status_code, rejection.headers)
+                return
+        if isinstance(where, CancelFor):
+            self._on_cancel(request, flow, where)
+        elif isinstance(where, NewServerTransaction):
+            self._new_server(request, flow, where.key)
+
+    def _new_server(
+        self, request: Request, flow: Flow, key: Key, *, internal: bool = False
+    ) -> IncomingRequest | None:
+        cls = ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
+        role = self.role
+        if role is TimeoutRole.USER_AGENT_APP_RETRANSMIT:
+            role = TimeoutRole.USER_AGENT  # only INVITE client transactions differ
+        machine: Machine[Any] = cls(request, self.timer_config, reliable=flow.reliable, role=role)
+        try:
+            self._table.add(key, machine)
+        except LocalProtocolError as exc:
+            logger.warning("refusing %s: %s", request.method, exc)
+            self._reject(request, flow, exc.status_hint)
+            return None
+        tag = new_tag(self._rng)
+        incoming = IncomingRequest(
+            self, request, flow, key=key, machine=machine, to_tag=tag, internal=internal
+        )
+        self._live[key] = incoming
+        incoming._inbox.put(machine.start(trio.current_time()))
+        self._starts.put(incoming)
+        return incoming
+
+    def _on_cancel(self, cancel: Request, flow: Flow, where: CancelFor) -> None:
+        # §9.2: "the UAS ... responds to the CANCEL with a 200 (OK)" if it matches, else 481;
+        # "if the original request was an INVITE and no final response was sent, the UAS
+        # SHOULD immediately respond to the INVITE with a 487 (Request Terminated)."
+        handle = self._new_server(cancel, flow, where.key, internal=True)
+        if handle is None:
+            return
+        invite = self._live.get(where.invite_key) if where.invite_key is not None else None
+        if not isinstance(invite, IncomingRequest):
+            handle._respond_now(handle.make_response(481))
+            return
+        handle.to_tag = invite.to_tag
+        handle._respond_now(handle.make_response(200))
+        invite._cancel()
+        if invite.final_response is None:
+            try:
+                invite._respond_now(invite.make_response(487))
+            except LocalProtocolError as exc:  # the transaction just ended
+                logger.debug("no 487 for the cancelled INVITE: %s", exc)
+
+    def _dispatch(self, incoming: IncomingRequest) -> None:
+        """A new request was delivered by its server transaction: hand it to the TU."""
+        if self._handler is not None:
+            self._counts["handlers"] += 1
+            self._nursery.start_soon(self._run_handler, self._handler, incoming)
+            return
+        try:
+            self._queue_in.send_nowait(incoming)
+        except trio.WouldBlock:
+            logger.warning("request queue full: 503 to %s", incoming.request.method)
+            self._respond_quietly(incoming, 503)
+
+    async def _run_handler(self, handler: Handler, incoming: IncomingRequest) -> None:
+        try:
+            await handler(incoming)
+        except Exception:
+            logger.exception("request handler failed on %r", incoming)
+            self._respond_quietly(incoming, 500)
+        else:
+            if incoming.final_response is None and not incoming.cancelled:
+                logger.warning("handler returned without a final response: 500 to %r", incoming)
+                self._respond_quietly(incoming, 500)
+        finally:
+            self._counts["handlers"] -= 1
+
+    def _respond_quietly(self, incoming: IncomingRequest, status: int) -> None:
+        if incoming.final_response is None and not incoming._machine.terminated:
+            try:
+                incoming._respond_now(incoming.make_response(status))
+            except (LocalProtocolError, ParseError) as exc:
+                logger.debug("could not answer %d: %s", status, exc)
+
+    def _reject(
+        self, request: Request, flow: Flow, status: int, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Answer ``request`` statelessly (§8.2: 400, 420, 501, ... ; 503 when full)."""
+        if request.method == "ACK" or not status:
+            return
+        try:
+            if not request.vias:
+                return
+            response = make_response(request, status, to_tag=new_tag(self._rng), headers=headers)
+        except ProtocolError:
+            raw = error_response_untrusted(bytes(request), status)
+            if raw is None:
+                logger.info("dropping a malformed request without a usable Via from %r", flow)
+                return
+            parsed = parse_message(raw)
+            assert isinstance(parsed, Response)
+            response = parsed
+        logger.info("answering %s statelessly with %d", request.method, status)
+        self._nursery.start_soon(self._send_quietly, response, flow)
+
+    async def _send_quietly(self, response: Response, flow: Flow) -> None:
+        try:
+            await self._layer.send_response(response, flow)
+        except (TransportError, ProtocolError) as exc:
+            logger.info("could not send a stateless %d: %s", response.status_code, exc)
+
+    def _stray(self, message: Request | Response, flow: Flow) -> None:
+        if self._on_stray is None:
+            logger.debug("dropping unmatched %r from %r", message, flow)
+            return
+        try:
+            self._on_stray(message, flow)
+        except Exception:
+            logger.exception("on_stray hook failed on %r", message)
+
+    def _log_transport_error(self, tx: IncomingRequest, reason: str) -> None:
+        logger.info("%r: transport error: %s", tx, reason)
