@@ -253,7 +253,9 @@ class FailoverClient:
             error: TransactionError | None = None
             response: Response | None = None
             try:
-                response = await self.stack.request(request, target, new_via=new_via)
+                async with AsyncExitStack() as exits:
+                    tx = await self._open(exits, request, target, new_via=new_via)
+                    response = await tx.wait_final()
             except (TransactionTimeoutError, TransportError) as exc:
                 error = exc
             step = self._after(plan, target, response, error)
@@ -289,10 +291,25 @@ class FailoverClient:
             attempts = InviteAttempts(
                 self, plan, request, exits, on_attempt=on_attempt, rebuild=rebuild
             )
-            await attempts._start(0)
+            error = await attempts._start(0)
+            if error is not None and not await attempts._failed(None, error):
+                raise attempts._last_error or error
             yield attempts
 
     # -- shared --------------------------------------------------------------------------------
+
+    async def _open(
+        self, exits: AsyncExitStack, request: Request, target: Target, *, new_via: bool = True
+    ) -> ClientTransaction:
+        """Start a client transaction on ``exits``. The transport layer has no connect timeout
+        of its own, so a TCP/TLS connect into a black hole is bounded here by
+        ``sip_transaction_timeout`` and reported as a transaction timeout."""
+        timeout = self.stack.timer_config.sip_transaction_timeout / 1000
+        with trio.move_on_after(timeout):
+            return await exits.enter_async_context(
+                self.stack.send_request(request, target, new_via=new_via)
+            )
+        raise TransactionTimeoutError(f"no connection to {target} within {timeout:g} s")
 
     def _plan(self, kind: RequestKind, targets: list[Target], first: float) -> _Plan:
         return _Plan(kind, targets, first, self.stack.timer_config.sip_transaction_timeout)
@@ -355,6 +372,7 @@ class InviteAttempts:
         self._tx: ClientTransaction | None = None
         self._tx_exits: AsyncExitStack | None = None
         self._done = False
+        self._last_error: TransactionError | None = None
         #: The final response once it has been yielded.
         self.final_response: Response | None = None
 
@@ -393,7 +411,7 @@ class InviteAttempts:
                 if await self._failed(None, exc):
                     continue
                 self._done = True
-                raise
+                raise (self._last_error or exc) from None
             if not isinstance(event, Response):
                 continue  # RetransmitTimeout: only in the app-retransmit role
             if event.status_code >= 200:
@@ -401,12 +419,16 @@ class InviteAttempts:
                     self._plan.end(_status_line(event))
                 elif await self._failed(event, None):
                     continue
+                elif self._last_error is not None:
+                    self._done = True
+                    raise self._last_error  # the 503/408's retry could not even connect
                 self._done = True
                 self.final_response = event
             return event
 
     async def _failed(self, response: Response | None, error: TransactionError | None) -> bool:
         """The current attempt failed: start the next one (True) or give up (False)."""
+        self._last_error = error
         step = self._client._after(self._plan, self.target, response, error)
         while step is not None:
             await self._close_current()
@@ -415,6 +437,7 @@ class InviteAttempts:
             error = await self._start(index)
             if error is None:
                 return True
+            self._last_error = error
             step = self._client._after(self._plan, self.target, None, error)
         return False
 
@@ -431,16 +454,9 @@ class InviteAttempts:
             self._on_attempt(attempt)
         exits = AsyncExitStack()
         try:
-            self._tx = await exits.enter_async_context(
-                self._client.stack.send_request(request, target)
-            )
-        except TransportError as exc:
+            self._tx = await self._client._open(exits, request, target)
+        except (TransportError, TransactionTimeoutError) as exc:
             self._tx = None
-            if not retry:
-                # The first attempt failed before any transaction: fail over from here too.
-                if await self._failed(None, exc):
-                    return None
-                raise
             return exc
         self._tx_exits = exits
         self._exits.push_async_callback(self._close_current)
