@@ -1,0 +1,246 @@
+# The location service and a registrar's REGISTER processing: RFC 3261 §10.3 (processing
+# REGISTER requests), §10.2.1.1 (expiration intervals), §10.2.2 (wildcard removal), §10.3
+# step 7 (Call-ID / CSeq ordering, all-or-nothing commits), §10.3 step 8 (the 200 lists every
+# current binding with its expires), §21.4.17 (423 Interval Too Brief with Min-Expires) and
+# §19.1.4 (comparing contact URIs).
+#
+# Theory of operation: a LocationService maps a canonical address-of-record ("sip:bob@example
+# .com": §10.3 step 5 "all URI parameters MUST be removed ... converted to their unescaped
+# form") to bindings, each a contact with an absolute expiry on the caller's clock (``now`` is
+# always passed in; expired bindings are dropped lazily on every read and write). Static
+# bindings (a peer with a fixed address, e.g. sipp as a UAS) never expire.
+#
+# ``register(request, aor, now)`` applies §10.3 steps 6-8 to a copy of the AOR's bindings and
+# commits only if every contact succeeded ("The binding updates MUST be committed ... if and
+# only if all binding updates and additions succeed"):
+#   * ``Contact: *`` needs ``Expires: 0`` and no other contact (else 400), and removes every
+#     binding unless one has the same Call-ID and a CSeq not lower than the request's;
+#   * each contact's interval is its ``expires`` parameter, else the Expires header, else the
+#     registrar's default; a non-zero interval below ``min_expires`` is answered 423 with
+#     ``Min-Expires``; longer ones are cut to ``max_expires`` ("the registrar MAY shorten");
+#   * "If the Call-ID value in the existing binding differs from the Call-ID value in the
+#     request, the binding MUST be removed if the expiration time is zero and updated
+#     otherwise. If they are the same, the registrar compares the CSeq value. If the value is
+#     higher than that of the existing binding, it MUST update or remove the binding as above.
+#     If not, the update MUST be aborted and the request fails" (400 here). A request with the
+#     same Call-ID, CSeq *and* Via branch as the one that wrote the binding is a retransmission
+#     (a stateless site sees them all) and is applied again rather than refused.
+# The 200 carries "Contact header field values enumerating all current bindings", each with
+# ``expires`` = the seconds left.
+"""LocationService (bindings per address-of-record) and REGISTER processing."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from .errors import ParseError
+from .message import Request
+from .uri import NameAddress, SipUri, Uri, parse_uri, unescape
+
+__all__ = ["Binding", "LocationService", "RegisterOutcome", "canonical_aor", "contact_key"]
+
+DEFAULT_EXPIRES = 3600
+
+
+def canonical_aor(uri: Uri, domain: str | None = None) -> str:
+    """The address-of-record key of ``uri``: ``scheme:user@host``, parameters and port removed,
+    the user unescaped and the host lower-cased; ``domain`` replaces the host (an alias of our
+    own domain, e.g. our IP address). A tel: URI keeps its number."""
+    if isinstance(uri, SipUri):
+        host = (domain or uri.host).lower()
+        user = unescape(uri.user) if uri.user is not None else None
+        return f"{uri.scheme}:{user}@{host}" if user is not None else f"{uri.scheme}:{host}"
+    return str(uri)
+
+
+def contact_key(uri: Uri) -> str:
+    """What makes two contacts the same binding (§19.1.4, simplified: scheme, user, host
+    case-insensitively, port and transport)."""
+    if isinstance(uri, SipUri):
+        transport = (uri.transport or "").lower()
+        return f"{uri.scheme}:{uri.user or ''}@{uri.host.lower()}:{uri.port or ''};{transport}"
+    return str(uri)
+
+
+@attrs.frozen(slots=True)
+class Binding:
+    """One contact of an AOR. ``expires_at`` is absolute (``math.inf`` for a static one)."""
+
+    aor: str
+    contact: str
+    expires_at: float
+    call_id: str = ""
+    cseq: int = 0
+    branch: str | None = None
+    q: float | None = None
+
+    @property
+    def uri(self) -> Uri:
+        return parse_uri(self.contact)
+
+    @property
+    def static(self) -> bool:
+        return self.expires_at == math.inf
+
+    def remaining(self, now: float) -> int:
+        """Whole seconds left (rounded up), for the 200's ``expires`` parameter."""
+        return max(0, math.ceil(self.expires_at - now))
+
+
+@attrs.frozen(slots=True)
+class RegisterOutcome:
+    """The response a REGISTER gets: status and extra headers (Contact, Min-Expires, ...)."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    reason: str | None = None
+
+
+class LocationService:
+    """Bindings per AOR, in memory (see the module comment)."""
+
+    def __init__(
+        self,
+        *,
+        default_expires: int = DEFAULT_EXPIRES,
+        min_expires: int = 60,
+        max_expires: int = 86400,
+    ) -> None:
+        self.default_expires = default_expires
+        self.min_expires = min_expires
+        self.max_expires = max_expires
+        self._bindings: dict[str, dict[str, Binding]] = {}
+        self._known: set[str] = set()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def lookup(self, aor: str, now: float) -> list[Binding]:
+        """The current bindings of ``aor``, highest ``q`` first (no q counts as 1.0)."""
+        current = self._current(aor, now)
+        return sorted(current.values(), key=lambda b: -(b.q if b.q is not None else 1.0))
+
+    def known(self, aor: str) -> bool:
+        """True if ``aor`` ever had a binding (to tell 480 from 404)."""
+        return aor in self._known
+
+    def aors(self, now: float) -> list[str]:
+        return sorted(a for a in list(self._bindings) if self._current(a, now))
+
+    def count(self, now: float) -> int:
+        """How many bindings are current."""
+        return sum(len(self._current(a, now)) for a in list(self._bindings))
+
+    def next_expiry(self) -> float | None:
+        """The earliest expiry of a non-static binding, or None."""
+        times = [b.expires_at for m in self._bindings.values() for b in m.values() if not b.static]
+        return min(times, default=None)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def add_static(self, aor: str, contact: str, *, q: float | None = None) -> None:
+        """A binding that never expires (a peer at a fixed address)."""
+        parse_uri(contact)
+        self._known.add(aor)
+        binding = Binding(aor, contact, math.inf, q=q)
+        self._bindings.setdefault(aor, {})[contact_key(binding.uri)] = binding
+
+    def remove(self, aor: str) -> None:
+        self._bindings.pop(aor, None)
+
+    def clear(self) -> None:
+        self._bindings.clear()
+
+    def register(self, request: Request, aor: str, now: float) -> RegisterOutcome:
+        """Apply a REGISTER for ``aor`` (§10.3 steps 6-8); see the module comment."""
+        try:
+            return self._register(request, aor, now)
+        except ParseError as exc:
+            return RegisterOutcome(400, reason=f"Bad Request ({exc})")
+
+    def _register(self, request: Request, aor: str, now: float) -> RegisterOutcome:
+        contacts = request.contacts
+        call_id, cseq = request.call_id, request.cseq.seq
+        branch = request.vias[0].branch if request.vias else None
+        header_expires = request.expires
+        current = self._current(aor, now)
+        updated = dict(current)
+        if any(c.is_wildcard for c in contacts):
+            # §10.2.2 / §10.3 step 6: "*" only with Expires: 0 and as the only Contact.
+            if len(contacts) != 1 or header_expires != 0:
+                return RegisterOutcome(400, reason="Bad Request (Contact: * needs Expires: 0)")
+            for key, binding in current.items():
+                if binding.static:
+                    continue
+                if not _may_change(binding, call_id, cseq, branch):
+                    return _out_of_order()
+                del updated[key]
+            return self._commit(aor, updated, now)
+        for contact in contacts:
+            interval = _interval(contact, header_expires, self.default_expires)
+            if 0 < interval < self.min_expires:
+                return RegisterOutcome(423, (("Min-Expires", str(self.min_expires)),))
+            interval = min(interval, self.max_expires)
+            uri = contact.uri
+            key = contact_key(uri)
+            existing = updated.get(key)
+            if (
+                existing is not None
+                and not existing.static
+                and not _may_change(existing, call_id, cseq, branch)
+            ):
+                return _out_of_order()
+            if interval == 0:
+                if existing is not None and not existing.static:
+                    del updated[key]
+                continue
+            updated[key] = Binding(aor, str(uri), now + interval, call_id, cseq, branch, contact.q)
+        return self._commit(aor, updated, now)
+
+    def _commit(self, aor: str, bindings: dict[str, Binding], now: float) -> RegisterOutcome:
+        if bindings:
+            self._bindings[aor] = bindings
+            self._known.add(aor)
+        else:
+            self._bindings.pop(aor, None)
+        listed = []
+        for b in self.lookup(aor, now):
+            if b.static:
+                continue
+            q = "" if b.q is None else f";q={b.q:g}"
+            listed.append(("Contact", f"<{b.contact}>;expires={b.remaining(now)}{q}"))
+        return RegisterOutcome(200, tuple(listed))
+
+    def _current(self, aor: str, now: float) -> dict[str, Binding]:
+        bindings = self._bindings.get(aor)
+        if not bindings:
+            return {}
+        expired = [k for k, b in bindings.items() if b.expires_at <= now]
+        for key in expired:
+            del bindings[key]
+        if not bindings:
+            del self._bindings[aor]
+        return bindings
+
+
+def _interval(contact: NameAddress, header_expires: int | None, default: int) -> int:
+    # §10.2.1.1 / §10.3 step 7: the contact's expires parameter, else the Expires header,
+    # else a locally configured default.
+    if "expires" in contact.params:
+        value = contact.expires
+        if value is None:
+            raise ParseError(f"bad expires parameter in {contact}")
+        return value
+    return header_expires if header_expires is not None else default
+
+
+def _may_change(binding: Binding, call_id: str, cseq: int, branch: str | None) -> bool:
+    if binding.call_id != call_id or cseq > binding.cseq:
+        return True
+    # The same request again (a retransmission): apply it again.
+    return cseq == binding.cseq and branch is not None and branch == binding.branch
+
+
+def _out_of_order() -> RegisterOutcome:
+    return RegisterOutcome(400, reason="Bad Request (CSeq out of order)")
