@@ -1,0 +1,246 @@
+"""A Kamailio registrar + proxy for interop tests, on loopback, started and stopped by PID.
+
+:func:`running_kamailio` writes a ``kamailio.cfg`` into a temporary directory and runs Kamailio
+5.6 in the foreground (``-DD -E``: the creator process stays ours, logs go to stderr, which
+``PeerProcess`` keeps in a log file), with ``children=2`` and a small shared memory. The config:
+
+* listens on UDP and TCP at one loopback address and port;
+* ``usrloc`` with ``db_mode=0`` (bindings in memory only), ``registrar`` with a low
+  ``min_expires`` so that tests can register for 10-20 s;
+* REGISTER is authenticated with ``pv_auth_check`` against a static user table written into
+  the route as ``if ($tU == "user") $var(pw) = "password";`` lines (realm ``example.com``);
+* ``tm``, ``sl``, ``rr`` with ``record_route()`` on dialog-creating requests; in-dialog requests
+  follow ``loose_route()``; INVITE (and other initial requests) go to the registered contact
+  found by ``lookup("location")`` (404 when the user is not registered); CANCEL and ACK follow
+  their transaction; OPTIONS to the server itself gets 200 (the readiness check).
+
+:meth:`Kamailio.bindings` reads the location table with ``kamcmd -s unix:SOCKET ul.dump``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import attrs
+
+from .peers import PeerProcess, assert_loopback, ensure_debian_packages, find_binary, free_port
+
+REALM = "example.com"
+
+_CONFIG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+tcp_children=2
+auto_aliases=no
+listen=udp:{host}:{port}
+listen=tcp:{host}:{port}
+alias="{realm}"
+dns=no
+rev_dns=no
+use_dns_cache=off
+tcp_accept_no_cl=yes
+
+mpath="{mpath}"
+loadmodule "kex.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "auth.so"
+loadmodule "ctl.so"
+
+modparam("ctl", "binrpc", "unix:{socket}")
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "min_expires", 5)
+modparam("registrar", "max_expires", 3600)
+modparam("registrar", "default_expires", 60)
+modparam("rr", "append_fromtag", 1)
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    xlog("L_INFO", "request $rm $ru from $si:$sp\\n");
+    if (has_totag()) {{
+        if (loose_route()) {{
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK")) {{
+            if (t_check_trans()) {{
+                t_relay();
+            }}
+            exit;
+        }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    if (is_method("OPTIONS") && $rU == $null) {{
+        sl_send_reply("200", "OK");
+        exit;
+    }}
+    t_check_trans();
+    if (is_method("REGISTER")) {{
+        route(REGISTRAR);
+        exit;
+    }}
+    if (!is_method("ACK")) {{
+        record_route();
+    }}
+    if (!lookup("location")) {{
+        sl_send_reply("404", "Not Found");
+        exit;
+    }}
+    t_relay();
+}}
+
+route[REGISTRAR] {{
+    $var(pw) = "";
+{users}
+    if ($var(pw) == "") {{
+        sl_send_reply("403", "Forbidden");
+        exit;
+    }}
+    if (!pv_auth_check("$fd", "$var(pw)", "0", "1")) {{
+        auth_challenge("$fd", "0");
+        exit;
+    }}
+    consume_credentials();
+    if (!save("location")) {{
+        sl_reply_error();
+    }}
+}}
+"""
+
+
+@attrs.frozen
+class Binding:
+    """One contact of the location table (from ``ul.dump``)."""
+
+    aor: str
+    address: str
+    expires: int
+    cseq: int
+    callid: str
+
+
+@attrs.define
+class Kamailio:
+    host: str
+    port: int
+    workdir: Path
+    socket_path: Path
+    process: PeerProcess
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    def ul_dump(self) -> str:
+        kamcmd = find_binary("kamcmd") or "kamcmd"
+        done = subprocess.run(
+            [kamcmd, "-s", f"unix:{self.socket_path}", "ul.dump"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"kamcmd ul.dump failed: {done.stderr or done.stdout}")
+        return done.stdout
+
+    def bindings(self) -> list[Binding]:
+        """The registered contacts, one per AoR contact."""
+        out: list[Binding] = []
+        for block in re.split(r"\n\s*AoR:\s*", "\n" + self.ul_dump())[1:]:
+            aor = block.split()[0]
+            for contact in re.split(r"\n\s*Contact:\s*\{", block)[1:]:
+                fields = dict(re.findall(r"^\s*([\w-]+):\s*(.*?)\s*$", contact, re.M))
+                out.append(
+                    Binding(
+                        aor,
+                        fields.get("Address", ""),
+                        int(fields.get("Expires", "0") or 0),
+                        int(fields.get("CSeq", "0") or 0),
+                        fields.get("Call-ID", ""),
+                    )
+                )
+        return out
+
+
+def options_ok(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Send an OPTIONS over UDP; True if a 200 comes back."""
+    branch = "z9hG4bK" + uuid.uuid4().hex[:16]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        local = sock.getsockname()
+        request = (
+            f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {local[0]}:{local[1]};branch={branch};rport\r\n"
+            f"From: <sip:probe@{host}>;tag=probe\r\nTo: <sip:{host}:{port}>\r\n"
+            f"Call-ID: {branch}@probe\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+            "Content-Length: 0\r\n\r\n"
+        )
+        sock.settimeout(timeout)
+        sock.sendto(request.encode(), (host, port))
+        data = sock.recv(65535)
+    return data.startswith(b"SIP/2.0 200")
+
+
+@contextlib.contextmanager
+def running_kamailio(
+    workdir: Path,
+    users: Mapping[str, str],
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+) -> Iterator[Kamailio]:
+    """Start Kamailio with ``users`` ({name: password}); yield it; stop it by its PID."""
+    binary = ensure_debian_packages("kamailio")["kamailio"]
+    ensure_debian_packages("kamailio", binaries={"kamailio": "kamcmd"})
+    assert_loopback(host)
+    port = port or free_port(host)
+    workdir.mkdir(parents=True, exist_ok=True)
+    socket_path = workdir / "kamailio_ctl.sock"
+    lines = [f'    if ($tU == "{user}") {{ $var(pw) = "{pw}"; }}' for user, pw in users.items()]
+    mpath = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+    for candidate in Path("/usr/lib").glob("*/kamailio/modules/tm.so"):
+        mpath = f"{candidate.parent}/"
+    config = _CONFIG.format(
+        host=host,
+        port=port,
+        realm=REALM,
+        mpath=mpath,
+        socket=socket_path,
+        users="\n".join(lines),
+    )
+    cfg = workdir / "kamailio.cfg"
+    cfg.write_text(config)
+    argv = [binary, "-f", str(cfg), "-DD", "-E", "-m", "64", "-M", "8", "-Y", str(workdir)]
+    argv += ["-w", str(workdir)]
+    process = PeerProcess("kamailio", argv, workdir=workdir).start()
+    try:
+        process.wait_ready(lambda: options_ok(host, port), timeout=20)
+        yield Kamailio(host, port, workdir, socket_path, process)
+    finally:
+        process.stop()
