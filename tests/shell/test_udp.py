@@ -11,7 +11,8 @@ import trio
 import trio.testing
 
 from trio_sip.proto.errors import TransportError
-from trio_sip.proto.message import Request, make_response
+from trio_sip.proto.message import Request, Response, make_response
+from trio_sip.proto.parse import parse_message
 from trio_sip.proto.target import Target
 from trio_sip.testing import check_transport, make_request
 from trio_sip.transports import (
@@ -212,3 +213,54 @@ async def test_aclose_leaves_no_task_and_no_socket() -> None:
     assert layer.flows == [] and layer.listening == []
     with pytest.raises(TransportError):
         await layer.connect(Target("UDP", *address))
+
+
+@pytest.mark.parametrize(
+    ("first_line", "status"),
+    [("OPTIONS sip:bob@127.0.0.1 SIP/7.0", 505), ("OPTIONS sip:bob@127.0.0.1 SIP/2.0", 400)],
+)
+async def test_malformed_udp_request_gets_its_error_status_from_the_listener(
+    first_line: str, status: int
+) -> None:
+    # 505: an unsupported version; 400: a header line without a colon.
+    bad_line = "" if status == 505 else "This line has no colon\r\n"
+    request = (
+        f"{first_line}\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-bad-1;rport\r\n"
+        f"{bad_line}"
+        "From: <sip:alice@127.0.0.1>;tag=a1\r\n"
+        "To: <sip:bob@127.0.0.1>\r\n"
+        "Call-ID: malformed-1\r\n"
+        "CSeq: 1 OPTIONS\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    with trio.fail_after(5):
+        async with open_transport_layer() as server, trio.open_nursery() as nursery:
+            address = await nursery.start(server.listen, "UDP", "127.0.0.1", 0)
+            peer = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            await peer.bind(("127.0.0.1", 0))
+            await peer.sendto(request, address)
+            data, source = await peer.recvfrom(65535)
+            peer.close()
+            nursery.cancel_scope.cancel()
+    assert source == address
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    assert response.status_code == status
+    assert response.call_id == "malformed-1"
+    assert response.vias[0].branch == "z9hG4bK-bad-1"
+    assert response.to.tag  # a stateless final response carries a To tag
+
+
+async def test_malformed_udp_response_is_dropped_silently() -> None:
+    with trio.fail_after(5):
+        async with open_transport_layer() as server, trio.open_nursery() as nursery:
+            address = await nursery.start(server.listen, "UDP", "127.0.0.1", 0)
+            peer = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            await peer.bind(("127.0.0.1", 0))
+            await peer.sendto(b"SIP/2.0 200 OK\r\nVia SIP/2.0/UDP x\r\n\r\n", address)
+            with trio.move_on_after(0.3) as waited:
+                await peer.recvfrom(65535)
+            peer.close()
+            nursery.cancel_scope.cancel()
+    assert waited.cancelled_caught  # nothing came back

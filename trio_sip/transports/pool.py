@@ -57,7 +57,7 @@ from .base import (
     response_destination,
     stamp_via,
 )
-from .stream import StreamFlow
+from .stream import StreamFlow, error_response_untrusted
 from .tcp import TrioBackend
 from .tls import client_context, wrap_client, wrap_server
 from .udp import UdpClientFlow, UdpListener, UdpServerFlow
@@ -411,19 +411,42 @@ class TransportLayer:
         try:
             message = parse_message(data)
         except ParseError as exc:
-            logger.info("dropping malformed datagram from %s: %s", format_address(flow.remote), exc)
+            self._reject_datagram(data, flow, exc)
             return
         try:
-            self._message_received(message, flow)
+            self._message_received(message, flow, data)
         except Exception:
             logger.exception("on_message failed for a datagram from %r", flow)
 
-    def _message_received(self, message: Message, flow: Flow) -> None:
+    def _reject_datagram(self, data: bytes, flow: Flow, exc: ParseError) -> None:
+        """§8.2 / §16.3: a malformed request gets its 4xx/5xx; a malformed response is dropped.
+
+        The answer goes only to the datagram's source address (never to a Via sent-by taken
+        from the bad message), and it is no larger than the request: nothing to reflect.
+        """
+        raw = error_response_untrusted(data, exc.status_code)
+        if raw is None:
+            logger.info("dropping malformed datagram from %s: %s", format_address(flow.remote), exc)
+            return
+        logger.info("answering malformed request from %r with %d: %s", flow, exc.status_code, exc)
+        self._nursery.start_soon(self._send_quietly, flow, raw)
+
+    @staticmethod
+    async def _send_quietly(flow: Flow, data: bytes) -> None:
+        try:
+            await flow.send(data)
+        except TransportError as exc:
+            logger.info("could not send the error response to %r: %s", flow, exc)
+
+    def _message_received(self, message: Message, flow: Flow, data: bytes | None = None) -> None:
         if isinstance(message, Request):
             try:
                 message = stamp_via(message, flow.remote)
             except ParseError as exc:
-                logger.info("dropping request with a bad Via from %r: %s", flow, exc)
+                if data is not None and isinstance(flow, UdpServerFlow):
+                    self._reject_datagram(data, flow, exc)
+                else:
+                    logger.info("dropping request with a bad Via from %r: %s", flow, exc)
                 return
         if self.on_message is None:
             logger.debug("no on_message callback: dropping %r", message)
