@@ -1,0 +1,32 @@
+"""Every ```python block in docs/*.md runs, so the docs cannot drift from the code.
+
+Blocks of one page share a namespace and run in order, as a reader would paste them; when a
+page defines ``async def main()``, it is run under ``trio.run`` after the page's blocks. Code
+that is only a fragment (a signature, a sketch) is fenced as ```text or ```py instead.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import trio
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+FENCE = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
+
+
+def pages() -> list[Path]:
+    return sorted(p for p in DOCS.glob("*.md") if FENCE.search(p.read_text()))
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda p: p.name)
+def test_page_examples_run(page: Path) -> None:
+    namespace: dict[str, object] = {"__name__": f"docs.{page.stem}"}
+    for number, block in enumerate(FENCE.findall(page.read_text()), 1):
+        code = compile(block, f"{page.name} block {number}", "exec")
+        exec(code, namespace)
+    main = namespace.get("main")
+    if callable(main):
+        trio.run(main)
