@@ -56,6 +56,11 @@ from .proto.uri import parse_uri as parse_uri
 from .proto.validate import Rejection as Rejection
 from .proto.validate import check_request as check_request
 from .proto.validate import check_response as check_response
+from .stack import ClientTransaction as ClientTransaction
+from .stack import IncomingRequest as IncomingRequest
+from .stack import Stack as Stack
+from .stack import StackStatistics as StackStatistics
+from .stack import open_stack as open_stack
 from .transports import Flow as Flow
 from .transports import FlowFailed as FlowFailed
 from .transports import TransportConfig as TransportConfig
@@ -65,6 +70,11 @@ from .transports import open_transport_layer as open_transport_layer
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ClientTransaction",
+    "IncomingRequest",
+    "Stack",
+    "StackStatistics",
+    "open_stack",
     "NEED_DATA",
     "PING",
     "PONG",
