@@ -13,14 +13,25 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypeVar, overload
 
 import attrs
 
-from .abnf import LWS, is_token
+from .abnf import LWS, TOKEN_CHARS, is_token
 from .errors import ParseError
-from .uri import EMPTY_PARAMS, NameAddress, Params, format_host, parse_hostport, parse_params
+from .uri import (
+    EMPTY_PARAMS,
+    HOSTNAME,
+    SIMPLE_PARAMS,
+    NameAddress,
+    Params,
+    format_host,
+    parse_hostport,
+    parse_params,
+    simple_params,
+)
 
 __all__ = [
     "MAGIC_COOKIE",
@@ -90,6 +101,10 @@ class LazySeq(Sequence[T], Generic[T]):
 
 def parse_int(text: str, header: str, maximum: int = MAX_UINT32) -> int:
     """A non-negative decimal integer no larger than ``maximum`` (leading zeros allowed)."""
+    if text.isdigit() and text.isascii() and len(text) < 10:  # the usual short number
+        value = int(text)
+        if value <= maximum:
+            return value
     t = text.strip(LWS)
     if not t.isdigit() or not t.isascii():
         raise ParseError(f"{header}: not a number: {text!r}")
@@ -113,6 +128,10 @@ class CSeq:
 
 def parse_cseq(text: str) -> CSeq:
     parts = text.split()
+    if len(parts) == 2:
+        seq, method = parts
+        if seq.isdigit() and seq.isascii() and len(seq) < 10 and is_token(method):
+            return CSeq(int(seq), method)  # under 10 digits: fits in 32 bits
     if len(parts) != 2 or not is_token(parts[1]):
         raise ParseError(f"CSeq: expected '<number> <method>', got {text!r}")
     return CSeq(parse_int(parts[0], "CSeq"), parts[1])
@@ -173,8 +192,27 @@ class Via:
         return f"{self.protocol}/{self.transport} {format_host(self.host)}{port}{self.params}"
 
 
+# The usual Via: "SIP/2.0/UDP host[:port];token[=token];...", no LWS, no IPv6, no quotes.
+# Whatever this accepts, the general code below accepts with the same result; anything else
+# goes to it.
+_VIA_FAST = re.compile(
+    rf"SIP/2\.0/([{TOKEN_CHARS}]+) ({HOSTNAME})(?::([0-9]{{1,5}}))?({SIMPLE_PARAMS})"
+).fullmatch
+
+
 def parse_via(text: str) -> Via:
     """Parse one Via value; LWS around the ``/`` is allowed (RFC 4475 §3.1.1.1)."""
+    m = _VIA_FAST(text)
+    if m is not None:
+        transport, host, port, ptext = m.groups()
+        if port is None or int(port) <= 65535:
+            params = simple_params(ptext, "branch")  # None: a valueless branch (an error)
+            if params is not None:
+                return Via(transport.upper(), host, None if port is None else int(port), params)
+    return _parse_via(text)
+
+
+def _parse_via(text: str) -> Via:
     semi = text.find(";")
     head = text if semi < 0 else text[:semi]
     parts = head.split("/")

@@ -183,6 +183,24 @@ def _check(name: str, value: str) -> None:
         raise LocalProtocolError(f"header {name} value contains CR or LF: {value!r}")
 
 
+def _index(pairs: list[tuple[str, str]]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Canonical name -> first value, and -> every value for names with several lines."""
+    first: dict[str, str] = {}
+    more: dict[str, list[str]] = {}
+    canon = _CANON.get
+    for name, value in pairs:
+        key = canon(name) or canonical_name(name)
+        if key in first:
+            values = more.get(key)
+            if values is None:
+                more[key] = [first[key], value]
+            else:
+                values.append(value)
+        else:
+            first[key] = value
+    return first, more
+
+
 class Headers:
     """The ordered header fields of a message.
 
@@ -191,16 +209,16 @@ class Headers:
     of list headers on commas (outside quotes and ``<...>``).
     """
 
-    # _keys[i] is the canonical name of _pairs[i]; _first maps a canonical name to the value
-    # of its first line. The parser fills both while it splits the lines; for a Headers built
-    # any other way they are computed on the first lookup.
-    __slots__ = ("_first", "_keys", "_pairs")
+    # _first maps a canonical name to the value of its first line, _more a canonical name with
+    # several lines to all their values. The parser fills both while it splits the lines; for
+    # a Headers built any other way they are computed on the first lookup. Never mutated.
+    __slots__ = ("_first", "_more", "_pairs")
 
     def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
         if isinstance(pairs, Headers):
             self._pairs: list[tuple[str, str]] = pairs._pairs
-            self._keys: list[str] | None = pairs._keys
             self._first: dict[str, str] | None = pairs._first
+            self._more: dict[str, list[str]] | None = pairs._more
             return
         items = []
         for name, value in pairs:
@@ -208,34 +226,26 @@ class Headers:
             _check(name, value)
             items.append((name, value))
         self._pairs = items
-        self._keys = None
-        self._first = None
+        self._first = self._more = None
 
     @classmethod
     def _trusted(
         cls,
         pairs: list[tuple[str, str]],
-        keys: list[str] | None = None,
         first: dict[str, str] | None = None,
+        more: dict[str, list[str]] | None = None,
     ) -> Headers:
         # The parser (and our own edits) already checked the pairs; skip the checks.
         self = cls.__new__(cls)
         self._pairs = pairs
-        self._keys = keys
         self._first = first
+        self._more = more
         return self
 
     def _index(self) -> dict[str, str]:
-        """Canonical name -> first value (computing ``_keys`` / ``_first`` if needed)."""
         first = self._first
         if first is None:
-            canon = _CANON.get
-            pairs = self._pairs
-            keys = self._keys = [canon(name) or canonical_name(name) for name, _ in pairs]
-            first = {}
-            for key, (_, value) in zip(keys, pairs, strict=True):
-                if key not in first:
-                    first[key] = value
+            first, self._more = _index(self._pairs)
             self._first = first
         return first
 
@@ -247,23 +257,24 @@ class Headers:
         return first.get(key)
 
     def _values(self, key: str) -> list[str]:
-        """Every value for a canonical ``key``, in order."""
+        """Every value for a canonical ``key``, in order (do not mutate the list)."""
         first = self._first
         if first is None:
             first = self._index()
         value = first.get(key)
         if value is None:
             return []
-        keys: list[str] = self._keys  # type: ignore[assignment]  # set with _first
-        if keys.count(key) == 1:
-            return [value]
-        return [pair[1] for pair, k in zip(self._pairs, keys, strict=True) if k == key]
+        more: dict[str, list[str]] = self._more  # type: ignore[assignment]  # set with _first
+        return more.get(key) or [value]
 
     def _positions(self, key: str) -> list[int]:
         """The indices of the lines with canonical name ``key``."""
-        self._index()
-        keys: list[str] = self._keys  # type: ignore[assignment]
-        return [i for i, k in enumerate(keys) if k == key]
+        canon = _CANON.get
+        return [
+            i
+            for i, (name, _) in enumerate(self._pairs)
+            if (canon(name) or canonical_name(name)) == key
+        ]
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -289,7 +300,7 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """The values of every line named ``name``, in order (not split on commas)."""
-        return self._values(canonical_name(name))
+        return list(self._values(canonical_name(name)))
 
     def get_list(self, name: str) -> list[str]:
         """The comma-separated elements of a list header across all its lines, trimmed.
@@ -300,12 +311,12 @@ class Headers:
         key = canonical_name(name)
         lines = self._values(key)
         if key not in LIST_HEADERS:
-            return lines
+            return list(lines)
         for line in lines:
             if "," in line:
                 break
         else:
-            return lines
+            return list(lines)
         out = []
         for line in lines:
             if "," not in line:
@@ -316,11 +327,7 @@ class Headers:
 
     def count(self, name: str) -> int:
         """How many lines are named ``name``."""
-        key = canonical_name(name)
-        if key not in self._index():
-            return 0
-        keys: list[str] = self._keys  # type: ignore[assignment]
-        return keys.count(key)
+        return len(self._values(canonical_name(name)))
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._pairs)

@@ -21,7 +21,7 @@ import re
 
 from .abnf import LWS, is_token
 from .errors import ParseError
-from .headers import _CANON, Headers, canonical_name
+from .headers import _CANON, Headers, _index
 from .message import Request, Response
 
 __all__ = ["NEED_DATA", "PING", "PONG", "FramerEvent", "StreamFramer", "parse_message"]
@@ -55,38 +55,56 @@ def _build(head: bytes) -> tuple[Request | Response, int | None, bool]:
     """Parse a header block (no empty line). Returns the message (body still unset), the
     Content-Length (None if absent) and whether the raw bytes can be reused as they are."""
     text = head.decode("utf-8", "surrogateescape")
-    lines = text.split("\r\n")
+    built = _build_text(text, text.split("\r\n"), False)
+    if built is None:  # pragma: no cover  (only for datagrams)
+        raise ParseError("empty line inside the header section")
+    return built
+
+
+def _build_text(
+    text: str, lines: list[str], datagram: bool
+) -> tuple[Request | Response, int | None, bool] | None:
+    """``_build`` of the decoded block split on CRLF. For a datagram, returns None if the block
+    holds an LF LF: the empty line came earlier (bare-LF line ends), the caller cuts again."""
     faithful = True
     if text.count("\n") != len(lines) - 1:
         # Bare LF line ends (RFC 5118's archive form): accept them, but re-format on output.
+        if datagram and "\n\n" in text:
+            return None
         lines = _LINE_END.split(text)
         faithful = False
     pairs: list[tuple[str, str]] = []
-    keys: list[str] = []
     first: dict[str, str] = {}
+    more: dict[str, list[str]] = {}
     canon = _CANON.get
     # Fast path: every line is "<common spelling>:<value>". A name found in _CANON is a token
     # without whitespace, so this also rules out continuation lines and bad names; anything
-    # else (folding, an unknown or odd name, no colon) goes to the general loop below.
+    # else (folding, an unknown or odd name, no colon) goes to the general loop.
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         key = canon(name)
         if key is None or not sep:
-            pairs, keys, first = _fields(lines)
+            pairs = _fields(lines)
+            first, more = _index(pairs)
             break
         value = value.strip(LWS)
         pairs.append((name, value))
-        keys.append(key)
-        if key not in first:
+        if key in first:
+            values = more.get(key)
+            if values is None:
+                more[key] = [first[key], value]
+            else:
+                values.append(value)
+        else:
             first[key] = value
 
     clen: int | None = None
     length = first.get("content-length")
     if length is not None:
-        if keys.count("content-length") > 1:
-            values = {pairs[i][1] for i, k in enumerate(keys) if k == "content-length"}
-            if len(values) > 1:
-                raise ParseError(f"conflicting Content-Length values {sorted(values)}")
+        lengths = more.get("content-length")
+        if lengths is not None:
+            if len(set(lengths)) > 1:
+                raise ParseError(f"conflicting Content-Length values {sorted(set(lengths))}")
             faithful = False
         if not length.isdigit() or not length.isascii() or len(length.lstrip("0")) > 12:
             raise ParseError(f"bad Content-Length {length!r}")
@@ -95,7 +113,7 @@ def _build(head: bytes) -> tuple[Request | Response, int | None, bool]:
         faithful = False
 
     start = lines[0]
-    headers = Headers._trusted(pairs, keys, first)
+    headers = Headers._trusted(pairs, first, more)
     if start[:4].upper() == "SIP/":
         return _response(start, headers), clen, faithful
     parts = start.split(" ")
@@ -113,11 +131,10 @@ def _build(head: bytes) -> tuple[Request | Response, int | None, bool]:
     return Request._parsed(method, uri, headers), clen, faithful
 
 
-def _fields(lines: list[str]) -> tuple[list[tuple[str, str]], list[str], dict[str, str]]:
+def _fields(lines: list[str]) -> list[tuple[str, str]]:
     """The general header loop: continuation lines (§7.3.1), LWS before the colon, names
-    outside the common spellings. Returns the pairs, their canonical names and the index."""
+    outside the common spellings."""
     pairs: list[tuple[str, str]] = []
-    keys: list[str] = []
     canon = _CANON.get
     for line in lines[1:]:
         if line[:1] in (" ", "\t"):
@@ -132,19 +149,12 @@ def _fields(lines: list[str]) -> tuple[list[tuple[str, str]], list[str], dict[st
         if colon <= 0:
             raise ParseError(f"header line without a name and colon: {line[:60]!r}")
         name = line[:colon]
-        key = canon(name)
-        if key is None:  # not a common spelling: check it is a token
+        if canon(name) is None:  # not a common spelling: check it is a token
             name = name.rstrip(LWS)
             if not is_token(name):
                 raise ParseError(f"bad header name {name[:60]!r}")
-            key = canonical_name(name)
-        keys.append(key)
         pairs.append((name, line[colon + 1 :].strip(LWS)))
-    first: dict[str, str] = {}
-    for key, (_, value) in zip(keys, pairs, strict=True):
-        if key not in first:
-            first[key] = value
-    return pairs, keys, first
+    return pairs
 
 
 def _response(first: str, headers: Headers) -> Response:
@@ -180,15 +190,20 @@ def _parse_datagram(data: bytes) -> Request | Response:
     while data.startswith(b"\r\n", start):
         start += 2
     end = data.find(b"\r\n\r\n", start)
-    body_start = end + 4
-    if end < 0 or data.find(b"\n\n", start, end) >= 0:
+    built = None
+    if end > start:
+        text = data[start:end].decode("utf-8", "surrogateescape")
+        built = _build_text(text, text.split("\r\n"), True)
+        body_start = end + 4
+    if built is None:  # no CRLF CRLF, or an earlier empty line made of bare LFs
         m = _EMPTY_LINE.search(data, start)
         if m is None:
             raise ParseError("no empty line after the header fields (truncated message?)")
         end, body_start = m.start(), m.end()
-    if end <= start:
-        raise ParseError("empty message")
-    msg, clen, faithful = _build(data[start:end])
+        if end <= start:
+            raise ParseError("empty message")
+        built = _build(data[start:end])
+    msg, clen, faithful = built
     if clen is None:
         body = data[body_start:]
     else:

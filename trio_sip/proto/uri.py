@@ -16,14 +16,16 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any, Union
+from typing import Any, Union, overload
 
 import attrs
 
-from .abnf import LWS, TOKEN_RE, is_token, quote, scan_quoted, split_top, unquote
+from .abnf import LWS, TOKEN_CHARS, TOKEN_RE, is_token, quote, scan_quoted, split_top, unquote
 from .errors import ParseError
 
 __all__ = [
+    "HOSTNAME",
+    "SIMPLE_PARAMS",
     "WILDCARD",
     "AbsoluteUri",
     "NameAddress",
@@ -36,6 +38,7 @@ __all__ = [
     "parse_name_addr",
     "parse_params",
     "parse_uri",
+    "simple_params",
     "unescape",
 ]
 
@@ -49,6 +52,25 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _OPAQUE_BAD_RE = re.compile(r"[\x00-\x20\x7f<>\"]")
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 _token_match = TOKEN_RE.fullmatch
+
+# Building blocks of the fast paths (regex source). Each fast path accepts a subset of what
+# the general parser accepts, gives the same value, and hands everything else to it.
+HOSTNAME = r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9.])?"
+"""A hostname or IPv4 address, as ``parse_hostport`` accepts it (regex source)."""
+SIMPLE_PARAMS = rf"(?:;[{TOKEN_CHARS}]+(?:=[{TOKEN_CHARS}]+)?)*"
+"""``;name[=value]...`` with token names and values, no LWS (regex source)."""
+_URI_PARAMCHARS = r"A-Za-z0-9\-_.!~*'()\[\]/:&+$"
+# sip:/sips: with an optional unescaped user (no password), a hostname or IPv4 address, an
+# optional port and unescaped URI parameters; no headers.
+_SIP_FAST = re.compile(
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/]+)@)?"
+    rf"({HOSTNAME})(?::([0-9]{{1,5}}))?((?:;[{_URI_PARAMCHARS}]+(?:=[{_URI_PARAMCHARS}]+)?)*)"
+).fullmatch
+# ["display name" | token words] <uri>;params, or a plain addr-spec uri;params.
+_NAME_ADDR_FAST = re.compile(
+    rf'(?:([{TOKEN_CHARS}]+(?: [{TOKEN_CHARS}]+)*) ?|"([^"\\]*)" ?)?<([^>]*)>({SIMPLE_PARAMS})'
+).fullmatch
+_ADDR_SPEC_FAST = re.compile(rf"([^\s<>\";,?*][^\s<>\";,?]*)({SIMPLE_PARAMS})").fullmatch
 
 
 def unescape(text: str) -> str:
@@ -75,9 +97,13 @@ class Params:
         self._items: tuple[tuple[str, str | None], ...] = tuple(items)
 
     def _find(self, name: str) -> int:
+        items = self._items
+        for i, (k, _) in enumerate(items):
+            if k == name:
+                return i
         lname = name.lower()
-        for i, (k, _) in enumerate(self._items):
-            if k == name or k.lower() == lname:
+        for i, (k, _) in enumerate(items):
+            if k.lower() == lname:
                 return i
         return -1
 
@@ -142,6 +168,29 @@ class Params:
 
 
 EMPTY_PARAMS = Params()
+
+
+@overload
+def simple_params(text: str) -> Params: ...
+@overload
+def simple_params(text: str, required: str) -> Params | None: ...
+def simple_params(text: str, required: str | None = None) -> Params | None:
+    """The Params of a text matching ``SIMPLE_PARAMS`` (``""`` or ``";a=b;c"``); None if the
+    parameter named ``required`` (lower case) is present without a value."""
+    if not text:
+        return EMPTY_PARAMS
+    items: list[tuple[str, str | None]] = []
+    for piece in text[1:].split(";"):
+        name, eq, value = piece.partition("=")
+        if eq:
+            items.append((name, value))
+        elif required is not None and name.lower() == required:
+            return None
+        else:
+            items.append((name, None))
+    params = Params.__new__(Params)
+    params._items = tuple(items)
+    return params
 
 
 def parse_params(text: str, *, uri: bool = False) -> Params:
@@ -314,6 +363,19 @@ WILDCARD = AbsoluteUri("*", "")
 
 def parse_uri(text: str) -> Uri:
     """Parse a URI; raises ParseError (status 400) if it is malformed."""
+    m = _SIP_FAST(text)
+    if m is not None:
+        scheme, user, host, port, ptext = m.groups()
+        if port is None or int(port) <= 65535:
+            return SipUri(
+                host,
+                user,
+                None,
+                None if port is None else int(port),
+                simple_params(ptext),
+                (),
+                scheme,
+            )
     colon = text.find(":")
     if colon <= 0 or not _SCHEME_RE.fullmatch(text, 0, colon):
         raise ParseError(f"bad URI {text!r}: no scheme")
@@ -398,6 +460,16 @@ class NameAddress:
         self.display_name = display_name
         self.params = params
 
+    @classmethod
+    def _of(cls, uri_text: str, display_name: str | None, params: Params) -> NameAddress:
+        # The parsers' constructor: the URI is kept as text until ``.uri`` is read.
+        self = cls.__new__(cls)
+        self._uri = None
+        self._uri_text = uri_text
+        self.display_name = display_name
+        self.params = params
+        return self
+
     @property
     def uri(self) -> Uri:
         uri = self._uri
@@ -464,6 +536,14 @@ class NameAddress:
 
 def parse_name_addr(text: str) -> NameAddress:
     """Parse ``["display"] <uri>;params`` or ``uri;params`` (addr-spec), or ``*``."""
+    m = _NAME_ADDR_FAST(text)
+    if m is not None:
+        words, quoted, uri_text, ptext = m.groups()
+        return NameAddress._of(uri_text, quoted if words is None else words, simple_params(ptext))
+    m = _ADDR_SPEC_FAST(text)
+    if m is not None:
+        uri_text, ptext = m.groups()
+        return NameAddress._of(uri_text, None, simple_params(ptext))
     s = text.strip(LWS)
     display: str | None = None
     if s.startswith('"'):
