@@ -1,0 +1,481 @@
+# The user agent: RFC 3261 §8 (UAC/UAS behaviour), §11 (OPTIONS), §12-§15 (calls), RFC 3428
+# (MESSAGE), RFC 6086 (INFO), on top of the transaction layer and the failover client.
+#
+# Theory of operation: ``open_user_agent`` opens a Stack (its handler and ``on_stray`` hook are
+# ours) and one nursery for everything the agent runs: outgoing INVITE tasks, the 2xx/ACK
+# machines (``dialogs.DialogDrivers``) and cleanup tasks. Every request the agent sends goes
+# through a ``FailoverClient`` (RFC 3263 targets, blacklist, ``retry.decide``): initial INVITEs
+# (INITIAL_INVITE), re-INVITEs (REINVITE), BYE, CANCEL, out-of-dialog MESSAGE/OPTIONS (OTHER);
+# in-dialog requests go to the dialog's next hop (first Route, else the remote target).
+#
+# Incoming requests (already checked by the stack: 400/416/420/501 go out statelessly): a
+# method registered with ``route()`` goes to its handler; one with a To tag goes through the
+# DialogSet (§12.2.2: 481 for an unknown dialog, 500 for an old CSeq, 491 for glare) to its
+# Call; a new INVITE becomes an IncomingCall for ``incoming_calls()`` (486 when nobody keeps
+# up); OPTIONS is answered 200 with Allow / Accept / Supported (§11.2); MESSAGE goes to
+# ``messages()`` and is answered 200; dialog-only methods outside a dialog get 481, any
+# other known method 405 with Allow (§8.2.1). ACKs for our 2xx and retransmitted 2xx come
+# through ``on_stray`` to the dialog machines. Closing the agent ends every call (BYE/CANCEL,
+# shielded, bounded by ``cleanup_timeout``), then cancels the nursery and closes the stack.
+"""open_user_agent / connect_user_agent and UserAgent."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, final
+
+import attrs
+import trio
+
+from trio_sip.dns import Resolver
+from trio_sip.failover import FailoverClient
+from trio_sip.proto.auth import CredentialStore, DigestClient
+from trio_sip.proto.blacklist import Blacklist
+from trio_sip.proto.dialog import Dialog, DialogSet
+from trio_sip.proto.errors import ConfigError, SipError
+from trio_sip.proto.ids import new_call_id, new_tag
+from trio_sip.proto.message import Request, Response
+from trio_sip.proto.sdp import SessionDescription, audio_offer
+from trio_sip.proto.target import Target
+from trio_sip.proto.timers import TimerConfig
+from trio_sip.proto.uri import NameAddress, SipUri, Uri, parse_name_addr, parse_uri
+from trio_sip.stack import IncomingRequest, Stack, open_stack
+from trio_sip.transports.base import Flow, NetworkBackend
+
+from .call import Call
+from .dialogs import DialogDrivers, challenge, next_hop, with_auth
+from .incoming import IncomingCall
+
+__all__ = ["IncomingMessage", "UserAgent", "connect_user_agent", "open_user_agent"]
+
+logger = logging.getLogger("trio_sip.ua")
+
+ALLOW = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "MESSAGE")
+_DIALOG_ONLY = frozenset({"BYE", "INFO", "UPDATE", "PRACK"})
+RequestHandler = Callable[[IncomingRequest], Awaitable[object]]
+
+
+@attrs.frozen
+class IncomingMessage:
+    """A MESSAGE received outside any dialog (already answered 200)."""
+
+    request: Request
+
+    @property
+    def sender(self) -> NameAddress:
+        return self.request.from_
+
+    @property
+    def text(self) -> str:
+        return self.request.body.decode("utf-8", errors="replace")
+
+
+@final
+class UserAgent:
+    """A SIP user agent. Made by :func:`open_user_agent`; never constructed by users."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        nursery: trio.Nursery,
+        failover: FailoverClient,
+        *,
+        aor: NameAddress,
+        contact: NameAddress,
+        credentials: CredentialStore | None,
+        rng: random.Random,
+        media_address: str,
+        media_port: int,
+        cleanup_timeout: float,
+        incoming_queue: int,
+        user_agent: str,
+    ) -> None:
+        self.stack = stack
+        self.failover = failover
+        self.aor = aor
+        self.contact = contact
+        self.credentials = credentials
+        self.cleanup_timeout = cleanup_timeout
+        self.user_agent = user_agent
+        self.dialogs = DialogSet()
+        self.drivers = DialogDrivers(stack, nursery)
+        self._nursery = nursery
+        self._rng = rng
+        self._media_address = media_address
+        self._media_port = media_port
+        self._calls: dict[Any, Call] = {}
+        self._live: set[Call] = set()
+        self._routes: dict[str, RequestHandler] = {}
+        self._incoming_in, self._incoming_out = trio.open_memory_channel[IncomingCall](
+            incoming_queue
+        )
+        self._messages_in, self._messages_out = trio.open_memory_channel[IncomingMessage](
+            incoming_queue
+        )
+        self._closed = False
+        self._closing = trio.Event()
+
+    @property
+    def host(self) -> str:
+        uri = self.contact.uri
+        return uri.host if isinstance(uri, SipUri) else "localhost"
+
+    @property
+    def calls(self) -> list[Call]:
+        """The calls not ended yet."""
+        return list(self._live)
+
+    # -- placing calls ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def call(
+        self,
+        destination: str | Uri,
+        *,
+        sdp: SessionDescription | None = None,
+        outbound_proxy: str | Uri | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> AsyncIterator[Call]:
+        """Place a call; leaving the block hangs up (BYE) or cancels (CANCEL after a 1xx)."""
+        uri = parse_uri(destination) if isinstance(destination, str) else destination
+        media = sdp if sdp is not None else self._default_sdp()
+        hop: Uri = uri
+        routes: list[tuple[str, str]] = []
+        if outbound_proxy is not None:
+            hop = parse_uri(outbound_proxy) if isinstance(outbound_proxy, str) else outbound_proxy
+            if isinstance(hop, SipUri) and "lr" not in hop.params:
+                hop = hop.evolve(params=hop.params.with_param("lr"))
+            routes.append(("Route", f"<{hop}>"))
+        request = self._new_request(
+            "INVITE", uri, [*routes, *headers], bytes(media), "application/sdp"
+        )
+        call = Call(self, outgoing=True, session_id=self._new_session_id(), local_sdp=media,
+                    media=media)  # fmt: skip
+        self._live.add(call)
+        try:
+            await self._nursery.start(call._run_invite, request, hop)
+            self._nursery.start_soon(call._canceller)
+        except BaseException:
+            self._live.discard(call)
+            raise
+        async with call:
+            yield call
+
+    def _new_request(
+        self,
+        method: str,
+        uri: Uri,
+        headers: Iterable[tuple[str, str]],
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Request:
+        """A request outside any dialog (§8.1.1), without Via (the stack adds it)."""
+        pairs = [
+            ("Max-Forwards", "70"),
+            ("From", str(self.aor.with_tag(new_tag(self._rng)))),
+            ("To", str(NameAddress(uri))),
+            ("Call-ID", new_call_id(self._rng, self.host)),
+            ("CSeq", f"1 {method}"),
+            ("Contact", str(self.contact)),
+            ("Allow", ", ".join(self._allow())),
+            ("User-Agent", self.user_agent),
+        ]
+        if content_type is not None and body:
+            pairs.append(("Content-Type", content_type))
+        pairs.extend(headers)
+        return Request(method, uri, pairs, body)
+
+    def _default_sdp(self) -> SessionDescription:
+        port = self._media_port
+        self._media_port += 2
+        return audio_offer(self._media_address, port, rng=self._rng)
+
+    def _new_session_id(self) -> str:
+        return new_tag(self._rng)
+
+    def _digest_client(self) -> DigestClient | None:
+        return DigestClient(self.credentials, self._rng) if self.credentials else None
+
+    # -- out-of-dialog requests ------------------------------------------------------------------
+
+    async def send_message(
+        self,
+        destination: str | Uri,
+        text: str | bytes,
+        *,
+        content_type: str = "text/plain;charset=UTF-8",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Response:
+        """Send a MESSAGE (RFC 3428); return the final response (401/407 answered)."""
+        body = text.encode() if isinstance(text, str) else text
+        return await self.request("MESSAGE", destination, body, content_type, headers=headers)
+
+    async def options(self, destination: str | Uri) -> Response:
+        """Send an OPTIONS (§11); return the final response."""
+        return await self.request("OPTIONS", destination, headers=[("Accept", "application/sdp")])
+
+    async def request(
+        self,
+        method: str,
+        destination: str | Uri,
+        body: bytes = b"",
+        content_type: str | None = None,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Response:
+        """Send any request outside a dialog with failover; answer 401/407 (CSeq + 1)."""
+        uri = parse_uri(destination) if isinstance(destination, str) else destination
+        request = self._new_request(method, uri, headers, body, content_type)
+        digest = self._digest_client()
+        for _ in range(3):
+            result = await self.failover.request(request, uri)  # type: ignore[arg-type]
+            if not challenge(digest, request, result.response):
+                break
+            seq = request.cseq.seq + 1
+            request = request.evolve(headers=request.headers.replace("CSeq", f"{seq} {method}"))
+            request = with_auth(request, digest)
+        return result.response
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    async def incoming_calls(self) -> AsyncIterator[IncomingCall]:
+        """Iterate over new incoming calls (ring, accept or reject each)."""
+        async for incoming in self._incoming_out:
+            yield incoming
+
+    async def messages(self) -> AsyncIterator[IncomingMessage]:
+        """Iterate over MESSAGEs received outside any dialog (already answered 200)."""
+        async for message in self._messages_out:
+            yield message
+
+    def route(self, method: str, handler: RequestHandler) -> None:
+        """Hand every ``method`` request (e.g. NOTIFY) to ``handler(incoming)``, which must
+        answer it; the method is then listed in Allow."""
+        self._routes[method.upper()] = handler
+
+    def _allow(self) -> list[str]:
+        return [*ALLOW, *(m for m in self._routes if m not in ALLOW)]
+
+    async def _handle(self, incoming: IncomingRequest) -> None:
+        """The stack's handler (see the module comment)."""
+        request = incoming.request
+        method = request.method
+        handler = self._routes.get(method)
+        if handler is not None:
+            await handler(incoming)
+            return
+        if request.to.tag is not None:
+            found = self.dialogs.check_request(request)
+            if isinstance(found, Response):
+                await incoming.respond(found)
+                return
+            call = self._calls.get(found.id) if isinstance(found, Dialog) else None
+            if call is None:
+                await incoming.respond(481)
+                return
+            await call._on_request(incoming)
+            return
+        if method == "INVITE":
+            ringing = IncomingCall(self, incoming)
+            try:
+                self._incoming_in.send_nowait(ringing)
+            except (trio.WouldBlock, trio.ClosedResourceError):
+                await incoming.respond(486)
+                return
+            await ringing._serve()
+        elif method == "MESSAGE":
+            await incoming.respond(200)
+            try:
+                self._messages_in.send_nowait(IncomingMessage(request))
+            except (trio.WouldBlock, trio.ClosedResourceError):
+                logger.warning("MESSAGE queue full: dropping a message from %s", request.from_)
+        elif method in _DIALOG_ONLY:
+            await incoming.respond(481)
+        else:
+            await self._answer_other(incoming)
+
+    async def _answer_other(self, incoming: IncomingRequest) -> None:
+        """OPTIONS: 200 with our capabilities (§11.2); any other method: 405 with Allow."""
+        allow = ("Allow", ", ".join(self._allow()))
+        if incoming.method == "OPTIONS":
+            await incoming.respond(
+                200,
+                headers=[
+                    allow,
+                    ("Accept", "application/sdp"),
+                    ("Supported", ""),
+                    ("Contact", str(self.contact)),
+                ],
+            )
+        else:
+            await incoming.respond(405, headers=[allow])
+
+    async def _respond_2xx(
+        self,
+        incoming: IncomingRequest,
+        sdp: SessionDescription | None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Response:
+        pairs = [
+            ("Contact", str(self.contact)),
+            ("Allow", ", ".join(self._allow())),
+            ("Supported", ""),
+            ("User-Agent", self.user_agent),
+        ]
+        if sdp is not None:
+            pairs.append(("Content-Type", "application/sdp"))
+        pairs.extend(headers)
+        body = bytes(sdp) if sdp is not None else b""
+        return await incoming.respond(200, headers=pairs, body=body)
+
+    def _on_stray(self, message: Request | Response, flow: Flow) -> None:
+        """ACKs for our 2xx and retransmitted 2xx responses (§13.2.2.4, §13.3.1.4)."""
+        if isinstance(message, Request):
+            if message.method != "ACK":
+                return
+            self.drivers.deliver(message)
+            dialog = self.dialogs.for_request(message)
+            call = self._calls.get(dialog.id) if dialog is not None else None
+            if call is not None:
+                call._on_ack(message)
+        elif (
+            200 <= message.status_code < 300
+            and message.cseq.method == "INVITE"
+            and not self.drivers.deliver(message)
+        ):
+            logger.info("a 2xx for no known dialog (a fork?) from %r: ignored", flow)
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+
+    def _register(self, call: Call) -> None:
+        assert call.dialog is not None
+        self._calls[call.dialog.id] = call
+        self._live.add(call)
+
+    def _forget(self, call: Call) -> None:
+        self._live.discard(call)
+        if call.dialog is not None:
+            self._calls.pop(call.dialog.id, None)
+            self.dialogs.discard(call.dialog.id)
+
+    def _spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        if not self._closed:
+            self._nursery.start_soon(fn, *args)
+
+    async def _target_for(self, dialog: Dialog, fallback: Target) -> Target:
+        """The first target of the dialog's next hop (for ACKs), else ``fallback``."""
+        try:
+            targets = await self.failover.targets(next_hop(dialog))
+        except SipError:
+            return fallback
+        return targets[0] if targets else fallback
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """End every call (BYE / CANCEL, bounded by ``cleanup_timeout``), then stop."""
+        if self._closed:
+            return
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(self.cleanup_timeout):
+                async with trio.open_nursery() as nursery:
+                    for call in list(self._live):
+                        nursery.start_soon(call.aclose)
+            self._incoming_in.close()
+            self._messages_in.close()
+            self._nursery.cancel_scope.cancel()
+            await self.stack.aclose()
+        self._closing.set()
+
+
+@asynccontextmanager
+async def open_user_agent(
+    listen: Iterable[tuple[str, str, int]] = (("UDP", "127.0.0.1", 0),),
+    *,
+    aor: str | NameAddress,
+    display_name: str | None = None,
+    contact: str | NameAddress | None = None,
+    credentials: CredentialStore | None = None,
+    timer_config: TimerConfig | None = None,
+    failover: FailoverClient | None = None,
+    resolver: Resolver | None = None,
+    blacklist: Blacklist | None = None,
+    backend: NetworkBackend | None = None,
+    rng: random.Random | None = None,
+    media_address: str | None = None,
+    media_port: int = 40000,
+    cleanup_timeout: float = 4.0,
+    incoming_queue: int = 16,
+    user_agent: str = "trio-sip",
+) -> AsyncIterator[UserAgent]:
+    """A :class:`UserAgent` listening on ``listen`` (see docs/calls.md for every argument)."""
+    if not cleanup_timeout > 0 or math.isinf(cleanup_timeout):
+        raise ConfigError("cleanup_timeout", cleanup_timeout, "finite seconds > 0")
+    rng = rng if rng is not None else random.SystemRandom()
+    holder: list[UserAgent] = []
+
+    async def handler(incoming: IncomingRequest) -> None:
+        await holder[0]._handle(incoming)
+
+    def on_stray(message: Request | Response, flow: Flow) -> None:
+        if holder:
+            holder[0]._on_stray(message, flow)
+
+    address = parse_name_addr(aor) if isinstance(aor, str) and "<" in aor else None
+    if address is None:
+        address = aor if isinstance(aor, NameAddress) else NameAddress(parse_uri(aor))
+    if display_name is not None:
+        address = address.evolve(display_name=display_name)
+    async with open_stack(
+        listen,
+        timer_config=timer_config,
+        handler=handler,
+        on_stray=on_stray,
+        backend=backend,
+        rng=rng,
+    ) as stack:
+        transport, (host, port) = stack.listening[0]
+        if contact is None:
+            user = address.uri.user if isinstance(address.uri, SipUri) else None
+            params = "" if transport == "UDP" else f";transport={transport.lower()}"
+            at = f"{user}@" if user else ""
+            bracket = f"[{host}]" if ":" in host else host
+            contact_addr = NameAddress(parse_uri(f"sip:{at}{bracket}:{port}{params}"))
+        elif isinstance(contact, str):
+            contact_addr = parse_name_addr(contact) if "<" in contact else NameAddress(contact)
+        else:
+            contact_addr = contact
+        fc = failover or FailoverClient(stack, resolver=resolver, blacklist=blacklist, rng=rng)
+        async with trio.open_nursery() as nursery:
+            ua = UserAgent(
+                stack, nursery, fc, aor=address, contact=contact_addr, credentials=credentials,
+                rng=rng, media_address=media_address or host, media_port=media_port,
+                cleanup_timeout=cleanup_timeout, incoming_queue=incoming_queue,
+                user_agent=user_agent,
+            )  # fmt: skip
+            holder.append(ua)
+            try:
+                yield ua
+            finally:
+                await ua.aclose()
+
+
+async def _serve_user_agent(
+    kwargs: dict[str, Any], *, task_status: trio.TaskStatus[UserAgent] = trio.TASK_STATUS_IGNORED
+) -> None:
+    async with open_user_agent(**kwargs) as ua:
+        task_status.started(ua)
+        await ua._closing.wait()
+
+
+async def connect_user_agent(nursery: trio.Nursery, **kwargs: Any) -> UserAgent:
+    """Like :func:`open_user_agent`, in the caller's ``nursery``; ``await ua.aclose()`` ends
+    it (or cancel the nursery)."""
+    ua: UserAgent = await nursery.start(functools.partial(_serve_user_agent, kwargs))
+    return ua

@@ -1,0 +1,563 @@
+# The Call: one session, placed (UAC, RFC 3261 §13.2) or accepted (UAS, §13.3), with hold and
+# retrieve by re-INVITE (§14, RFC 3264 §8.4), hang-up (§15) and cancellation (§9.1).
+#
+# Theory of operation: an outgoing call's INVITE runs in one task in the user agent's nursery
+# (``_run_invite``), through ``FailoverClient.invite`` (kind INITIAL_INVITE): each response
+# moves the session (1xx: RINGING and an early dialog; 2xx: the confirmed dialog, the ACK via
+# the dialog drivers, ANSWERED; 3xx-6xx: ENDED, ``CallFailed`` for ``wait_answered``). A retry
+# on the next target gets a new Call-ID (``rebuild``) and reports ``Failover`` (DISCONNECTED,
+# then CALLING again, same ``session_id``). A 401/407 is answered with the digest client and
+# the INVITE goes again with CSeq + 1 (§22.2). Cancelling (leaving ``async with`` before the
+# answer) sets an event; a sibling task then waits for a provisional response -- "If no
+# provisional response has been received, the CANCEL request MUST NOT be sent" (§9.1) -- and
+# sends the CANCEL through the failover client; a 2xx that still arrives is ACKed and BYEd.
+#
+# Once answered, both kinds of call are the same: hold/retrieve send a re-INVITE with our last
+# SDP's direction changed (``SessionDescription.hold/retrieve``: sendrecv -> sendonly,
+# recvonly -> inactive, back to sendrecv), answer a 491 by waiting the §14.1 delay and trying
+# again, and ACK the 2xx. Requests from the remote side (BYE, re-INVITE, INFO, MESSAGE) come
+# from the agent's handler, already checked by the dialog (§12.2.2). Ending a call stops its
+# dialog machines and closes its event channel.
+"""Call and CallFailed."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, final
+
+import trio
+
+from trio_sip.proto.dialog import Dialog
+from trio_sip.proto.dialog_requests import (
+    build_ack,
+    build_bye,
+    build_cancel,
+    build_info,
+    build_reinvite,
+)
+from trio_sip.proto.errors import LocalProtocolError, SipError, TransactionError
+from trio_sip.proto.ids import new_call_id
+from trio_sip.proto.message import Request, Response
+from trio_sip.proto.retry import RequestKind
+from trio_sip.proto.sdp import SdpError, SessionDescription, answer_for, parse_sdp
+from trio_sip.proto.target import Target
+from trio_sip.stack import IncomingRequest
+
+from .dialogs import PLACEHOLDER_VIA, challenge, next_hop, strip_via, with_auth
+from .session import (
+    TRANSITIONS,
+    Answered,
+    CallState,
+    Ended,
+    EndReason,
+    Failover,
+    Held,
+    InfoReceived,
+    MessageReceived,
+    Progress,
+    Retrieved,
+    SessionEvent,
+)
+
+if TYPE_CHECKING:
+    from trio_sip.failover import Attempt, InviteAttempts
+
+    from .agent import UserAgent
+
+__all__ = ["Call", "CallFailed"]
+
+logger = logging.getLogger("trio_sip.ua")
+_HOLD = ("sendonly", "inactive")
+
+
+class CallFailed(SipError):
+    """The call was not answered: ``response`` is the final 3xx-6xx (None after a timeout or
+    transport failure on every target, or a cancellation before any response)."""
+
+    def __init__(self, response: Response | None, reason: str = "") -> None:
+        what = f"{response.status_code} {response.reason}" if response is not None else reason
+        super().__init__(f"call failed: {what}")
+        self.response = response
+        self.reason = reason or what
+
+
+@final
+class Call:
+    """One call. Made by ``UserAgent.call`` (outgoing) or ``IncomingCall.accept`` (incoming).
+
+    ``async with call:`` hangs up (or cancels) when the block is left; ``events`` is the
+    receive side of the session event channel (docs/calls.md).
+    """
+
+    def __init__(
+        self,
+        ua: UserAgent,
+        *,
+        outgoing: bool,
+        session_id: str,
+        local_sdp: SessionDescription | None,
+        media: SessionDescription | None,
+    ) -> None:
+        self._ua = ua
+        self.outgoing = outgoing
+        self.session_id = session_id
+        self.state = CallState.CALLING
+        self.dialog: Dialog | None = None
+        #: The SDP we last sent (offer or answer) and the one the remote side last sent.
+        self.local_sdp = local_sdp
+        self.remote_sdp: SessionDescription | None = None
+        self._media = media  # our capabilities, for answers to re-offers
+        self.final_response: Response | None = None
+        self.end_reason: Ended | None = None
+        self.held = False
+        self._remote_held = False
+        self._send_events, self.events = trio.open_memory_channel[SessionEvent](math.inf)
+        self._answered = trio.Event()
+        self._ended = trio.Event()
+        self._cancel = trio.Event()
+        self._digest = ua._digest_client()
+        self._attempts: InviteAttempts | None = None
+        self._provisional_tx: object = None
+        self._progress = trio.Event()
+        self._failover_ids = ("", "")
+        self._scope = trio.CancelScope()
+        self._request: Request | None = None
+        self._destination: object = None
+        self._reinvite_lock = trio.Lock()
+
+    # -- introspection -----------------------------------------------------------------------
+
+    @property
+    def call_id(self) -> str | None:
+        if self.dialog is not None:
+            return self.dialog.id.call_id
+        return self._request.call_id if self._request is not None else None
+
+    def __repr__(self) -> str:
+        return f"<Call {self.session_id} {self.state.name} {self.call_id}>"
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    async def wait_answered(self) -> Response:
+        """Wait for the answer; return the 2xx. Raises :class:`CallFailed` if the call ended
+        without one."""
+        await self._answered.wait()
+        ok = self.final_response
+        if self.dialog is None or ok is None or ok.status_code >= 300:
+            raise CallFailed(ok, self._end_detail())
+        return ok
+
+    async def wait_ended(self) -> Ended:
+        """Wait until the call is over; return the :class:`Ended` record."""
+        await self._ended.wait()
+        assert self.end_reason is not None
+        return self.end_reason
+
+    def _end_detail(self) -> str:
+        if self.end_reason is None:
+            return ""
+        return self.end_reason.detail or self.end_reason.reason.value
+
+    # -- async with ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Call:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Hang up (answered) or cancel (not answered); shielded and bounded by the agent's
+        ``cleanup_timeout``. Returns when the call is ENDED."""
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(self._ua.cleanup_timeout):
+                try:
+                    await self.hangup()
+                except SipError as exc:
+                    logger.info("%r: cleanup failed: %s", self, exc)
+            self._scope.cancel()  # the INVITE task, if it still runs (no provisional came)
+            self._finish(EndReason.CANCELLED if self.dialog is None else EndReason.LOCAL_HANGUP)
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _move(self, trigger: str) -> None:
+        self.state = TRANSITIONS.get((self.state, trigger), self.state)
+
+    def _emit(self, event: SessionEvent) -> None:
+        with contextlib.suppress(trio.ClosedResourceError):
+            self._send_events.send_nowait(event)
+
+    def _finish(
+        self, reason: EndReason, response: Response | None = None, detail: str = ""
+    ) -> None:
+        if self.state is CallState.ENDED:
+            return
+        self.state = CallState.ENDED
+        self.end_reason = Ended(reason, response, detail)
+        if self.dialog is not None:
+            self.dialog.terminate()
+            self._ua.drivers.stop(self.dialog, keep_ack=True)
+        self._ua._forget(self)
+        self._cancel.set()
+        self._poke()
+        self._emit(self.end_reason)
+        self._send_events.close()
+        self._answered.set()
+        self._ended.set()
+
+    # -- outgoing: the initial INVITE ---------------------------------------------------------
+
+    async def _run_invite(
+        self,
+        request: Request,
+        destination: object,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """The UAC side of the initial INVITE (runs in the agent's nursery). Errors before
+        the first transmission (nothing resolves) go to the caller of ``nursery.start``."""
+        self._request, self._destination = request, destination
+        started = [False]
+
+        def report() -> None:
+            if not started[0]:
+                started[0] = True
+                task_status.started()
+
+        with self._scope:
+            try:
+                await self._invite_loop(request, destination, report)
+            except SipError as exc:  # every target timed out / failed, or nothing resolved
+                self._finish(EndReason.FAILED, None, str(exc))
+                if not started[0]:
+                    raise
+        report()
+        if self.dialog is None:
+            self._finish(EndReason.FAILED, self.final_response, "the INVITE ended")
+
+    async def _invite_loop(
+        self, request: Request, destination: object, report: Callable[[], None]
+    ) -> None:
+        fc = self._ua.failover
+        while True:
+            final: Response | None = None
+            async with fc.invite(
+                request,
+                destination,  # type: ignore[arg-type]
+                kind=RequestKind.INITIAL_INVITE,
+                on_attempt=self._on_attempt,
+                rebuild=self._rebuild,
+            ) as attempts:
+                self._attempts = attempts
+                self._poke()
+                report()
+                async for response in attempts:
+                    sent = attempts.transaction.request
+                    self._request = strip_via(sent)
+                    if response.status_code < 200:
+                        self._on_provisional(sent, response, attempts)
+                    else:
+                        final = response
+                        await self._on_final(sent, response, attempts.target)
+            assert self._request is not None
+            if final is not None and challenge(self._digest, self._request, final):
+                if self._cancel.is_set():
+                    self._finish(EndReason.CANCELLED, final)
+                    return
+                request = self._next_invite(self._request)
+                continue
+            if final is not None and final.status_code >= 300:
+                cancelled = self._cancel.is_set() and final.status_code == 487
+                reason = EndReason.CANCELLED if cancelled else EndReason.REJECTED
+                self.final_response = final
+                self._finish(reason, final)
+            return
+
+    def _poke(self) -> None:
+        """Wake the canceller: a provisional arrived, an attempt began or the call ended."""
+        self._progress.set()
+        self._progress = trio.Event()
+
+    def _next_invite(self, previous: Request) -> Request:
+        """The INVITE again with CSeq + 1 and credentials (§22.2)."""
+        seq = previous.cseq.seq + 1
+        headers = previous.headers.replace("CSeq", f"{seq} INVITE")
+        return with_auth(previous.evolve(headers=headers), self._digest)
+
+    def _rebuild(self, request: Request, target: Target) -> Request:
+        """A failover retry of the initial INVITE: a new Call-ID (same session)."""
+        current = self._request or strip_via(request)
+        new = new_call_id(self._ua._rng, self._ua.host)
+        self._failover_ids = (current.call_id, new)
+        self._request = current.evolve(headers=current.headers.replace("Call-ID", new))
+        return self._request
+
+    def _on_attempt(self, attempt: Attempt) -> None:
+        old, new = self._failover_ids
+        done = [a for a in (self._attempts.attempts if self._attempts else ()) if a.outcome]
+        reason = done[-1].outcome if done else "failed"
+        self._move("failover")
+        self._emit(Failover(f"{reason}; trying {attempt.target}", old, new))
+        self._move("retry")
+        self._poke()
+
+    def _on_provisional(self, sent: Request, response: Response, attempts: InviteAttempts) -> None:
+        self._provisional_tx = attempts.transaction
+        self._poke()
+        if response.status_code == 100:
+            return
+        self._ua.dialogs.uac_response(sent, response)
+        if self.state in (CallState.CALLING, CallState.RINGING):
+            self._move("1xx")
+            self._emit(Progress(response))
+
+    async def _on_final(self, sent: Request, response: Response, target: Target) -> None:
+        if response.status_code >= 300:
+            self._ua.dialogs.uac_response(sent, response)
+            return
+        dialog = self._ua.dialogs.uac_response(sent, response)
+        if dialog is None:
+            return
+        self.dialog = dialog
+        self.final_response = response
+        self._ua._register(self)
+        self._take_remote_sdp(response)
+        await self._send_ack(sent, target)
+        if self._cancel.is_set():
+            self.state = CallState.ANSWERED
+            await self.hangup()
+            return
+        self._move("2xx")
+        self._emit(Answered(response))
+        self._answered.set()
+
+    async def _send_ack(self, invite: Request, fallback: Target) -> None:
+        assert self.dialog is not None
+        ack = build_ack(self.dialog, invite, via=PLACEHOLDER_VIA)
+        target = await self._ua._target_for(self.dialog, fallback)
+        await self._ua.drivers.send_ack(self.dialog, ack, target)
+
+    async def _canceller(self) -> None:
+        """§9.1: once cancelled, and once a provisional arrived, send the CANCEL."""
+        await self._cancel.wait()
+        while self.state is not CallState.ENDED and self.dialog is None:
+            progress = self._progress
+            attempts = self._attempts
+            if attempts is not None and attempts.final_response is None:
+                try:
+                    tx = attempts.transaction
+                except TransactionError:
+                    tx = None
+                if tx is not None and tx is self._provisional_tx and tx.final_response is None:
+                    self._move("cancel")
+                    try:
+                        await self._ua.failover.request(
+                            build_cancel(tx.request), attempts.target, kind=RequestKind.CANCEL
+                        )
+                    except SipError as exc:
+                        logger.info("%r: CANCEL failed: %s", self, exc)
+                    return
+            await progress.wait()
+
+    # -- answered calls ------------------------------------------------------------------------
+
+    async def hangup(self) -> None:
+        """Send BYE (answered) or cancel (not answered yet); returns once the call ENDED."""
+        if self.state is CallState.ENDED:
+            return
+        if self.dialog is None or self.state not in (CallState.ANSWERED, CallState.ENDING):
+            self._cancel.set()
+            await self._ended.wait()
+            return
+        dialog = self.dialog
+        self.state = CallState.ENDING
+        bye = with_auth(strip_via(build_bye(dialog, via=PLACEHOLDER_VIA)), self._digest)
+        response: Response | None = None
+        try:
+            response = await self._request_in_dialog(bye, RequestKind.BYE)
+        except TransactionError as exc:
+            self._finish(EndReason.LOCAL_HANGUP, None, f"BYE failed: {exc}")
+            return
+        self._finish(EndReason.LOCAL_HANGUP, response)
+
+    async def _request_in_dialog(self, request: Request, kind: RequestKind) -> Response:
+        """Send an in-dialog request to the next hop with failover; answer 401/407 once."""
+        assert self.dialog is not None
+        dialog = self.dialog
+        for _ in range(3):
+            result = await self._ua.failover.request(request, next_hop(dialog), kind=kind)
+            response = result.response
+            dialog.receive_response(request, response)
+            if not challenge(self._digest, request, response):
+                return response
+            seq = dialog.next_local_seq()
+            headers = request.headers.replace("CSeq", f"{seq} {request.method}")
+            request = with_auth(request.evolve(headers=headers), self._digest)
+        return response
+
+    async def send_info(
+        self,
+        body: bytes = b"",
+        content_type: str | None = None,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Response:
+        """Send an INFO in the dialog (RFC 6086); return the final response."""
+        dialog = self._need_dialog()
+        info = build_info(
+            dialog, via=PLACEHOLDER_VIA, body=body, content_type=content_type, headers=headers
+        )
+        response = await self._request_in_dialog(
+            with_auth(strip_via(info), self._digest), RequestKind.OTHER
+        )
+        self._check_gone(response)
+        return response
+
+    async def hold(self) -> Response:
+        """Put the call on hold: re-INVITE with a=sendonly (a=inactive if they hold us)."""
+        response = await self._reinvite(lambda sdp: sdp.hold())
+        self.held = True
+        assert self.local_sdp is not None
+        self._emit(Held(self.local_sdp.media_direction(0)))
+        return response
+
+    async def retrieve(self) -> Response:
+        """Take the call off hold: re-INVITE with a=sendrecv."""
+        response = await self._reinvite(lambda sdp: sdp.retrieve())
+        self.held = False
+        assert self.local_sdp is not None
+        self._emit(Retrieved(self.local_sdp.media_direction(0)))
+        return response
+
+    def _need_dialog(self) -> Dialog:
+        if self.dialog is None or self.state is not CallState.ANSWERED:
+            raise LocalProtocolError(f"the call is {self.state.value}, not answered")
+        return self.dialog
+
+    def _check_gone(self, response: Response) -> None:
+        if response.status_code in (408, 481):
+            self._finish(EndReason.DIALOG_GONE, response)
+
+    async def _reinvite(
+        self, change: Callable[[SessionDescription], SessionDescription]
+    ) -> Response:
+        """Send a re-INVITE (§14.1) with ``change(last SDP we sent)``; retry after 491."""
+        async with self._reinvite_lock:
+            while True:
+                dialog = self._need_dialog()
+                if self.local_sdp is None:
+                    raise LocalProtocolError("no SDP to change: the call has no session")
+                offer = change(self.local_sdp)
+                request = build_reinvite(dialog, via=PLACEHOLDER_VIA, sdp=offer)
+                request = with_auth(strip_via(request), self._digest)
+                final, sent, target = await self._send_reinvite(dialog, request)
+                dialog.receive_response(sent, final)
+                if 200 <= final.status_code < 300:
+                    self.local_sdp = offer
+                    self._take_remote_sdp(final)
+                    ack = build_ack(dialog, sent, via=PLACEHOLDER_VIA)
+                    await self._ua.drivers.send_ack(
+                        dialog, ack, await self._ua._target_for(dialog, target)
+                    )
+                    return final
+                if final.status_code == 491:
+                    await trio.sleep(dialog.glare_retry_delay())
+                    continue
+                if challenge(self._digest, sent, final):
+                    continue
+                self._check_gone(final)
+                raise CallFailed(final, "re-INVITE refused")
+
+    async def _send_reinvite(
+        self, dialog: Dialog, request: Request
+    ) -> tuple[Response, Request, Target]:
+        final: Response | None = None
+        try:
+            async with self._ua.failover.invite(
+                request, next_hop(dialog), kind=RequestKind.REINVITE
+            ) as attempts:
+                async for response in attempts:
+                    if response.status_code >= 200:
+                        final = response
+                        return final, attempts.transaction.request, attempts.target
+        finally:
+            if final is None:
+                dialog.reinvite_pending = False
+        raise TransactionError("the re-INVITE ended without a final response")
+
+    def _take_remote_sdp(self, message: Request | Response) -> SessionDescription | None:
+        if not message.body:
+            return None
+        try:
+            self.remote_sdp = parse_sdp(message.body)
+        except SdpError as exc:
+            logger.info("%r: unreadable SDP: %s", self, exc)
+            return None
+        return self.remote_sdp
+
+    # -- requests from the remote side ---------------------------------------------------------
+
+    async def _on_request(self, incoming: IncomingRequest) -> None:
+        """An in-dialog request the dialog accepted (§12.2.2)."""
+        method = incoming.method
+        if method == "BYE":
+            await incoming.respond(200)
+            self._finish(EndReason.REMOTE_HANGUP, None)
+        elif method == "INVITE":
+            await self._on_reinvite(incoming)
+        elif method in ("INFO", "MESSAGE"):
+            await incoming.respond(200)
+            kind = InfoReceived if method == "INFO" else MessageReceived
+            self._emit(kind(incoming.request))
+        else:
+            await self._ua._answer_other(incoming)
+
+    async def _on_reinvite(self, incoming: IncomingRequest) -> None:
+        """A re-INVITE from the remote side: answer its offer with answer_for (§14.2)."""
+        dialog = self.dialog
+        assert dialog is not None
+        request = incoming.request
+        offer = self._take_remote_sdp(request)
+        if offer is not None and self._media is not None:
+            answer = answer_for(offer, self._media, previous=self.local_sdp)
+        elif self.local_sdp is not None:
+            answer = self.local_sdp.next_version()  # an offerless re-INVITE: we offer
+        else:
+            answer = None
+        response = await self._ua._respond_2xx(incoming, answer)
+        dialog.response_sent(request, response)
+        self.local_sdp = answer
+        await self._ua.drivers.start_ack_wait(dialog, response, incoming.flow, self._on_no_ack)
+        if offer is not None:
+            theirs = offer.media_direction(0)
+            if theirs in _HOLD and not self._remote_held:
+                self._remote_held = True
+                self._emit(Held(answer.media_direction(0) if answer else "", by_remote=True))
+            elif theirs not in _HOLD and self._remote_held:
+                self._remote_held = False
+                self._emit(Retrieved(answer.media_direction(0) if answer else "", by_remote=True))
+
+    def _on_ack(self, ack: Request) -> None:
+        if ack.body:
+            self._take_remote_sdp(ack)
+
+    def _on_no_ack(self, reason: str) -> None:
+        """§13.3.1.4: our 2xx was never ACKed: "terminate the session ... with a BYE"."""
+        logger.info("%r: %s: sending BYE", self, reason)
+        self._ua._spawn(self._bye_after_no_ack, reason)
+
+    async def _bye_after_no_ack(self, reason: str) -> None:
+        if self.dialog is None or self.state is CallState.ENDED:
+            return
+        self.state = CallState.ANSWERED
+        with trio.move_on_after(self._ua.cleanup_timeout):
+            try:
+                await self.hangup()
+            except SipError as exc:
+                logger.info("%r: BYE failed: %s", self, exc)
+        self._finish(EndReason.NO_ACK, None, reason)
+        if self.end_reason is not None and self.end_reason.reason is EndReason.LOCAL_HANGUP:
+            self.end_reason = Ended(EndReason.NO_ACK, self.end_reason.response, reason)
