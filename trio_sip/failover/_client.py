@@ -1,175 +1,43 @@
-"""Per-request failover across proxies: RFC 3263 targets, the shared blacklist, retry.decide().
-
-Theory of operation
--------------------
-A :class:`FailoverClient` wraps one :class:`~trio_sip.stack.Stack`. For each request it
-
-1. resolves the destination (a SIP URI, a string, a :class:`Target` or a list of them) to an
-   ordered target list (RFC 3263 through the resolver; a numeric host needs none), then orders
-   that list by the endpoint's shared :class:`~trio_sip.proto.blacklist.Blacklist` at
-   ``trio.current_time()``;
-2. sends the request in a client transaction to the first target; the stack adds a new top Via,
-   so every attempt is a new transaction with a new branch (RFC 3263 §4.3: "identical to the
-   previous, but with a different value of the Via branch ID");
-3. on a failure -- :class:`TransportError` (refused, reset, ICMP port unreachable on the
-   connected UDP flow: milliseconds), :class:`TransactionTimeoutError` (Timer B/F, bounded by
-   ``sip_transaction_timeout``), a 503 (its Retry-After holds the address in the blacklist) or
-   a 408 -- it penalises the address in the blacklist and asks
-   :func:`trio_sip.proto.retry.decide` what to do: :class:`RetryNext` sends again at once,
-   :class:`RetryLater` and :class:`GiveUp` end the request (the caller's reg_interval tick does
-   the later retry, and the blacklist sends it elsewhere).
-
-Two shell rules sit on top of ``decide`` (docs/failover.md, "Charging"):
-
-* A transport error is not *charged* against the "once" rows (initial INVITE, re-INVITE,
-  anything else): the request provably reached no proxy, and it cost a round trip, so the next
-  untried target is attempted. Each target is attempted at most once per request in those rows.
-* In the cycling rows (2xx/ACK path, BYE, CANCEL) a target is not attempted again sooner than
-  ``sip_transaction_timeout`` after its previous attempt began, so targets that refuse at once
-  are cycled at the pace of timeouts, not in a busy loop; a retry that could not start inside
-  the 32 s window gives up at once.
-
-The INVITE variant (:meth:`FailoverClient.invite`) streams provisional and final responses
-across attempts and exposes the current transaction (for ``make_cancel()``).
-"""
+# FailoverClient and InviteAttempts: the Trio side of failover (see the package docstring).
+#
+# Theory of operation: each attempt is a client transaction started with Stack.send_request
+# (a new Via, so a new branch) inside an AsyncExitStack; its outcome is recorded in the Plan,
+# the blacklist is told of a failure, and the Plan says where to go next. The connect is bounded
+# by sip_transaction_timeout here, because the transport layer has no connect timeout (a TCP SYN
+# into a black hole would otherwise hang). InviteAttempts streams responses across attempts.
+"""FailoverClient: requests and INVITEs with failover across targets."""
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import attrs
 import trio
 
-from .dns import DnsError, Resolver
-from .proto.blacklist import Blacklist, FailureReason
-from .proto.errors import TransactionError, TransactionTimeoutError, TransportError
-from .proto.message import Request, Response
-from .proto.resolve import Planner, UriParts
-from .proto.retry import CYCLE_WINDOW, Failure, GiveUp, RequestKind, RetryNext, decide
-from .proto.target import Target
-from .proto.uri import SipUri, parse_uri
-from .stack import ClientTransaction, Stack
+from trio_sip.dns import DnsError, Resolver
+from trio_sip.proto.blacklist import Blacklist, FailureReason
+from trio_sip.proto.errors import TransactionError, TransactionTimeoutError, TransportError
+from trio_sip.proto.message import Request, Response
+from trio_sip.proto.resolve import Planner, UriParts
+from trio_sip.proto.retry import Failure, RequestKind
+from trio_sip.proto.target import Target
+from trio_sip.proto.uri import SipUri, parse_uri
+from trio_sip.stack import ClientTransaction, Stack
 
-__all__ = ["Attempt", "Destination", "FailoverClient", "FailoverResult", "InviteAttempts"]
+from ._plan import (
+    Attempt,
+    Destination,
+    FailoverResult,
+    Plan,
+    classify,
+    response_failure,
+    status_line,
+)
 
-Destination = SipUri | str | Target | Sequence[Target]
-_ONCE = (RequestKind.INITIAL_INVITE, RequestKind.REINVITE, RequestKind.OTHER)
-_CYCLE = (RequestKind.INVITE_2XX, RequestKind.BYE, RequestKind.CANCEL)
-
-
-@attrs.frozen
-class Attempt:
-    """One attempt: where, when it began, and how it ended (``None`` while running).
-
-    ``outcome`` is the final response's status line ("200 OK", "503 Service Unavailable") or
-    the failure ("timeout", "transport error: ...").
-    """
-
-    target: Target
-    started: float
-    outcome: str | None = None
-
-
-@attrs.frozen
-class FailoverResult:
-    """The final response, the target that gave it, and every attempt in order."""
-
-    response: Response
-    target: Target
-    attempts: tuple[Attempt, ...]
-
-
-class _Plan:
-    """The retry bookkeeping of one request: attempts, tried targets, charged failures."""
-
-    def __init__(
-        self, kind: RequestKind, targets: list[Target], first: float, timeout_ms: int
-    ) -> None:
-        self.kind = kind
-        self.targets = targets
-        self.first = first
-        self.timeout_ms = timeout_ms
-        self.attempts: list[Attempt] = []
-        self.tried: list[int] = []
-        self.last_start: dict[int, float] = {}
-        self.charged = 0
-
-    @property
-    def index(self) -> int:
-        return self.tried[-1]
-
-    def begin(self, index: int, now: float) -> Attempt:
-        attempt = Attempt(self.targets[index], now)
-        self.attempts.append(attempt)
-        self.tried.append(index)
-        self.last_start[index] = now
-        return attempt
-
-    def end(self, outcome: str) -> None:
-        self.attempts[-1] = attrs.evolve(self.attempts[-1], outcome=outcome)
-
-    def after_failure(self, failure: Failure, now: float) -> tuple[int, float] | None:
-        """(next target index, not before) or None to give up."""
-        n = len(self.targets)
-        if self.kind in _ONCE:
-            transport = failure is Failure.TRANSPORT_ERROR
-            if not transport:
-                self.charged += 1
-            decision = decide(
-                self.kind,
-                failure,
-                attempts=max(self.charged, 1) if not transport else 1,
-                targets=n,
-                first_attempt=self.first,
-                now=now,
-                sip_transaction_timeout=self.timeout_ms,
-            )
-            if isinstance(decision, GiveUp) or (not transport and self.charged > 1):
-                return None
-            untried = [i for i in range(n) if i not in self.tried]
-            return (untried[0], now) if untried else None
-        decision = decide(
-            self.kind,
-            failure,
-            attempts=len(self.attempts),
-            targets=n,
-            first_attempt=self.first,
-            now=now,
-            sip_transaction_timeout=self.timeout_ms,
-        )
-        if not isinstance(decision, RetryNext):
-            return None  # GiveUp, or RetryLater: the caller's next reg_interval tick
-        index = decision.target_index
-        not_before = max(now, self.last_start.get(index, -math.inf) + self.timeout_ms / 1000)
-        if not_before >= self.first + CYCLE_WINDOW:
-            return None
-        return index, not_before
-
-
-def _classify(error: TransactionError) -> tuple[Failure, FailureReason, str]:
-    if isinstance(error, TransportError):
-        text = str(error)
-        reason = FailureReason.TRANSPORT_ERROR
-        if "refused" in text or "unreachable" in text or "reset" in text:
-            reason = FailureReason.UNREACHABLE
-        return Failure.TRANSPORT_ERROR, reason, f"transport error: {text}"
-    return Failure.TIMEOUT, FailureReason.TIMEOUT, "timeout"
-
-
-def _response_failure(response: Response) -> Failure | None:
-    if response.status_code == 503:
-        return Failure.SERVICE_UNAVAILABLE
-    if response.status_code == 408:
-        return Failure.REQUEST_TIMEOUT
-    return None
-
-
-def _status_line(response: Response) -> str:
-    return f"{response.status_code} {response.reason}"
+__all__ = ["FailoverClient", "InviteAttempts"]
 
 
 class FailoverClient:
@@ -311,12 +179,12 @@ class FailoverClient:
             )
         raise TransactionTimeoutError(f"no connection to {target} within {timeout:g} s")
 
-    def _plan(self, kind: RequestKind, targets: list[Target], first: float) -> _Plan:
-        return _Plan(kind, targets, first, self.stack.timer_config.sip_transaction_timeout)
+    def _plan(self, kind: RequestKind, targets: list[Target], first: float) -> Plan:
+        return Plan(kind, targets, first, self.stack.timer_config.sip_transaction_timeout)
 
     def _after(
         self,
-        plan: _Plan,
+        plan: Plan,
         target: Target,
         response: Response | None,
         error: TransactionError | None,
@@ -324,8 +192,8 @@ class FailoverClient:
         """Record the attempt's end; the next (index, not_before), or None for "done"."""
         now = trio.current_time()
         if response is not None:
-            plan.end(_status_line(response))
-            failure = _response_failure(response)
+            plan.end(status_line(response))
+            failure = response_failure(response)
             if failure is None:
                 return None
             retry_after = response.retry_after.seconds if response.retry_after else None
@@ -337,7 +205,7 @@ class FailoverClient:
             self.blacklist.failed(target, now, reason, retry_after=retry_after)
         else:
             assert error is not None
-            failure, reason, outcome = _classify(error)
+            failure, reason, outcome = classify(error)
             plan.end(outcome)
             self.blacklist.failed(target, now, reason)
         return plan.after_failure(failure, now)
@@ -356,7 +224,7 @@ class InviteAttempts:
     def __init__(
         self,
         client: FailoverClient,
-        plan: _Plan,
+        plan: Plan,
         request: Request,
         exits: AsyncExitStack,
         *,
@@ -415,8 +283,8 @@ class InviteAttempts:
             if not isinstance(event, Response):
                 continue  # RetransmitTimeout: only in the app-retransmit role
             if event.status_code >= 200:
-                if _response_failure(event) is None:
-                    self._plan.end(_status_line(event))
+                if response_failure(event) is None:
+                    self._plan.end(status_line(event))
                 elif await self._failed(event, None):
                     continue
                 elif self._last_error is not None:
