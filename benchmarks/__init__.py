@@ -14,4 +14,5 @@ from __future__ import annotations
 # sippy, memory for 10,000 calls, failover latency); each is imported only when it runs.
 BENCHMARKS: dict[str, str] = {
     "parse": "benchmarks.parse_bench:run",
+    "failover": "benchmarks.failover_bench:run",
 }
