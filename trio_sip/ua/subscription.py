@@ -1,0 +1,450 @@
+# SUBSCRIBE / NOTIFY tasks for the user agent: RFC 6665 subscriber and notifier.
+#
+# Theory of operation. *Subscriber*: one supervised task per subscription runs the pure
+# ``proto.subscription.Subscription`` machine exactly as ``ua.registration`` runs the REGISTER
+# machine: ``SendRequest`` outputs go through the failover client with kind SUBSCRIBE (one
+# attempt; a failure waits for the next ``reg_interval`` tick, never when it is 0, and the
+# blacklist then picks the next target), initial SUBSCRIBEs to the configured destination and
+# in-dialog ones (refreshes, the unsubscribe) to the dialog's next hop (§12.2.1.1). The task
+# sleeps until ``machine.deadline`` (the refresh at ``refresh_delay`` of the granted duration,
+# or the retry). NOTIFYs reach it through :meth:`Subscriptions.handle` (the UA's request
+# handler calls it): the machine is fed synchronously, its ``SendResponse`` answers the NOTIFY,
+# ``Notified`` becomes a :class:`Notification` for the application and a resubscription is
+# handed to the task. Closing sends ``Expires: 0`` in the dialog (shielded, bounded).
+#
+# *Notifier* (:class:`Notifier`): ``accept(incoming)`` answers a SUBSCRIBE with 200/202 and an
+# Expires no longer than ``max_expires`` (``answer_subscribe``, §4.2.1.1), makes the dialog
+# (§4.2.1.1: the 2xx creates it) and sends the first NOTIFY at once (§4.2.1.2). Refreshing
+# SUBSCRIBEs in the dialog move the expiry; ``Expires: 0`` or the expiry itself end the
+# subscription with a terminated NOTIFY (reason timeout when it expired, §4.2.2).
+"""Subscriptions: RFC 6665 subscriber tasks and a small notifier."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import deque
+from typing import Any, final
+
+import attrs
+import trio
+
+from trio_sip.failover import Destination, FailoverClient
+from trio_sip.proto.dialog import Dialog
+from trio_sip.proto.message import Request
+from trio_sip.proto.registration import (
+    DEFAULT_REG_INTERVAL,
+    RequestFailed,
+    ResponseReceived,
+    SendRequest,
+    StateChanged,
+)
+from trio_sip.proto.retry import RequestKind
+from trio_sip.proto.subscription import (
+    Notified,
+    NotifyReceived,
+    SendResponse,
+    SubscriptionState,
+    SubState,
+    answer_subscribe,
+    build_notify,
+)
+from trio_sip.proto.subscription import Subscription as SubscribeMachine
+from trio_sip.proto.uri import SipUri
+from trio_sip.stack import IncomingRequest, Stack
+
+from .dialogs import PLACEHOLDER_VIA, next_hop
+from .registration import EventStream, send_once
+
+__all__ = [
+    "Notification",
+    "Notifier",
+    "ServerSubscription",
+    "SubscriptionEvent",
+    "Subscriptions",
+    "UaSubscription",
+]
+
+logger = logging.getLogger("trio_sip.ua.subscription")
+SS = SubscriptionState
+
+
+@attrs.frozen(slots=True)
+class SubscriptionEvent:
+    old: SubscriptionState
+    new: SubscriptionState
+    reason: str
+    time: float
+
+
+@attrs.frozen(slots=True)
+class Notification:
+    """One accepted NOTIFY: its Subscription-State, body and Content-Type."""
+
+    state: SubState
+    body: bytes
+    content_type: str | None
+    request: Request
+
+
+@final
+class UaSubscription:
+    """One subscription kept alive by a task (made by :meth:`Subscriptions.subscribe`)."""
+
+    def __init__(
+        self, machine: SubscribeMachine, failover: FailoverClient, destination: Destination
+    ) -> None:
+        self.machine = machine
+        self.destination = destination
+        self._failover = failover
+        self._pending: deque[object] = deque()
+        self._wakeup = trio.Event()
+        self._changed = trio.Event()
+        self._scope = trio.CancelScope()
+        self._done = trio.Event()
+        self._streams: list[EventStream] = []
+        self._notes: list[EventStream] = []
+        self.history: list[SubscriptionEvent] = []
+        self.last_notification: Notification | None = None
+        self.requests = 0
+        self.reason = ""
+
+    @property
+    def state(self) -> SubscriptionState:
+        return self.machine.state
+
+    def events(self) -> EventStream:
+        """State changes (:class:`SubscriptionEvent`) from now on."""
+        return self._stream(self._streams)
+
+    def notifications(self) -> EventStream:
+        """Accepted NOTIFYs (:class:`Notification`) from now on."""
+        return self._stream(self._notes)
+
+    def _stream(self, into: list[EventStream]) -> EventStream:
+        stream = EventStream()
+        if self._done.is_set():
+            stream._close()
+        into.append(stream)
+        return stream
+
+    async def wait_active(self) -> None:
+        """Return once ACTIVE; raise ``SubscriptionError`` if it fails or ends first."""
+        while self.machine.state is not SS.ACTIVE:
+            if self.machine.state in (SS.FAILED, SS.TERMINATED) or self._done.is_set():
+                raise SubscriptionError(self.reason or self.machine.state.value)
+            await self._changed.wait()
+        await trio.lowlevel.checkpoint()
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "state": self.machine.state,
+            "requests": self.requests,
+            "next_attempt": self.machine.deadline,
+            "reason": self.reason,
+        }
+
+    async def aclose(self) -> None:
+        """Unsubscribe (``Expires: 0`` in the dialog, bounded) and wait for the task."""
+        self._scope.cancel()
+        await self._done.wait()
+
+    # -- the task ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with self._scope:
+                task_status.started()
+                await self._perform(self.machine.start(trio.current_time()))
+                while True:
+                    if not self._pending:
+                        deadline = self.machine.deadline
+                        self._wakeup = trio.Event()
+                        with trio.move_on_at(math.inf if deadline is None else deadline):
+                            await self._wakeup.wait()
+                    if self._pending:
+                        await self._perform(list(self._pending))
+                        self._pending.clear()
+                    else:
+                        await self._perform(self.machine.handle_timer(trio.current_time()))
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(4.0):
+                if self.machine.state not in (SS.UNSUBSCRIBING, SS.TERMINATED):
+                    await self._perform(self.machine.close(trio.current_time()))
+            self._done.set()
+            self._changed.set()
+            for stream in self._streams + self._notes:
+                stream._close()
+
+    async def _perform(self, outputs: list[Any]) -> None:
+        pending = deque(outputs)
+        while pending:
+            output = pending.popleft()
+            if isinstance(output, SendRequest):
+                pending.extend(await self._send(output.request))
+            else:
+                self._publish(output)
+
+    async def _send(self, request: Request) -> list[Any]:
+        self.requests += 1
+        dialog = self.machine.dialog
+        destination: Destination = self.destination
+        if dialog is not None and request.to.tag is not None:
+            hop = next_hop(dialog)
+            if isinstance(hop, SipUri):
+                destination = hop
+        response, _target, failure = await send_once(
+            self._failover, request, destination, RequestKind.SUBSCRIBE
+        )
+        now = trio.current_time()
+        if response is None:
+            return list(self.machine.handle(RequestFailed(failure), now))
+        return list(self.machine.handle(ResponseReceived(response), now))
+
+    def _publish(self, output: object) -> None:
+        if isinstance(output, StateChanged):
+            assert isinstance(output.old, SS) and isinstance(output.new, SS)
+            self.reason = output.reason
+            event = SubscriptionEvent(output.old, output.new, output.reason, trio.current_time())
+            logger.info("%s: %s", self.machine.event, event)
+            self.history.append(event)
+            for stream in self._streams:
+                stream._put(event)
+            self._changed.set()
+            self._changed = trio.Event()
+        elif isinstance(output, Notified):
+            r = output.request
+            note = Notification(output.state, r.body, r.headers.get("Content-Type"), r)
+            self.last_notification = note
+            for stream in self._notes:
+                stream._put(note)
+
+    async def _on_notify(self, incoming: IncomingRequest) -> None:
+        outputs = self.machine.handle(NotifyReceived(incoming.request), trio.current_time())
+        for output in outputs:
+            if isinstance(output, SendResponse):
+                await incoming.respond(output.response)
+            elif isinstance(output, SendRequest):
+                self._pending.append(output)
+                self._wakeup.set()
+            else:
+                self._publish(output)
+
+
+class SubscriptionError(Exception):
+    """``wait_active()`` saw the subscription fail or end."""
+
+
+@final
+class Subscriptions:
+    """The subscriber side of one user agent: tasks in ``nursery``, NOTIFY dispatch."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        nursery: trio.Nursery,
+        *,
+        failover: FailoverClient | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.stack = stack
+        self._nursery = nursery
+        self.failover = failover if failover is not None else FailoverClient(stack)
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self._all: list[UaSubscription] = []
+
+    async def subscribe(
+        self,
+        target: str,
+        event: str,
+        destination: Destination,
+        *,
+        local: str,
+        contact: str,
+        expires: int = 3600,
+        reg_interval: float = DEFAULT_REG_INTERVAL,
+        accept: str | None = None,
+    ) -> UaSubscription:
+        """Subscribe to ``event`` at ``target`` (sent to ``destination``); returns at once."""
+        machine = SubscribeMachine(
+            target,
+            event,
+            local=local,
+            contact=contact,
+            rng=self._rng,
+            expires=expires,
+            reg_interval=reg_interval,
+            accept=accept,
+            config=self.stack.timer_config,
+        )
+        sub = UaSubscription(machine, self.failover, destination)
+        self._all.append(sub)
+        await self._nursery.start(self._run, sub)
+        return sub
+
+    async def _run(self, sub: UaSubscription, *, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            await sub.run(task_status=task_status)
+        finally:
+            self._all.remove(sub)
+
+    async def handle(self, incoming: IncomingRequest) -> bool:
+        """Give a NOTIFY to its subscription (True), or report it is none of ours (False)."""
+        request = incoming.request
+        if request.method != "NOTIFY":
+            return False
+        for sub in self._all:
+            if sub.machine.call_id == request.call_id and sub.machine.from_tag == request.to.tag:
+                await sub._on_notify(incoming)
+                return True
+        return False
+
+
+@final
+class ServerSubscription:
+    """A subscription we accepted (made by :meth:`Notifier.accept`)."""
+
+    def __init__(self, notifier: Notifier, dialog: Dialog, expires_at: float) -> None:
+        self._notifier = notifier
+        self.dialog = dialog
+        self.expires_at = expires_at
+        self.terminated = False
+        self._wakeup = trio.Event()
+        self._done = trio.Event()
+
+    async def notify(
+        self, body: bytes = b"", content_type: str | None = None, state: str = "active"
+    ) -> None:
+        """Send a NOTIFY with the current state and the remaining duration."""
+        remaining = max(0, math.ceil(self.expires_at - trio.current_time()))
+        sub = SubState(state, expires=remaining)
+        await self._notifier._send_notify(self, sub, body, content_type)
+
+    async def terminate(self, reason: str = "noresource") -> None:
+        if not self.terminated:
+            self.terminated = True
+            self._wakeup.set()
+            await self._notifier._send_notify(self, SubState("terminated", reason), b"", None)
+
+    async def wait_terminated(self) -> None:
+        await self._done.wait()
+
+    async def _watch_expiry(self, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        try:
+            while not self.terminated:
+                self._wakeup = trio.Event()
+                with trio.move_on_at(self.expires_at):
+                    await self._wakeup.wait()
+                if not self.terminated and trio.current_time() >= self.expires_at:
+                    await self.terminate("timeout")
+        finally:
+            self._done.set()
+
+
+@final
+class Notifier:
+    """The notifier side for one event package (``event``), supervised in ``nursery``."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        nursery: trio.Nursery,
+        event: str,
+        *,
+        contact: str,
+        failover: FailoverClient | None = None,
+        max_expires: int = 3600,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.stack = stack
+        self.event = event
+        self.contact = contact
+        self.max_expires = max_expires
+        self._nursery = nursery
+        self._failover = failover if failover is not None else FailoverClient(stack)
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self.subscriptions: dict[Any, ServerSubscription] = {}
+
+    async def accept(
+        self,
+        incoming: IncomingRequest,
+        *,
+        status: int = 200,
+        state: str = "active",
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> ServerSubscription:
+        """Accept a new SUBSCRIBE (200/202 with Expires) and send the first NOTIFY."""
+        response, granted = answer_subscribe(
+            incoming.request,
+            to_tag=incoming.to_tag,
+            contact=self.contact,
+            max_expires=self.max_expires,
+            status=status,
+        )
+        await incoming.respond(response)
+        dialog = Dialog.from_uas(incoming.request, response, rng=self._rng)
+        sub = ServerSubscription(self, dialog, trio.current_time() + granted)
+        self.subscriptions[dialog.id] = sub
+        await self._nursery.start(sub._watch_expiry)
+        await sub.notify(body, content_type, state)
+        return sub
+
+    async def handle(self, incoming: IncomingRequest) -> bool:
+        """Answer an in-dialog SUBSCRIBE (refresh, or ``Expires: 0``) of ours (True)."""
+        request = incoming.request
+        if request.method != "SUBSCRIBE" or request.to.tag is None:
+            return False
+        for sub in self.subscriptions.values():
+            did = sub.dialog.id
+            if (did.call_id, did.local_tag, did.remote_tag) == (
+                request.call_id,
+                request.to.tag,
+                request.from_.tag,
+            ):
+                break
+        else:
+            return False
+        rejection = sub.dialog.receive_request(request)
+        if rejection is not None or sub.terminated:
+            await incoming.respond(rejection or incoming.make_response(481))
+            return True
+        response, granted = answer_subscribe(
+            request,
+            to_tag=sub.dialog.id.local_tag,
+            contact=self.contact,
+            max_expires=self.max_expires,
+        )
+        await incoming.respond(response)
+        sub.expires_at = trio.current_time() + granted
+        sub._wakeup.set()
+        if granted == 0:
+            await sub.terminate("timeout")
+        else:
+            await sub.notify()
+        return True
+
+    async def _send_notify(
+        self, sub: ServerSubscription, state: SubState, body: bytes, content_type: str | None
+    ) -> None:
+        notify = build_notify(
+            sub.dialog,
+            via=PLACEHOLDER_VIA,
+            event=self.event,
+            state=state,
+            body=body,
+            content_type=content_type,
+        )
+        hop = next_hop(sub.dialog)
+        destination: Destination = hop if isinstance(hop, SipUri) else str(hop)
+        response, _t, failure = await send_once(
+            self._failover, notify, destination, RequestKind.OTHER
+        )
+        if response is None or response.status_code >= 300:
+            logger.info("NOTIFY failed (%s): ending the subscription", failure or response)
+            sub.terminated = True
+            sub._wakeup.set()
+        if state.value == "terminated":
+            self.subscriptions.pop(sub.dialog.id, None)
