@@ -11,7 +11,7 @@ import trio.testing
 from trio_sip.dns import DnsError
 from trio_sip.failover import Attempt
 from trio_sip.proto.blacklist import FailureReason
-from trio_sip.proto.errors import TransactionTimeoutError, TransportError
+from trio_sip.proto.errors import LocalProtocolError, TransactionTimeoutError, TransportError
 from trio_sip.proto.message import Request
 from trio_sip.proto.retry import RequestKind
 from trio_sip.proto.target import Target
@@ -277,6 +277,8 @@ async def test_destinations(autojump_clock: trio.testing.MockClock) -> None:
         c.client.resolver = None
         with pytest.raises(DnsError):
             await c.client.targets(URI)
+        with pytest.raises(LocalProtocolError):
+            await c.client.request(make_request("ACK"), [c.target(0)], kind=RequestKind.INVITE_2XX)
 
 
 async def test_leaving_early_leaves_nothing_running(

@@ -19,7 +19,12 @@ import trio
 
 from trio_sip.dns import DnsError, Resolver
 from trio_sip.proto.blacklist import Blacklist, FailureReason
-from trio_sip.proto.errors import TransactionError, TransactionTimeoutError, TransportError
+from trio_sip.proto.errors import (
+    LocalProtocolError,
+    TransactionError,
+    TransactionTimeoutError,
+    TransportError,
+)
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.resolve import Planner, UriParts
 from trio_sip.proto.retry import Failure, RequestKind
@@ -109,6 +114,8 @@ class FailoverClient:
         up without a response, :class:`DnsError` when nothing resolves. A CANCEL that already
         carries a Via (``tx.make_cancel()``) is sent as is: same branch as its INVITE.
         """
+        if request.method == "ACK":
+            raise LocalProtocolError("an ACK has no transaction: send it with stack.send_stateless")
         targets = await self.targets(destination)
         now = trio.current_time()
         plan = self._plan(kind, targets, now if first_attempt_at is None else first_attempt_at)
