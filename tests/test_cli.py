@@ -57,3 +57,35 @@ def test_bad_command_line_exits_two() -> None:
         check=False,
     )
     assert result.returncode == 2
+
+
+async def test_options_command_pings_a_uas_and_reports_status_address_and_rtt() -> None:
+    import trio
+
+    from trio_sip import IncomingRequest, open_stack
+
+    async def answer(incoming: IncomingRequest) -> None:
+        await incoming.respond(200, headers=[("Allow", "INVITE, ACK, BYE, OPTIONS")])
+
+    async with open_stack([("UDP", "127.0.0.1", 0)], handler=answer) as uas:
+        port = uas.listening[0][1][1]
+        out = io.StringIO()
+        argv = ["options", f"sip:127.0.0.1:{port}", "--count", "2", "--interval", "0.05"]
+        with trio.fail_after(20):
+            status = await trio.to_thread.run_sync(main, argv, out)
+    lines = out.getvalue().splitlines()
+    assert status == 0
+    assert len(lines) == 2
+    for number, line in enumerate(lines, 1):
+        assert line.startswith(f"#{number} 200 OK from udp:127.0.0.1:{port} in ")
+        assert line.endswith(" ms")
+
+
+def test_options_to_a_closed_port_fails_fast_with_the_refusal() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    out = io.StringIO()
+    status = main(["options", f"sip:127.0.0.1:{closed}"], out)
+    assert status == 1
+    assert "connection refused (ICMP port unreachable)" in out.getvalue()

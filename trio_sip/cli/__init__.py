@@ -68,9 +68,9 @@ def _user_error(exc: BaseException) -> SipError | None:
 
 
 def _register() -> None:
-    from . import keepalive
+    from . import keepalive, options
 
-    _common.COMMANDS.extend([keepalive])
+    _common.COMMANDS.extend([options, keepalive])
 
 
 _register()

@@ -8,6 +8,7 @@ from types import ModuleType
 import attrs
 
 from ..config import EndpointConfig, load_config
+from ..dns import DnspythonResolver
 from ..proto.errors import ConfigError
 from ..proto.timers import TimerConfig
 
@@ -62,3 +63,15 @@ def positive_float(setting: str, value: str) -> float:
     if not number > 0:
         raise ConfigError(setting, value, "a number greater than 0")
     return number
+
+
+def resolver(args: argparse.Namespace) -> DnspythonResolver:
+    """The DNS resolver: ``--dns-server`` when given, else the system's configuration."""
+    if args.dns_server:
+        return DnspythonResolver.from_address(args.dns_server)
+    return DnspythonResolver()
+
+
+def local_host_for(host: str) -> str:
+    """A wildcard bind address of the family ``host`` needs."""
+    return "::" if ":" in host else "0.0.0.0"
