@@ -311,3 +311,18 @@ async def test_closing_the_agent_ends_calls_and_leaves_no_task(
     assert len(sent(net, src=ALICE, method="BYE")) == 1
     await trio.testing.wait_all_tasks_blocked()
     assert trio.lowlevel.current_statistics().tasks_living == before
+
+
+async def test_unreachable_destination_raises_call_failed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = FakeNetwork()  # nothing listens at BOB: ICMP port unreachable, at once
+    async with open_user_agent(
+        [("UDP", ALICE, 5060)], aor=f"sip:alice@{ALICE}", backend=net.backend(ALICE)
+    ) as alice:
+        async with alice.call(BOB_URI) as call:
+            with pytest.raises(CallFailed) as info:
+                await call.wait_answered()
+        assert info.value.response is None
+        assert call.end_reason is not None and call.end_reason.reason is EndReason.FAILED
+        assert trio.current_time() < 1.0

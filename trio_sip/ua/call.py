@@ -233,7 +233,7 @@ class Call:
             except SipError as exc:  # every target timed out / failed, or nothing resolved
                 self._finish(EndReason.FAILED, None, str(exc))
                 if not started[0]:
-                    raise
+                    raise CallFailed(None, str(exc)) from exc
         report()
         if self.dialog is None:
             self._finish(EndReason.FAILED, self.final_response, "the INVITE ended")
