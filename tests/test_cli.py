@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import socket
 import subprocess
 import sys
@@ -89,3 +90,27 @@ def test_options_to_a_closed_port_fails_fast_with_the_refusal() -> None:
     status = main(["options", f"sip:127.0.0.1:{closed}"], out)
     assert status == 1
     assert "connection refused (ICMP port unreachable)" in out.getvalue()
+
+
+def test_demo_runs_on_loopback_and_shows_the_failover() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_sip", "demo", "--transaction-timeout-ms", "500"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    call1, call2 = out.split("Call 2")
+    # Call 1: blackhole for the whole transaction timeout, refusal in milliseconds, then answered.
+    assert "INVITE -> udp:127.0.0.3" in call1
+    assert "(udp:127.0.0.3:" in call1 and ": timeout)" in call1
+    assert "connection refused (ICMP port unreachable)" in call1
+    assert "<- 200 OK from udp:127.0.0.4" in call1
+    answered = float(re.search(r"Call 1 was answered after ([0-9.]+) s", out).group(1))
+    assert 0.5 <= answered < 1.5
+    # Call 2 goes straight to the live proxy.
+    assert "INVITE -> udp:127.0.0.4" in call2 and "failing over" not in call2
+    assert "(ICMP unreachable / connection refused)" in call2
+    assert "(transaction timeout)" in call2

@@ -68,9 +68,9 @@ def _user_error(exc: BaseException) -> SipError | None:
 
 
 def _register() -> None:
-    from . import keepalive, options
+    from . import demo, keepalive, options
 
-    _common.COMMANDS.extend([options, keepalive])
+    _common.COMMANDS.extend([demo, options, keepalive])
 
 
 _register()
