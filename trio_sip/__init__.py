@@ -23,6 +23,10 @@ from .errors import SipError as SipError
 from .errors import TransactionError as TransactionError
 from .errors import TransactionTimeoutError as TransactionTimeoutError
 from .errors import TransportError as TransportError
+from .failover import Attempt as Attempt
+from .failover import FailoverClient as FailoverClient
+from .failover import FailoverResult as FailoverResult
+from .failover import InviteAttempts as InviteAttempts
 from .keepalive import KeepAlives as KeepAlives
 from .proto.auth import CredentialStore as CredentialStore
 from .proto.auth import DigestClient as DigestClient
@@ -41,6 +45,7 @@ from .proto.parse import PING as PING
 from .proto.parse import PONG as PONG
 from .proto.parse import StreamFramer as StreamFramer
 from .proto.parse import parse_message as parse_message
+from .proto.retry import RequestKind as RequestKind
 from .proto.sdp import SessionDescription as SessionDescription
 from .proto.sdp import answer_for as answer_for
 from .proto.sdp import audio_offer as audio_offer
@@ -70,6 +75,11 @@ from .transports import open_transport_layer as open_transport_layer
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Attempt",
+    "FailoverClient",
+    "FailoverResult",
+    "InviteAttempts",
+    "RequestKind",
     "ClientTransaction",
     "IncomingRequest",
     "Stack",
