@@ -1,0 +1,392 @@
+# A SIP site: registrar + proxy on one Stack. RFC 3261 §16 (proxy behaviour), §16.11
+# (stateless proxy), §10.3 (registrar), §16.5 (a domain we are not responsible for: forward to
+# the Request-URI, the outbound-proxy case), §18.2.2 (responses follow the Via).
+#
+# Theory of operation: ``open_proxy`` opens the site's nursery and a Stack in one of the two
+# proxy timeout roles (docs/transactions.md "Timeout semantics per role"):
+#
+# * ``TimeoutRole.STATEFUL_PROXY``: the stack keeps server and client transactions and reports
+#   TRANSACTION timeouts only (a branch's Timer B/F becomes a 408 in the response context),
+#   never RETRANSMIT; new requests go to ``_stateful.handle_stateful``. The stack's stray hook
+#   gets the ACK for a 2xx (forwarded statelessly, §16.11 rules: it is its own transaction),
+#   2xx retransmissions and responses without a transaction (forwarded upstream if the top Via
+#   is ours, "using the stateless forwarding rules", §16.7 step 1).
+# * ``TimeoutRole.STATELESS_PROXY``: no transactions, timers or timeouts at all; every message
+#   reaches the stray hook and is forwarded in a task of the site's nursery: requests to one
+#   target (§16.11: "MUST choose one and only one target"; the first binding by q) with a
+#   branch derived from the received top Via, so every retransmission, its CANCEL and its
+#   non-2xx ACK carry the same branch; responses to the next Via after removing ours.
+#
+# ``decide`` holds the decisions both roles share: REGISTER for our domain → registrar;
+# §16.3 validation; §16.4 route preprocessing; a request addressed to the site itself (no user
+# part, no Route) is answered (OPTIONS → 200); §16.5 targets from the location service.
+# Next hops are resolved by ``resolve``: an IP literal (or ``maddr``) directly, a domain in
+# ``peers`` to its Target, our own domain to our own address, any other name through the
+# optional RFC 3263 ``resolver``. Closing the site closes the stack (every transaction and
+# handler) and then cancels the site's nursery: nothing is left running.
+"""open_proxy and ProxySite: registrar + stateful or stateless proxy on a Stack."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import final
+
+import attrs
+import trio
+
+from trio_sip.dns import Resolver
+from trio_sip.proto.errors import ConfigError, ParseError, SipError, TransportError
+from trio_sip.proto.ids import new_tag
+from trio_sip.proto.location import LocationService
+from trio_sip.proto.message import Request, Response, make_response
+from trio_sip.proto.proxy import (
+    ProxyIdentity,
+    Respond,
+    determine_targets,
+    forward_request,
+    is_own_via,
+    preprocess_routes,
+    record_route_value,
+    stateless_branch,
+    strip_own_via,
+    validate_request,
+)
+from trio_sip.proto.resolve import UriParts
+from trio_sip.proto.target import Target, default_port
+from trio_sip.proto.timers import TimerConfig
+from trio_sip.proto.transaction import TimeoutRole
+from trio_sip.proto.uri import SipUri, Uri
+from trio_sip.proto.validate import DEFAULT_METHODS
+from trio_sip.registrar import Registrar
+from trio_sip.stack import IncomingRequest, Stack, StackStatistics, open_stack
+from trio_sip.transports import Flow, NetworkBackend, TransportConfig
+
+from ._stateful import handle_stateful
+
+__all__ = ["ProxySite", "ProxyStatistics", "open_proxy"]
+
+logger = logging.getLogger("trio_sip.proxy")
+
+#: Timer C default: "MUST be greater than 3 minutes" (§16.6 step 11).
+TIMER_C = 181.0
+
+
+@attrs.frozen(slots=True)
+class ProxyStatistics:
+    """What a site has done and what is alive (``ProxySite.statistics()``)."""
+
+    stack: StackStatistics
+    #: Stateful requests being proxied (response contexts alive).
+    contexts: int
+    #: Tasks of the site itself (stateless forwarding, stray forwarding).
+    tasks: int
+    forwarded_requests: int
+    forwarded_responses: int
+    #: Current bindings in the location service.
+    bindings: int
+
+
+Decision = Respond | None | tuple[Request, list[Uri]]
+
+
+@final
+class ProxySite:
+    """A running registrar + proxy. Made by :func:`open_proxy`."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        *,
+        domain: str,
+        location: LocationService,
+        role: TimeoutRole,
+        record_route: bool,
+        registrar: bool,
+        credentials: Mapping[str, str] | None,
+        peers: Mapping[str, Target],
+        resolver: Resolver | None,
+        rng: random.Random,
+        timer_c: float,
+        aliases: Iterable[str],
+    ) -> None:
+        self._nursery = nursery
+        self.domain = domain.lower()
+        self.location = location
+        self.role = role
+        self.record_route = record_route
+        self._want_registrar = registrar
+        self._credentials = credentials
+        self.peers = {k.lower(): v for k, v in peers.items()}
+        self.resolver = resolver
+        self.rng = rng
+        self.timer_c = timer_c
+        self._aliases = frozenset(a.lower() for a in aliases)
+        self.identity = ProxyIdentity(self.domain, aliases=self._aliases)
+        self.registrar: Registrar | None = None
+        self._stack: Stack | None = None
+        self._tasks = 0
+        self.counters = {"contexts": 0, "forwarded_requests": 0, "forwarded_responses": 0}
+
+    def _attach(self, stack: Stack) -> None:
+        self._stack = stack
+        addresses = frozenset((h.lower(), p) for _, (h, p) in stack.listening)
+        self.identity = ProxyIdentity(self.domain, addresses, self._aliases)
+        if self._want_registrar:
+            self.registrar = Registrar(
+                self.location, self.identity, credentials=self._credentials, rng=self.rng
+            )
+
+    # -- introspection ---------------------------------------------------------------------
+
+    @property
+    def stack(self) -> Stack:
+        assert self._stack is not None
+        return self._stack
+
+    @property
+    def listening(self) -> list[tuple[str, tuple[str, int]]]:
+        return self.stack.listening
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) of the first listener."""
+        return self.stack.listening[0][1]
+
+    def statistics(self) -> ProxyStatistics:
+        c = self.counters
+        return ProxyStatistics(
+            stack=self.stack.statistics(),
+            contexts=c["contexts"],
+            tasks=self._tasks,
+            forwarded_requests=c["forwarded_requests"],
+            forwarded_responses=c["forwarded_responses"],
+            bindings=self.location.count(trio.current_time()),
+        )
+
+    async def aclose(self) -> None:
+        """Stop the site: close the stack (transactions, handlers, sockets), then our tasks."""
+        if self._stack is not None:
+            await self._stack.aclose()
+        self._nursery.cancel_scope.cancel()
+
+    # -- decisions shared by both roles ----------------------------------------------------
+
+    def record_route_value(self) -> str | None:
+        if not self.record_route:
+            return None
+        transport, (host, port) = self.stack.listening[0]
+        return record_route_value(host, port, transport)
+
+    def _lookup(self, aor: str) -> list[str] | None:
+        bindings = self.location.lookup(aor, trio.current_time())
+        if not bindings and not self.location.known(aor):
+            return None
+        return [b.contact for b in bindings]
+
+    def decide(self, request: Request) -> Decision:
+        """Respond (answer it), None (a REGISTER for the registrar) or (request, targets)."""
+        me = self.identity
+        try:
+            uri = request.uri
+            if (
+                request.method == "REGISTER"
+                and self.registrar is not None
+                and isinstance(uri, SipUri)
+                and me.responsible_for(uri.host)
+                and not request.headers.get_list("Route")[1:]
+            ):
+                return None
+            verdict = validate_request(request, me)
+            if verdict is not None:
+                return verdict
+            pre = preprocess_routes(request, me)
+            uri = pre.uri
+            if (
+                isinstance(uri, SipUri)
+                and uri.user is None
+                and me.responsible_for(uri.host)
+                and not pre.headers.get_list("Route")
+            ):
+                if request.method == "OPTIONS":
+                    return Respond(200, (("Allow", ", ".join(sorted(DEFAULT_METHODS))),))
+                return Respond(404)
+            targets = determine_targets(pre, me, self._lookup)
+        except ParseError as exc:
+            return Respond(400, reason=f"Bad Request ({exc})")
+        if isinstance(targets, Respond):
+            return targets
+        return pre, targets
+
+    async def resolve(self, uri: Uri) -> Target:
+        """The Target for a next-hop URI (see the module comment). Raises SipError."""
+        if not isinstance(uri, SipUri):
+            raise SipError(f"cannot route to {uri}")
+        transport = (uri.transport or ("TLS" if uri.secure else "UDP")).upper()
+        host = (uri.params.get("maddr") or uri.host).strip("[]")
+        port = uri.port or default_port(transport)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return Target(transport, host, port)
+        name = host.lower()
+        if name in self.peers:
+            return self.peers[name]
+        if self.identity.responsible_for(name):
+            for t, (h, p) in self.stack.listening:
+                if t == transport:
+                    return Target(t, h, p)
+        if self.resolver is not None:
+            parts = UriParts(uri.scheme, host, uri.port, uri.transport)
+            return (await self.resolver.resolve(parts))[0]
+        raise SipError(f"no route to {host} (not an address, not a peer, no resolver)")
+
+    # -- strays and the stateless role -----------------------------------------------------
+
+    def _on_stray(self, message: Request | Response, flow: Flow) -> None:
+        if isinstance(message, Response):
+            if not message.vias or not is_own_via(message.vias[0], self.identity):
+                return
+            stripped = strip_own_via(message)
+            if stripped is not None:
+                self._spawn(self._send_response, stripped)
+        elif self.role is TimeoutRole.STATELESS_PROXY or message.method == "ACK":
+            self._spawn(self._stateless_request, message, flow)
+
+    def _spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        self._tasks += 1
+        self._nursery.start_soon(self._run_task, fn, *args)
+
+    async def _run_task(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        try:
+            await fn(*args)
+        except (SipError, OSError) as exc:
+            logger.info("stateless forwarding failed: %s", exc)
+        finally:
+            self._tasks -= 1
+
+    async def _send_response(self, response: Response) -> None:
+        self.counters["forwarded_responses"] += 1
+        await self.stack.send_stateless(response)
+
+    async def _stateless_request(self, request: Request, flow: Flow) -> None:
+        decided = self.decide(request)
+        if decided is None:
+            assert self.registrar is not None
+            await self.registrar.handle_stateless(self.stack, request, flow)
+            return
+        if isinstance(decided, Respond):
+            if request.method != "ACK":
+                await self._answer_stateless(request, decided, flow)
+            return
+        pre, targets = decided
+        forwarded = forward_request(pre, targets[0], record_route=self.record_route_value())
+        try:
+            target = await self.resolve(forwarded.next_hop)
+        except SipError as exc:
+            logger.info("no route to %s: %s", forwarded.next_hop, exc)
+            if request.method != "ACK":
+                await self._answer_stateless(request, Respond(404), flow)
+            return
+        self.counters["forwarded_requests"] += 1
+        branch = stateless_branch(request)
+        await self.stack.send_stateless(forwarded.request, target, branch=branch)
+
+    async def _answer_stateless(self, request: Request, answer: Respond, flow: Flow) -> None:
+        try:
+            response = make_response(
+                request,
+                answer.status,
+                answer.reason,
+                to_tag=new_tag(self.rng),
+                headers=answer.headers,
+            )
+            await self.stack.send_stateless(response, flow=flow)
+        except (ParseError, TransportError) as exc:
+            logger.info("could not answer statelessly: %s", exc)
+
+
+@asynccontextmanager
+async def open_proxy(
+    listen: Iterable[tuple[str, str, int]],
+    *,
+    domain: str,
+    location_service: LocationService | None = None,
+    role: TimeoutRole | str = TimeoutRole.STATEFUL_PROXY,
+    record_route: bool = True,
+    timer_config: TimerConfig | None = None,
+    backend: NetworkBackend | None = None,
+    registrar: bool = True,
+    credentials: Mapping[str, str] | None = None,
+    peers: Mapping[str, Target] | None = None,
+    resolver: Resolver | None = None,
+    aliases: Iterable[str] = (),
+    timer_c: float = TIMER_C,
+    rng: random.Random | None = None,
+    transport_config: TransportConfig | None = None,
+) -> AsyncIterator[ProxySite]:
+    """A running site for ``domain``: registrar + proxy listening on ``listen``.
+
+    ``role``: ``TimeoutRole.STATEFUL_PROXY`` (or "stateful") or ``STATELESS_PROXY``
+    ("stateless"). ``location_service`` is shared with the caller (add static bindings to it);
+    ``credentials`` (username -> password) turns digest authentication on at the registrar;
+    ``peers`` maps other domains to the Target of their site. Leaving the block stops
+    everything.
+    """
+    if isinstance(role, str):
+        names = {"stateful": TimeoutRole.STATEFUL_PROXY, "stateless": TimeoutRole.STATELESS_PROXY}
+        if role.lower() not in names:
+            raise ConfigError("role", role, '"stateful" or "stateless"')
+        role = names[role.lower()]
+    if role not in (TimeoutRole.STATEFUL_PROXY, TimeoutRole.STATELESS_PROXY):
+        raise ConfigError("role", role, "STATEFUL_PROXY or STATELESS_PROXY")
+    if timer_c <= 180:
+        raise ConfigError("timer_c", timer_c, "more than 180 s (RFC 3261 §16.6 step 11)")
+    rng = rng or random.SystemRandom()
+    try:
+        async with trio.open_nursery() as nursery:
+            site = ProxySite(
+                nursery,
+                domain=domain,
+                location=location_service if location_service is not None else LocationService(),
+                role=role,
+                record_route=record_route,
+                registrar=registrar,
+                credentials=credentials,
+                peers=peers or {},
+                resolver=resolver,
+                rng=rng,
+                timer_c=timer_c,
+                aliases=aliases,
+            )
+
+            async def handler(incoming: IncomingRequest) -> None:
+                await handle_stateful(site, incoming)
+
+            stateful = role is TimeoutRole.STATEFUL_PROXY
+            try:
+                async with open_stack(
+                    listen,
+                    timer_config=timer_config,
+                    role=role,
+                    handler=handler if stateful else None,
+                    on_stray=site._on_stray,
+                    transport_config=transport_config,
+                    backend=backend,
+                    rng=rng,
+                    check_requests=False,
+                ) as stack:
+                    site._attach(stack)
+                    yield site
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Only the body can raise here (the site's tasks log their errors): unwrap it.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from group.exceptions[0].__cause__
+        raise
