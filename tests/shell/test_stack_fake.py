@@ -506,3 +506,18 @@ async def test_stateless_proxy_role(autojump_clock: trio.testing.MockClock) -> N
             assert len(set(forwarded)) == 10  # ... with the same branch as their original
             assert server.statistics().handlers == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_tcp_connect_into_a_blackhole_is_bounded_by_the_transaction_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = FakeNetwork()
+    config = TimerConfig(sip_transaction_timeout=4000)
+    async with stack_pair(
+        net, answer(200), transport="TCP", client_kw={"timer_config": config}
+    ) as (client, _server, target):
+        net.partition(CLIENT, SERVER)  # the SYN goes nowhere
+        with pytest.raises(TransactionTimeoutError, match="connect"):
+            await client.request(make_request("OPTIONS", call_id="syn"), target)
+        assert trio.current_time() == pytest.approx(4.0)
+        assert client.statistics().client_transactions == 0

@@ -32,7 +32,7 @@ import attrs
 import trio
 
 from trio_sip.drivers import Inbox, run_machine
-from trio_sip.proto.errors import LocalProtocolError, TransportError
+from trio_sip.proto.errors import LocalProtocolError, TransactionTimeoutError, TransportError
 from trio_sip.proto.ids import new_branch
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.target import Target
@@ -207,7 +207,7 @@ class Stack(_Receiver):
         self._check_open()
         if new_via:
             target = self._layer.choose_target(target, len(bytes(request)) + 120)
-        flow = await self._layer.connect(target)
+        flow = await self._connect(target, request.method)
         if new_via:
             request = self.add_via(request, flow)
         request = _with_length(request)
@@ -232,6 +232,17 @@ class Stack(_Receiver):
             self._forget(tx)
             raise
         return tx
+
+    async def _connect(self, target: Target, method: str) -> Flow:
+        """A flow to ``target``; a connect that hangs (a SYN into a blackhole) is bounded by the
+        transaction timeout (Timer B or F), as the transaction it serves would be."""
+        limit = self.timer_config.timer_b if method == "INVITE" else self.timer_config.timer_f
+        with trio.move_on_after(limit):
+            return await self._layer.connect(target)
+        raise TransactionTimeoutError(
+            f"{target.transport} connect to {target.host}:{target.port}: no answer within "
+            f"{limit:g} s"
+        )
 
     def add_via(self, request: Request, flow: Flow, branch: str | None = None) -> Request:
         """``request`` with our Via on top: ``flow``'s transport, our sent-by (the listening
