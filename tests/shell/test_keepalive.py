@@ -99,6 +99,7 @@ async def test_rfc5626_missing_pong_aborts_the_flow_at_ten_seconds(
         assert dead and dead[0][0] is flow
         last_ping = max(p.time for p in net.packets(transport="TCP") if p.data == b"\r\n\r\n")
         assert trio.current_time() - last_ping == pytest.approx(10.0)
+        await trio.testing.wait_all_tasks_blocked()  # let the loop's task finish unwinding
         assert keepalives.statistics().watched_flows == 0
         nursery.cancel_scope.cancel()
 
