@@ -92,9 +92,19 @@ def _one(msg: Message, name: str) -> str:
     return value
 
 
+def _list(headers: Headers, key: str) -> list[str]:
+    """``headers.get_list(key)`` for a canonical list-header ``key``, without copying when no
+    value holds a comma (the result is not to be mutated)."""
+    values = headers._values(key)
+    for value in values:
+        if "," in value:
+            return headers.get_list(key)
+    return values
+
+
 def _addresses(msg: Message, name: str) -> tuple[NameAddress, ...]:
     # Cheap: each address parses its URI only when ``.uri`` is read.
-    return tuple(map(parse_name_addr, msg._headers.get_list(name)))
+    return tuple(map(parse_name_addr, _list(msg._headers, name)))
 
 
 def _opt_int(msg: Message, name: str, maximum: int = 2**32 - 1) -> int | None:
@@ -188,7 +198,10 @@ class Message:
         value = self._cseq
         if value is None:
             try:
-                value = self._cseq = parse_cseq(_one(self, "cseq"))
+                text = (self._headers._first or self._headers._index()).get("cseq")
+                if text is None:
+                    raise ParseError("missing CSeq header")
+                value = self._cseq = parse_cseq(text)
             except _UNEXPECTED as exc:
                 raise _malformed("cseq", exc) from exc
         return value
@@ -199,7 +212,7 @@ class Message:
         value = self._vias
         if value is None:
             try:
-                value = self._vias = LazySeq(self._headers.get_list("via"), parse_via)
+                value = self._vias = LazySeq(_list(self._headers, "via"), parse_via)
             except _UNEXPECTED as exc:
                 raise _malformed("vias", exc) from exc
         return value
@@ -210,7 +223,10 @@ class Message:
         value = self._from
         if value is None:
             try:
-                value = self._from = parse_name_addr(_one(self, "from"))
+                text = (self._headers._first or self._headers._index()).get("from")
+                if text is None:
+                    raise ParseError("missing From header")
+                value = self._from = parse_name_addr(text)
             except _UNEXPECTED as exc:
                 raise _malformed("from_", exc) from exc
         return value
@@ -221,7 +237,10 @@ class Message:
         value = self._to
         if value is None:
             try:
-                value = self._to = parse_name_addr(_one(self, "to"))
+                text = (self._headers._first or self._headers._index()).get("to")
+                if text is None:
+                    raise ParseError("missing To header")
+                value = self._to = parse_name_addr(text)
             except _UNEXPECTED as exc:
                 raise _malformed("to", exc) from exc
         return value

@@ -158,6 +158,15 @@ def _fields(lines: list[str]) -> list[tuple[str, str]]:
 
 
 def _response(first: str, headers: Headers) -> Response:
+    code = first[8:11]
+    if (  # the usual "SIP/2.0 180 Ringing"
+        first[:8] == "SIP/2.0 "
+        and first[11:12] == " "
+        and "1" <= code[0] <= "6"
+        and code.isdigit()
+        and code.isascii()
+    ):
+        return Response._parsed(int(code), first[12:], headers)
     parts = first.split(" ", 2)
     version = parts[0]
     if version.upper() != "SIP/2.0":

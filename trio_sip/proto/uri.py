@@ -179,8 +179,19 @@ def simple_params(text: str, required: str | None = None) -> Params | None:
     parameter named ``required`` (lower case) is present without a value."""
     if not text:
         return EMPTY_PARAMS
+    params = Params.__new__(Params)
+    body = text[1:]
+    if ";" not in body:  # one parameter, the usual ";tag=..." / ";lr"
+        name, eq, value = body.partition("=")
+        if eq:
+            params._items = ((name, value),)
+        elif required is not None and name.lower() == required:
+            return None
+        else:
+            params._items = ((name, None),)
+        return params
     items: list[tuple[str, str | None]] = []
-    for piece in text[1:].split(";"):
+    for piece in body.split(";"):
         name, eq, value = piece.partition("=")
         if eq:
             items.append((name, value))
@@ -188,7 +199,6 @@ def simple_params(text: str, required: str | None = None) -> Params | None:
             return None
         else:
             items.append((name, None))
-    params = Params.__new__(Params)
     params._items = tuple(items)
     return params
 
