@@ -21,6 +21,7 @@ from trio_sip.stack import open_stack
 from trio_sip.ua.agent import UserAgent, open_user_agent
 from trio_sip.ua.registration import RegistrationFailed, Registrations, UaRegistration
 
+from .baresip import running_baresip
 from .kamailio import Kamailio, running_kamailio
 from .peers import free_port
 from .sipp import ALL_CALLS_OK, SippRun, run_sipp, sipp_argv, write_scenario
@@ -310,3 +311,26 @@ async def test_our_ua_calls_a_sipp_uas_through_kamailio_and_hangs_up(tmp_path: P
             assert runs[0].returncode == ALL_CALLS_OK, runs[0].describe()
             with trio.fail_after(10):
                 await bob.aclose()
+
+
+async def test_our_ua_calls_baresip_through_kamailio_and_hangs_up(tmp_path: Path) -> None:
+    with (
+        running_kamailio(tmp_path / "kamailio", USERS) as kamailio,
+        running_baresip(
+            tmp_path / "baresip", user="bob", password=USERS["bob"], registrar=kamailio.address
+        ) as baresip,
+    ):
+        assert [b.aor for b in kamailio.bindings()] == ["bob"]
+        async with registered_agent(kamailio) as (ua, _reg):
+            proxy = f"sip:{kamailio.host}:{kamailio.port}"
+            with trio.fail_after(20):
+                async with ua.call("sip:bob@example.com", outbound_proxy=proxy) as call:
+                    answer = await call.wait_answered()
+                    assert answer.status_code == 200
+                    assert b"m=audio" in answer.body
+                    await trio.sleep(1)
+                    await call.hangup()
+            with trio.fail_after(5):  # baresip logs the BYE it received
+                while "Call with sip:alice@example.com terminated" not in baresip.log():
+                    await trio.sleep(0.1)
+            assert "Call established: sip:alice@example.com" in baresip.log()
