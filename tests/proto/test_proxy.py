@@ -21,6 +21,7 @@ from trio_sip.proto.proxy import (
     strip_own_via,
     validate_request,
 )
+from trio_sip.proto.uri import SipUri
 
 ME = ProxyIdentity("example.com", frozenset({("10.0.0.1", 5060)}), frozenset({"alias.example"}))
 UPSTREAM_VIA = "SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKup1;received=10.0.0.9;rport=5060"
@@ -202,9 +203,7 @@ RR = "<sip:10.0.0.1:5060;lr>"
 
 
 def test_forward_request_invite() -> None:
-    out = forward_request(
-        req(), req().uri.__class__("10.0.0.20", "bob", port=5060), record_route=RR
-    )
+    out = forward_request(req(), SipUri("10.0.0.20", "bob", port=5060), record_route=RR)
     assert out.request.uri_text == "sip:bob@10.0.0.20:5060"
     assert str(out.next_hop) == "sip:bob@10.0.0.20:5060"
     assert out.request.headers.items() == [
