@@ -93,6 +93,7 @@ class Phone:
 
     def __init__(self, host: str, *, answer: int | None = 200, delay: float = 0.0) -> None:
         self.host = host
+        self.port = 5060
         self.answer = answer
         self.delay = delay
         self.received: list[IncomingRequest] = []
@@ -115,7 +116,7 @@ class Phone:
         await trio.sleep(self.delay)
         if incoming.cancelled:
             return
-        contact = [("Contact", f"<sip:bob@{self.host}:5060>"), *rr]
+        contact = [("Contact", f"<sip:bob@{self.host}:{self.port}>"), *rr]
         await incoming.respond(self.answer, headers=contact if self.answer < 300 else ())
 
     def on_stray(self, message: Request | Response, flow: Flow) -> None:
