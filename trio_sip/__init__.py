@@ -71,10 +71,46 @@ from .transports import FlowFailed as FlowFailed
 from .transports import TransportConfig as TransportConfig
 from .transports import TransportLayer as TransportLayer
 from .transports import open_transport_layer as open_transport_layer
+from .ua import Answered as Answered
+from .ua import Call as Call
+from .ua import CallFailed as CallFailed
+from .ua import CallState as CallState
+from .ua import Ended as Ended
+from .ua import EndReason as EndReason
+from .ua import Failover as Failover
+from .ua import Held as Held
+from .ua import IncomingCall as IncomingCall
+from .ua import IncomingMessage as IncomingMessage
+from .ua import InfoReceived as InfoReceived
+from .ua import MessageReceived as MessageReceived
+from .ua import Progress as Progress
+from .ua import Retrieved as Retrieved
+from .ua import SessionEvent as SessionEvent
+from .ua import UserAgent as UserAgent
+from .ua import connect_user_agent as connect_user_agent
+from .ua import open_user_agent as open_user_agent
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Answered",
+    "Call",
+    "CallFailed",
+    "CallState",
+    "EndReason",
+    "Ended",
+    "Failover",
+    "Held",
+    "IncomingCall",
+    "IncomingMessage",
+    "InfoReceived",
+    "MessageReceived",
+    "Progress",
+    "Retrieved",
+    "SessionEvent",
+    "UserAgent",
+    "connect_user_agent",
+    "open_user_agent",
     "Attempt",
     "FailoverClient",
     "FailoverResult",

@@ -14,8 +14,10 @@ from .proto.errors import TransactionError as TransactionError
 from .proto.errors import TransactionTimeoutError as TransactionTimeoutError
 from .proto.errors import TransportError as TransportError
 from .proto.sdp import SdpError as SdpError
+from .ua.call import CallFailed as CallFailed
 
 __all__ = [
+    "CallFailed",
     "AuthenticationFailed",
     "DnsError",
     "SdpError",
