@@ -32,6 +32,7 @@ import trio
 
 from trio_sip.failover import Destination, FailoverClient
 from trio_sip.proto.dialog import Dialog
+from trio_sip.proto.errors import SipError
 from trio_sip.proto.message import Request
 from trio_sip.proto.registration import (
     DEFAULT_REG_INTERVAL,
@@ -232,7 +233,7 @@ class UaSubscription:
                 self._publish(output)
 
 
-class SubscriptionError(Exception):
+class SubscriptionError(SipError):
     """``wait_active()`` saw the subscription fail or end."""
 
 
