@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from trio_sip.proto import fields, uri
+from trio_sip.proto import parse as parse_module
 from trio_sip.proto.errors import ParseError
+from trio_sip.proto.headers import _index
 from trio_sip.proto.ids import new_branch, new_call_id, new_tag
 from trio_sip.proto.message import Request, Response, make_response
 from trio_sip.proto.parse import parse_message
@@ -157,3 +163,141 @@ def test_non_utf8_octets_round_trip() -> None:
     assert bytes(msg) == data
     edited = msg.evolve(headers=msg.headers.prepend("Via", "SIP/2.0/UDP h;branch=z9hG4bK1"))
     assert b"X-Odd: \xff\xfe\x80\r\n" in bytes(edited)
+
+
+# -- fast paths agree with the general parsers ---------------------------------------------
+# Each fast path (one regex for the usual shape) must give exactly what the general code
+# gives, or leave the text to it; the general code is reached directly through the private
+# names below.
+
+
+def _outcome(func: Any, text: str) -> tuple[Any, ...]:
+    try:
+        value = func(text)
+    except Exception as exc:  # the general parsers only raise ParseError; compare anyway
+        return ("error", type(exc).__name__)
+    if isinstance(value, fields.Via):
+        return ("via", value.transport, value.host, value.port, value.params.items(),
+                value.protocol)  # fmt: skip
+    if isinstance(value, uri.NameAddress):
+        return ("addr", value.display_name, value._uri_text, value._uri, value.params.items())
+    if isinstance(value, uri.SipUri):
+        return ("sip", value.scheme, value.user, value.password, value.host, value.port,
+                value.params.items(), value.headers)  # fmt: skip
+    if isinstance(value, fields.CSeq):
+        return ("cseq", value.seq, value.method)
+    return ("value", value)
+
+
+FAST_AND_GENERAL = [
+    (fields.parse_via, fields._parse_via),
+    (uri.parse_name_addr, uri._parse_name_addr),
+    (uri.parse_uri, uri._parse_uri),
+    (fields.parse_cseq, fields._parse_cseq),
+    (lambda t: fields.parse_int(t, "X", 255), lambda t: fields._parse_int(t, "X", 255)),
+]
+
+AGREEMENT_TABLE = [
+    "SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds;received=192.0.2.101",
+    "SIP/2.0/udp host:5060;rport;BRANCH=z9hG4bK1",
+    "SIP/2.0/TCP host:65536;branch=x",
+    "SIP/2.0/TCP host:99999",
+    "SIP/2.0/UDP host;branch",
+    "SIP/2.0/UDP host;Branch;x=1",
+    "SIP/2.0/UDP host;branch=",
+    "SIP/2.0/UDP [2001:db8::9]:5070;branch=z9hG4bK1",
+    "SIP/2.0/UDP host-.example.com",
+    "SIP / 2.0 / UDP host",
+    "Alice <sip:alice@atlanta.example.com>;tag=1928301774",
+    "Bob <sip:bob@biloxi.example.com>",
+    '"Bob B." <sip:bob@h>;tag=a;TAG=b;lr',
+    '"" <sip:x@h>',
+    "<sip:x@h>;tag",
+    "<sip:x@h>;tag=;a=b",
+    "sip:x@h;tag=1",
+    "sip:x@h?a=b;tag=1",
+    "*",
+    "*;q=1",
+    "A  B <sip:x>",
+    "<sip:a>b",
+    "sip:bob@192.0.2.201:5060",
+    "sips:h;transport=tcp;lr",
+    "SIP:bob@h",
+    "sip:user;par=u%40example.net@example.com",
+    "sip:a;b?c@h:5060;maddr=1.2.3.4",
+    "sip:a:pw@h",
+    "sip:h:",
+    "sip:h:70000",
+    "sip:h;=x",
+    "sip:h;x=",
+    "314159 INVITE",
+    "0000000001 ACK",
+    "4294967296 INVITE",
+    "1 INV ITE",
+    "70",
+    "256",
+    "0255",
+    "٣",
+]
+
+
+def test_fast_paths_agree_on_the_table() -> None:
+    for text in AGREEMENT_TABLE:
+        for fast, general in FAST_AND_GENERAL:
+            assert _outcome(fast, text) == _outcome(general, text), (fast, text)
+
+
+_PIECES = st.sampled_from(
+    ["SIP/2.0/", "UDP", "tcp", " ", "  ", "\t", "host", "a.b-c", "1.2.3.4", "[::1]", ":",
+     "5060", "70000", ";", "=", "branch", "tag", "Branch", "z9hG4bK1", "lr", "<", ">", '"',
+     "\\", "sip:", "sips:", "bob", "@", "%41", "?", "&", ",", "*", "Alice", "é", "0", "9"]
+)  # fmt: skip
+_WIRE_LIKE = st.lists(_PIECES, max_size=12).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_WIRE_LIKE)
+def test_fast_paths_agree_with_the_general_parsers(text: str) -> None:
+    for fast, general in FAST_AND_GENERAL:
+        assert _outcome(fast, text) == _outcome(general, text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.from_regex(uri.SIMPLE_PARAMS, fullmatch=True))
+def test_simple_params_match_parse_params(text: str) -> None:
+    want = uri.parse_params(text[1:]).items() if text else ()
+    assert uri.simple_params(text).items() == want
+    got = uri.simple_params(text, "branch")
+    assert got is None or got.items() == want
+
+
+_NAMES = st.sampled_from(
+    ["Via", "v", "VIA", "via", "To", "t", "From", "Call-ID", "i", "CSeq", "Contact", "m",
+     "Content-Length", "l", "X-Custom", "Via ", " Via", "Bad Name", ""]
+)  # fmt: skip
+_LINE_VALUES = st.sampled_from(["", " x", "  y  ", " a, b", "\tz", " 0", ":", " 1 2"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_NAMES, st.booleans(), _LINE_VALUES), max_size=8))
+def test_fast_header_loop_agrees_with_the_general_loop(
+    spec: list[tuple[str, bool, str]],
+) -> None:
+    lines = ["OPTIONS sip:a@b SIP/2.0"]
+    lines += [f"{n}{':' if colon else ''}{v}" for n, colon, v in spec]
+    lines = [line for line in lines if line]  # an empty line would end the header section
+    text = "\r\n".join(lines)
+    try:
+        pairs = parse_module._fields(lines)
+    except ParseError:
+        with pytest.raises(ParseError):
+            parse_message(text.encode() + b"\r\n\r\n")
+        return
+    try:
+        msg = parse_message(text.encode() + b"\r\n\r\n")
+    except ParseError:  # only Content-Length problems are left to reject
+        assert any(n.strip().lower() in ("l", "content-length") for n, _ in pairs)
+        return
+    first, more = _index(pairs)
+    assert msg.headers._pairs == pairs
+    assert (msg.headers._first, msg.headers._more) == (first, more)

@@ -105,6 +105,11 @@ def parse_int(text: str, header: str, maximum: int = MAX_UINT32) -> int:
         value = int(text)
         if value <= maximum:
             return value
+    return _parse_int(text, header, maximum)
+
+
+def _parse_int(text: str, header: str, maximum: int = MAX_UINT32) -> int:
+    """``parse_int`` without the fast path (the general parser)."""
     t = text.strip(LWS)
     if not t.isdigit() or not t.isascii():
         raise ParseError(f"{header}: not a number: {text!r}")
@@ -132,6 +137,12 @@ def parse_cseq(text: str) -> CSeq:
         seq, method = parts
         if seq.isdigit() and seq.isascii() and len(seq) < 10 and is_token(method):
             return CSeq(int(seq), method)  # under 10 digits: fits in 32 bits
+    return _parse_cseq(text)
+
+
+def _parse_cseq(text: str) -> CSeq:
+    """``parse_cseq`` without the fast path (the general parser)."""
+    parts = text.split()
     if len(parts) != 2 or not is_token(parts[1]):
         raise ParseError(f"CSeq: expected '<number> <method>', got {text!r}")
     return CSeq(parse_int(parts[0], "CSeq"), parts[1])
@@ -213,6 +224,7 @@ def parse_via(text: str) -> Via:
 
 
 def _parse_via(text: str) -> Via:
+    """``parse_via`` without the fast path (the general parser)."""
     semi = text.find(";")
     head = text if semi < 0 else text[:semi]
     parts = head.split("/")

@@ -386,6 +386,11 @@ def parse_uri(text: str) -> Uri:
                 (),
                 scheme,
             )
+    return _parse_uri(text)
+
+
+def _parse_uri(text: str) -> Uri:
+    """``parse_uri`` without the fast path (the general parser)."""
     colon = text.find(":")
     if colon <= 0 or not _SCHEME_RE.fullmatch(text, 0, colon):
         raise ParseError(f"bad URI {text!r}: no scheme")
@@ -554,6 +559,11 @@ def parse_name_addr(text: str) -> NameAddress:
     if m is not None:
         uri_text, ptext = m.groups()
         return NameAddress._of(uri_text, None, simple_params(ptext))
+    return _parse_name_addr(text)
+
+
+def _parse_name_addr(text: str) -> NameAddress:
+    """``parse_name_addr`` without the fast paths (the general parser)."""
     s = text.strip(LWS)
     display: str | None = None
     if s.startswith('"'):
