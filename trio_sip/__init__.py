@@ -92,7 +92,32 @@ from .ua import open_user_agent as open_user_agent
 
 __version__ = "0.1.0.dev0"
 
+from .proto.location import LocationService as LocationService
+from .proxy import ProxySite as ProxySite
+from .proxy import ProxyStatistics as ProxyStatistics
+from .proxy import open_proxy as open_proxy
+from .registrar import Registrar as Registrar
+from .ua import Notifier as Notifier
+from .ua import RegistrationEvent as RegistrationEvent
+from .ua import RegistrationFailed as RegistrationFailed
+from .ua import Registrations as Registrations
+from .ua import Subscriptions as Subscriptions
+from .ua import UaRegistration as UaRegistration
+from .ua import UaSubscription as UaSubscription
+
 __all__ = [
+    "LocationService",
+    "Registrar",
+    "open_proxy",
+    "ProxySite",
+    "ProxyStatistics",
+    "Registrations",
+    "UaRegistration",
+    "RegistrationEvent",
+    "RegistrationFailed",
+    "Subscriptions",
+    "UaSubscription",
+    "Notifier",
     "Answered",
     "Call",
     "CallFailed",

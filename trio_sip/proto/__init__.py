@@ -54,6 +54,8 @@ from .keepalive import NullKeepAlive as NullKeepAlive
 from .keepalive import PongReceived as PongReceived
 from .keepalive import SendKeepAlive as SendKeepAlive
 from .keepalive import StreamKeepAlive as StreamKeepAlive
+from .location import Binding as Binding
+from .location import LocationService as LocationService
 from .message import Message as Message
 from .message import Request as Request
 from .message import Response as Response
@@ -74,6 +76,10 @@ from .parse import PING as PING
 from .parse import PONG as PONG
 from .parse import StreamFramer as StreamFramer
 from .parse import parse_message as parse_message
+from .proxy import ProxyIdentity as ProxyIdentity
+from .proxy import ResponseContext as ResponseContext
+from .proxy import forward_request as forward_request
+from .proxy import validate_request as validate_request
 from .registration import Registration as Registration
 from .registration import RegistrationState as RegistrationState
 from .registration import RequestFailed as RequestFailed
@@ -136,6 +142,12 @@ from .validate import check_request as check_request
 from .validate import check_response as check_response
 
 __all__ = [
+    "ProxyIdentity",
+    "ResponseContext",
+    "forward_request",
+    "validate_request",
+    "Binding",
+    "LocationService",
     "Dialog",
     "DialogId",
     "DialogSet",

@@ -14,6 +14,11 @@ from .agent import open_user_agent as open_user_agent
 from .call import Call as Call
 from .call import CallFailed as CallFailed
 from .incoming import IncomingCall as IncomingCall
+from .registration import RegistrationEvent as RegistrationEvent
+from .registration import RegistrationFailed as RegistrationFailed
+from .registration import Registrations as Registrations
+from .registration import RegistrationStatistics as RegistrationStatistics
+from .registration import UaRegistration as UaRegistration
 from .session import Answered as Answered
 from .session import CallState as CallState
 from .session import Ended as Ended
@@ -25,8 +30,27 @@ from .session import MessageReceived as MessageReceived
 from .session import Progress as Progress
 from .session import Retrieved as Retrieved
 from .session import SessionEvent as SessionEvent
+from .subscription import Notification as Notification
+from .subscription import Notifier as Notifier
+from .subscription import ServerSubscription as ServerSubscription
+from .subscription import SubscriptionError as SubscriptionError
+from .subscription import SubscriptionEvent as SubscriptionEvent
+from .subscription import Subscriptions as Subscriptions
+from .subscription import UaSubscription as UaSubscription
 
 __all__ = [
+    "Subscriptions",
+    "UaSubscription",
+    "SubscriptionEvent",
+    "SubscriptionError",
+    "Notification",
+    "Notifier",
+    "ServerSubscription",
+    "Registrations",
+    "UaRegistration",
+    "RegistrationEvent",
+    "RegistrationFailed",
+    "RegistrationStatistics",
     "Answered",
     "Call",
     "CallFailed",

@@ -33,7 +33,8 @@ import attrs
 import trio
 
 from trio_sip.dns import Resolver
-from trio_sip.failover import FailoverClient
+from trio_sip.failover import Destination, FailoverClient
+from trio_sip.keepalive import KeepAlives
 from trio_sip.proto.auth import CredentialStore, DigestClient
 from trio_sip.proto.blacklist import Blacklist
 from trio_sip.proto.dialog import Dialog, DialogSet
@@ -50,6 +51,8 @@ from trio_sip.transports.base import Flow, NetworkBackend
 from .call import Call
 from .dialogs import DialogDrivers, challenge, next_hop, with_auth
 from .incoming import IncomingCall
+from .registration import Registrations, UaRegistration
+from .subscription import Subscriptions
 
 __all__ = ["IncomingMessage", "UserAgent", "connect_user_agent", "open_user_agent"]
 
@@ -119,6 +122,25 @@ class UserAgent:
         )
         self._closed = False
         self._closing = trio.Event()
+        #: Keep-alive loops (NULL CRLFs, RFC 5626 pings on registration flows).
+        self.keepalives = KeepAlives(stack.transport_layer, nursery, rng=rng)
+        #: REGISTER tasks: ``await ua.register(...)`` or ``ua.registrations.register(...)``.
+        self.registrations = Registrations(
+            stack, nursery, failover=failover, keepalives=self.keepalives, rng=rng
+        )
+        #: SUBSCRIBE/NOTIFY tasks; NOTIFYs for them are routed here before anything else.
+        self.subscriptions = Subscriptions(stack, nursery, failover=failover, rng=rng)
+
+    async def register(self, destination: Destination, **kwargs: Any) -> UaRegistration:
+        """Register this agent's AOR and Contact at ``destination`` (see docs/registration.md).
+
+        Keyword arguments go to :meth:`Registrations.register` (``expires``, ``reg_interval``,
+        ``registrar``, ...); the agent's credentials are used unless ``credentials`` is given.
+        """
+        kwargs.setdefault("credentials", self.credentials)
+        return await self.registrations.register(
+            str(self.aor), destination, contact=str(self.contact), **kwargs
+        )
 
     @property
     def host(self) -> str:
@@ -269,6 +291,8 @@ class UserAgent:
         if handler is not None:
             await handler(incoming)
             return
+        if method == "NOTIFY" and await self.subscriptions.handle(incoming):
+            return
         if request.to.tag is not None:
             found = self.dialogs.check_request(request)
             if isinstance(found, Response):
@@ -385,6 +409,8 @@ class UserAgent:
         with trio.CancelScope(shield=True):
             with trio.move_on_after(self.cleanup_timeout):
                 async with trio.open_nursery() as nursery:
+                    # Unregister (Expires: 0) while the stack can still send it.
+                    nursery.start_soon(self.registrations.aclose)
                     for call in list(self._live):
                         nursery.start_soon(call.aclose)
             self._incoming_in.close()
