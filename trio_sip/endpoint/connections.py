@@ -1,0 +1,426 @@
+# The endpoint's connections: one user (DN) at one server site each, registered at once and
+# with equal priority (docs/endpoint.md; "Geo-redundancy" in docs/architecture.md).
+#
+# Theory of operation: every enabled connection runs one registration task
+# (trio_sip.ua.registration.UaRegistration, over the user agent's FailoverClient, so the
+# site's addresses share the endpoint's blacklist) plus a watcher task that turns the task's
+# RegistrationEvents into connection statuses (status.py). The REGISTER machine is the core's,
+# with one change of policy (``BackoffRegistration``): after the n-th failure in a row the next
+# attempt is ``retry_delay(n, reg_interval, retry_initial, retry_max)`` seconds later, not a
+# whole reg_interval, so a site that comes back is used again within ``retry_max`` seconds.
+#
+# Each registration's Contact carries a ``line`` URI parameter unique to the connection; a
+# registrar hands it back in the Request-URI of incoming requests, which is how ``match``
+# finds the connection an incoming call arrived on (then the user, then the site's address).
+#
+# A connection can also be *suspect*: an INVITE through it failed (timeout, transport error,
+# 503) although its binding is still current. It is then UNAVAILABLE and a probe task sends
+# OPTIONS to the site on the retry schedule until anything answers; the next registration
+# event wins either way. Keep-alives: with ``keep_alive_period`` > 0, a UDP connection sends
+# CRLFs to its server, a TCP/TLS one RFC 5626 pings on its registration flow.
+"""Connection, BackoffRegistration and ConnectionSet."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any, final
+
+import attrs
+import trio
+
+from trio_sip.config import ConnectionConfig, EndpointConfig
+from trio_sip.keepalive import KeepAlives
+from trio_sip.proto.auth import CredentialStore, DigestClient
+from trio_sip.proto.errors import ConfigError, SipError
+from trio_sip.proto.ids import new_tag
+from trio_sip.proto.message import Request
+from trio_sip.proto.registration import Registration as RegisterMachine
+from trio_sip.proto.registration import RegistrationState, StateChanged
+from trio_sip.proto.retry import RequestKind
+from trio_sip.proto.uri import NameAddress, SipUri, parse_uri
+from trio_sip.ua import UserAgent
+from trio_sip.ua.registration import EventStream, UaRegistration, send_once
+
+from .status import ConnectionEvent, ConnectionStatus, StatusCallback, StatusStream, retry_delay
+
+__all__ = ["BackoffRegistration", "Connection", "ConnectionSet", "site_uri"]
+
+logger = logging.getLogger("trio_sip.endpoint")
+RS = RegistrationState
+CS = ConnectionStatus
+
+
+def site_uri(server: str, transport: str) -> SipUri:
+    """``host[:port]`` or a SIP URI as a loose-routing URI with the connection's transport."""
+    text = server if server.lower().startswith(("sip:", "sips:")) else f"sip:{server}"
+    uri = parse_uri(text)
+    if not isinstance(uri, SipUri):
+        raise ConfigError("server", server, "host[:port] or a sip:/sips: URI")
+    params = uri.params
+    if transport != "UDP" and "transport" not in params and not uri.secure:
+        params = params.with_param("transport", transport.lower())
+    return uri.evolve(user=None, params=params)
+
+
+class BackoffRegistration(RegisterMachine):
+    """The core's REGISTER machine with the endpoint's retry schedule (module comment)."""
+
+    def __init__(
+        self, *args: Any, retry_initial: float, retry_max: float, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        #: Failures in a row (0 after a 2xx).
+        self.failures = 0
+
+    def handle(self, event: Any, now: float) -> list[Any]:
+        outputs = super().handle(event, now)
+        for output in outputs:
+            if not isinstance(output, StateChanged):
+                continue
+            if output.new is RS.FAILED:
+                self.failures += 1
+                plain = now + self.reg_interval  # no Retry-After: our schedule applies
+                if self.deadline is not None and math.isclose(self.deadline, plain):
+                    delay = retry_delay(
+                        self.failures, self.reg_interval, self.retry_initial, self.retry_max
+                    )
+                    self.deadline = now + delay
+            elif output.new is RS.REGISTERED:
+                self.failures = 0
+        return outputs
+
+
+@final
+class Connection:
+    """One connection of an endpoint (``endpoint.connections[id]``); never built by users."""
+
+    def __init__(self, config: ConnectionConfig, line: str, now: float) -> None:
+        #: The connection's configuration (replaced by ``add_connection`` only).
+        self.config = config
+        #: The ``line`` parameter of this connection's Contact.
+        self.line = line
+        self.status = CS.DISABLED
+        self.reason = "added"
+        self.since = now
+        self.registration: UaRegistration | None = None
+        self._suspect: trio.CancelScope | None = None
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def user(self) -> str:
+        return self.config.user.partition("@")[0]
+
+    @property
+    def domain(self) -> str:
+        """The AOR's domain: the user's ``@domain``, else the server's host."""
+        _, at, domain = self.config.user.partition("@")
+        if at:
+            return domain
+        host = self.config.server_host
+        return f"[{host}]" if ":" in host else host
+
+    @property
+    def aor(self) -> NameAddress:
+        return NameAddress(parse_uri(f"sip:{self.user}@{self.domain}"), self.config.display_name)
+
+    @property
+    def proxy(self) -> SipUri:
+        """Where this connection's requests go first: its first outbound proxy, else the
+        server."""
+        cfg = self.config
+        return site_uri(cfg.outbound_proxies[0] if cfg.outbound_proxies else cfg.server,
+                        cfg.transport)  # fmt: skip
+
+    @property
+    def credentials(self) -> CredentialStore | None:
+        cfg = self.config
+        if cfg.password is None:
+            return None
+        pair = (cfg.auth_user or self.user, cfg.password)
+        if cfg.realm is not None:
+            return CredentialStore(realms={cfg.realm: pair})
+        return CredentialStore(default=pair)
+
+    @property
+    def next_attempt(self) -> float | None:
+        """When the next REGISTER (refresh or retry) is due, in trio time."""
+        return self.registration.machine.deadline if self.registration is not None else None
+
+    def site_hosts(self) -> set[str]:
+        hosts = {self.proxy.host.lower(), self.config.server_host.lower()}
+        if self.registration is not None and self.registration.target is not None:
+            hosts.add(self.registration.target.host.lower())
+        return hosts
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} {self.config.user} at {self.config.server}: {self.status.value}>"
+
+
+class ConnectionSet:
+    """The connections of one endpoint and their tasks, supervised in ``nursery``."""
+
+    def __init__(
+        self,
+        ua: UserAgent,
+        nursery: trio.Nursery,
+        config: EndpointConfig,
+        *,
+        rng: random.Random,
+        keepalives: KeepAlives,
+        retry_initial: float,
+        retry_max: float,
+        unregister_timeout: float,
+        on_status: StatusCallback | None,
+        on_unavailable: Callable[[Connection, str], None],
+    ) -> None:
+        self.ua = ua
+        self.config = config
+        self._nursery = nursery
+        self._rng = rng
+        self._keepalives = keepalives
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self._unregister_timeout = unregister_timeout
+        self._on_status = on_status
+        self._on_unavailable = on_unavailable
+        self._all: dict[str, Connection] = {}
+        self.view: Mapping[str, Connection] = MappingProxyType(self._all)
+        self._streams: list[StatusStream] = []
+        self._closed = False
+
+    def __iter__(self) -> Iterator[Connection]:
+        return iter(list(self._all.values()))
+
+    def get(self, connection_id: str) -> Connection:
+        try:
+            return self._all[connection_id]
+        except KeyError:
+            raise ConfigError("connection_id", connection_id, f"one of {sorted(self._all)}") from None
+
+    # -- status ------------------------------------------------------------------------------
+
+    def stream(self) -> StatusStream:
+        stream = StatusStream()
+        if self._closed:
+            stream._close()
+        self._streams.append(stream)
+        return stream
+
+    def set_status(
+        self, conn: Connection, new: ConnectionStatus, reason: str, when: float | None = None
+    ) -> None:
+        conn.reason = reason
+        old = conn.status if conn.id in self._all or new is CS.REMOVED else None
+        if old is new:
+            return
+        conn.status = new
+        conn.since = trio.current_time() if when is None else when
+        event = ConnectionEvent(conn.id, old, new, reason, conn.since)
+        logger.info("%s", event)
+        for stream in self._streams:
+            stream._put(event)
+        if self._on_status is not None:
+            try:
+                self._on_status(event)
+            except Exception:
+                logger.exception("the status callback failed on %s", event)
+        if new is CS.UNAVAILABLE:
+            self._on_unavailable(conn, reason)
+
+    # -- run-time changes --------------------------------------------------------------------
+
+    async def add(self, config: ConnectionConfig) -> Connection:
+        if config.id in self._all:
+            raise ConfigError("id", config.id, "a connection id not in use")
+        if config.transport not in {t for t, _ in self.ua.stack.listening}:
+            raise ConfigError("transport", config.transport, "a transport the endpoint listens on")
+        conn = Connection(config, f"{len(self._all)}{new_tag(self._rng)[:8]}", trio.current_time())
+        self.set_status(conn, CS.DISABLED if not config.enabled else CS.REGISTERING, "added")
+        self._all[config.id] = conn
+        if config.enabled:
+            await self._start(conn)
+        return conn
+
+    async def enable(self, connection_id: str) -> None:
+        conn = self.get(connection_id)
+        if conn.registration is not None or conn.status is not CS.DISABLED:
+            return
+        conn.config = attrs.evolve(conn.config, enabled=True)
+        self.set_status(conn, CS.REGISTERING, "enabled")
+        await self._start(conn)
+
+    async def disable(self, connection_id: str, *, reason: str = "disabled") -> None:
+        conn = self.get(connection_id)
+        conn.config = attrs.evolve(conn.config, enabled=False)
+        await self._stop(conn)
+        self.set_status(conn, CS.DISABLED, reason)
+
+    async def remove(self, connection_id: str) -> None:
+        conn = self.get(connection_id)
+        await self._stop(conn)
+        del self._all[connection_id]
+        self.set_status(conn, CS.REMOVED, "removed")
+
+    async def aclose(self) -> None:
+        """Unregister every connection (in parallel, each bounded); end the status streams."""
+        async with trio.open_nursery() as nursery:
+            for conn in self:
+                nursery.start_soon(self._stop, conn)
+        self._closed = True
+        for stream in self._streams:
+            stream._close()
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    def _contact(self, conn: Connection) -> str:
+        transport = conn.config.transport
+        host, port = next(a for t, a in self.ua.stack.listening if t == transport)
+        bracket = f"[{host}]" if ":" in host else host
+        extra = "" if transport == "UDP" else f";transport={transport.lower()}"
+        return f"<sip:{conn.user}@{bracket}:{port};line={conn.line}{extra}>"
+
+    async def _start(self, conn: Connection) -> None:
+        cfg = conn.config
+        if cfg.expires == 0:  # standalone: usable without registering
+            self.set_status(conn, CS.REGISTERED, "registration off (expires = 0)")
+            return
+        credentials = conn.credentials
+        machine = BackoffRegistration(
+            str(conn.aor),
+            self._contact(conn),
+            rng=self._rng,
+            registrar=f"sip:{conn.domain}",
+            expires=cfg.expires,
+            reg_interval=cfg.reg_interval,
+            digest=DigestClient(credentials, self._rng) if credentials is not None else None,
+            config=self.ua.stack.timer_config,
+            retry_initial=self.retry_initial,
+            retry_max=self.retry_max,
+        )
+        registration = UaRegistration(
+            machine,
+            self.ua.failover,
+            conn.proxy,
+            stack=self.ua.stack,
+            keepalives=self._keepalives,
+            keepalive_period=float(self.config.keep_alive_period),
+            flow_retry=self.retry_max,
+            unregister_timeout=self._unregister_timeout,
+        )
+        conn.registration = registration
+        events = registration.events()
+        self._nursery.start_soon(self._watch, conn, registration, events)
+        await self._nursery.start(registration.run)
+        period = self.config.keep_alive_period
+        if period > 0 and cfg.transport == "UDP":
+            host, port = conn.proxy.host, conn.proxy.port or 5060
+            try:
+                await self._keepalives.send_sip_keepalive(host, port, True, period)
+            except SipError as exc:
+                logger.warning("%s: no keep-alives to %s:%s: %s", conn.id, host, port, exc)
+
+    async def _stop(self, conn: Connection) -> None:
+        self._clear_suspect(conn)
+        registration, conn.registration = conn.registration, None
+        if registration is not None:
+            await registration.aclose()
+        if self.config.keep_alive_period > 0 and conn.config.transport == "UDP":
+            uri = conn.proxy
+            try:
+                await self._keepalives.send_sip_keepalive(uri.host, uri.port or 5060, False)
+            except SipError:
+                pass
+
+    async def _watch(self, conn: Connection, registration: UaRegistration, events: EventStream) -> None:
+        async for event in events:
+            if conn.registration is not registration:
+                return
+            if event.new is RS.REGISTERED:
+                self._clear_suspect(conn)
+                self.set_status(conn, CS.REGISTERED, event.reason, event.time)
+            elif event.new is RS.FAILED:
+                self._clear_suspect(conn)
+                self.set_status(conn, CS.UNAVAILABLE, event.reason, event.time)
+            elif event.new is RS.REGISTERING and conn.status is not CS.UNAVAILABLE:
+                self.set_status(conn, CS.REGISTERING, event.reason, event.time)
+
+    # -- suspect sites -----------------------------------------------------------------------
+
+    def mark_unavailable(self, conn: Connection, reason: str) -> None:
+        """An INVITE through ``conn`` failed at its site: UNAVAILABLE until the site answers
+        an OPTIONS probe or the registration reports again (module comment)."""
+        if conn.status not in (CS.REGISTERED, CS.REGISTERING) or self._closed:
+            return
+        scope = trio.CancelScope()
+        conn._suspect = scope
+        self.set_status(conn, CS.UNAVAILABLE, reason)
+        self._nursery.start_soon(self._probe, conn, scope)
+
+    def _clear_suspect(self, conn: Connection) -> None:
+        if conn._suspect is not None:
+            conn._suspect.cancel()
+            conn._suspect = None
+
+    async def _probe(self, conn: Connection, scope: trio.CancelScope) -> None:
+        with scope:
+            failures = 0
+            while True:
+                failures += 1
+                interval = conn.config.reg_interval or self.retry_max
+                await trio.sleep(retry_delay(failures, interval, self.retry_initial, self.retry_max))
+                uri = conn.proxy
+                request = Request(
+                    "OPTIONS",
+                    uri.evolve(params=uri.params.without("lr")),
+                    [
+                        ("Via", "SIP/2.0/UDP invalid"),
+                        ("Max-Forwards", "70"),
+                        ("From", str(conn.aor.with_tag(new_tag(self._rng)))),
+                        ("To", f"<{uri}>"),
+                        ("Call-ID", new_tag(self._rng) + new_tag(self._rng)),
+                        ("CSeq", "1 OPTIONS"),
+                    ],
+                )
+                response, _, reason = await send_once(self.ua.failover, request, uri, RequestKind.OTHER)
+                if response is not None:
+                    conn._suspect = None
+                    registration = conn.registration
+                    if registration is not None and registration.state is RS.REGISTERED:
+                        why = f"the site answered OPTIONS: {response.status_code} {response.reason}"
+                        self.set_status(conn, CS.REGISTERED, why)
+                    return
+                logger.info("%s: probe failed: %s", conn.id, reason)
+
+    # -- incoming requests -------------------------------------------------------------------
+
+    def match(self, request: Request) -> Connection | None:
+        """The connection an incoming request arrived on: by the Contact's ``line`` parameter
+        in the Request-URI, else by user and the site it came from, else by either."""
+        live = [c for c in self if c.status is not CS.REMOVED]
+        uri = request.uri
+        if isinstance(uri, SipUri):
+            line = uri.params.get("line")
+            for conn in live:
+                if line is not None and conn.line == line:
+                    return conn
+        user = uri.user if isinstance(uri, SipUri) else None
+        to = request.to.uri
+        users = {u for u in (user, to.user if isinstance(to, SipUri) else None) if u}
+        via = request.vias[0] if request.vias else None
+        source = (via.received or via.host).lower() if via is not None else ""
+        by_user = [c for c in live if c.user in users]
+        by_site = [c for c in live if source in c.site_hosts()]
+        for conn in by_user:
+            if conn in by_site:
+                return conn
+        found = by_user or by_site
+        return found[0] if found else None

@@ -1,0 +1,379 @@
+# The geo-redundant endpoint: one user agent registered at several server sites at once
+# (docs/endpoint.md; "Geo-redundancy" and "Failover policy" in docs/architecture.md).
+#
+# Theory of operation: ``open_endpoint(config)`` opens one UserAgent (its Stack: transports and
+# transactions; its FailoverClient and blacklist, shared by every connection) and one nursery
+# holding everything else: per connection a registration task and its watcher
+# (connections.py), keep-alive loops, the task that sorts incoming calls by connection, and one
+# task per call that follows its session events (calls.py).
+#
+# dial(connection_id, destination) tries the candidates in order: the named connection unless
+# it is UNAVAILABLE or DISABLED, then every other REGISTERED connection in configuration order
+# (the named one last if it was skipped). Each attempt is ``ua.call`` with the connection's
+# AOR in From, its credentials and its site as the outbound proxy; inside one site the
+# FailoverClient already moves between the site's addresses once. If the attempt ends before
+# any answer because of the site (every address timed out or refused, or a 503/408), the
+# connection is marked UNAVAILABLE and the next candidate is tried, reported as a Failover
+# event; any other rejection (486, 404...) ends the session. ``hold_other_calls`` holds every
+# other answered call before a call is placed or answered (each hold in parallel; a failure is
+# logged, not raised). When a connection becomes unavailable because nothing answers at its
+# site, the endpoint sends an INFO in each answered call on it: a timeout or transport error
+# ends that call with 408 (calls.py).
+"""open_endpoint and Endpoint."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, final
+
+import trio
+
+from trio_sip.config import ConnectionConfig, EndpointConfig
+from trio_sip.dns import DnspythonResolver, Resolver
+from trio_sip.keepalive import KeepAlives
+from trio_sip.proto.errors import ConfigError, SipError, TransactionError
+from trio_sip.proto.sdp import SessionDescription
+from trio_sip.proto.uri import Uri, parse_uri
+from trio_sip.transports.base import NetworkBackend
+from trio_sip.ua import CallFailed, CallState, Ended, EndReason, Failover, UserAgent, open_user_agent
+
+from .calls import EndpointCall, IncomingEndpointCall, site_failure, site_is_dead
+from .connections import Connection, ConnectionSet
+from .status import CallEvent, ConnectionStatus, StatusCallback, StatusStream
+
+__all__ = ["Endpoint", "destination_uri", "open_endpoint"]
+
+logger = logging.getLogger("trio_sip.endpoint")
+CS = ConnectionStatus
+
+
+@final
+class Endpoint:
+    """A running endpoint. Made by :func:`open_endpoint`; never constructed by users."""
+
+    def __init__(
+        self,
+        ua: UserAgent,
+        nursery: trio.Nursery,
+        config: EndpointConfig,
+        connections: ConnectionSet,
+        *,
+        incoming_queue: int,
+        on_call_event: Callable[[CallEvent], object] | None,
+    ) -> None:
+        self.ua = ua
+        self.config = config
+        self._nursery = nursery
+        self._set = connections
+        self._live: list[EndpointCall] = []
+        self._on_call_event = on_call_event
+        self._incoming_in, self._incoming_out = trio.open_memory_channel[IncomingEndpointCall](
+            incoming_queue
+        )
+        self._closed = False
+
+    # -- connections ---------------------------------------------------------------------------
+
+    @property
+    def connections(self) -> Mapping[str, Connection]:
+        """Connection id -> :class:`Connection` (read-only; ``status``, ``reason``, ``config``)."""
+        return self._set.view
+
+    async def add_connection(self, config: ConnectionConfig) -> Connection:
+        """Add a connection; it starts registering at once when ``config.enabled``."""
+        return await self._set.add(config)
+
+    async def enable(self, connection_id: str) -> None:
+        await self._set.enable(connection_id)
+
+    async def disable(self, connection_id: str) -> None:
+        """Stop registering (unregister, bounded); the status becomes DISABLED."""
+        await self._set.disable(connection_id)
+
+    async def remove(self, connection_id: str) -> None:
+        """Unregister and forget the connection; the last status event says REMOVED."""
+        await self._set.remove(connection_id)
+
+    def status_events(self) -> StatusStream:
+        """``async for event in endpoint.status_events()``: ConnectionEvents from now on."""
+        return self._set.stream()
+
+    async def wait_registered(self, *connection_ids: str) -> None:
+        """Wait until every named connection (default: every enabled one) is REGISTERED."""
+        stream = self.status_events()
+        ids = connection_ids or tuple(c.id for c in self._set if c.config.enabled)
+
+        def done() -> bool:
+            return all(self._set.get(i).status is CS.REGISTERED for i in ids)
+
+        if done():
+            await trio.lowlevel.checkpoint()
+            return
+        async for _ in stream:
+            if done():
+                return
+        raise SipError("the endpoint closed before the connections registered")
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[EndpointCall]:
+        """The sessions not ended yet."""
+        return list(self._live)
+
+    def candidates(self, connection_id: str) -> list[Connection]:
+        """The connections a dial on ``connection_id`` tries, in order (module comment)."""
+        named = self._set.get(connection_id)
+        others = [c for c in self._set if c is not named and c.status is CS.REGISTERED]
+        if named.status in (CS.REGISTERED, CS.REGISTERING):
+            return [named, *others]
+        found = [*others, named] if named.status is CS.UNAVAILABLE else others
+        if not found:
+            raise CallFailed(None, f"connection {connection_id} is {named.status.value}")
+        return found
+
+    @asynccontextmanager
+    async def dial(
+        self,
+        connection_id: str,
+        destination: str | Uri,
+        *,
+        sdp: SessionDescription | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> AsyncIterator[EndpointCall]:
+        """Place a call on ``connection_id`` (or another registered connection when its site is
+        down); leaving the block hangs up. ``destination``: a SIP URI, ``user@domain`` or a bare
+        user/DN (then the domain of the connection used). Raises ``CallFailed`` when no INVITE
+        could even be sent on any connection."""
+        candidates = self.candidates(connection_id)
+        ecall = EndpointCall(self, outgoing=True, connection_id=candidates[0].id)
+        await self._hold_others(None)
+        self._adopt(ecall)
+        try:
+            await self._nursery.start(self._place, ecall, candidates, destination, sdp,
+                                      list(headers))  # fmt: skip
+        except BaseException:
+            self._forget(ecall)
+            raise
+        try:
+            yield ecall
+        finally:
+            await ecall.aclose()
+
+    async def _place(
+        self,
+        ecall: EndpointCall,
+        candidates: list[Connection],
+        destination: str | Uri,
+        sdp: SessionDescription | None,
+        headers: list[tuple[str, str]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        reasons: list[str] = []
+        started = False
+        previous: tuple[str, str] | None = None  # (connection id, Call-ID) of the failed try
+        ua = self.ua
+        default = (ua.aor, ua.credentials)
+        last: Ended | None = None
+        for conn in candidates:
+            if ecall._hangup.is_set() or conn.status is CS.REMOVED:
+                break
+            uri = destination_uri(destination, conn)
+            ua.aor, ua.credentials = conn.aor, conn.credentials  # read when the INVITE is built
+            try:
+                async with ua.call(uri, sdp=sdp, outbound_proxy=conn.proxy, headers=headers) as call:
+                    ua.aor, ua.credentials = default
+                    ecall._attach(conn.id, call)
+                    if previous is not None:
+                        why = f"connection {previous[0]}: {reasons[-1].partition(': ')[2]}"
+                        ecall._emit(Failover(f"{why}; trying connection {conn.id}", previous[1],
+                                             call.call_id or ""))  # fmt: skip
+                    if not started:
+                        started = True
+                        task_status.started()
+                    if ecall._hangup.is_set():
+                        await call.hangup()
+                    last = await ecall._follow(call)
+                    reason = None if ecall._answered.is_set() else site_failure(last)
+                    if reason is None or ecall._hangup.is_set():
+                        ecall._end(last)
+                        return
+                    reasons.append(f"{conn.id}: {reason}")
+                    previous = (conn.id, call.call_id or "")
+                    self._set.mark_unavailable(conn, reason)
+            except CallFailed as exc:  # nothing was sent on this connection (DNS, transport)
+                ua.aor, ua.credentials = default
+                reasons.append(f"{conn.id}: {exc.reason}")
+                self._set.mark_unavailable(conn, exc.reason)
+        detail = "; ".join(reasons) or "hung up"
+        ecall._end(Ended(EndReason.FAILED, last.response if last else None, detail))
+        if not started:
+            raise CallFailed(None, detail)
+
+    async def incoming_calls(self) -> AsyncIterator[IncomingEndpointCall]:
+        """Iterate over new incoming calls, each with its ``connection_id``."""
+        async for incoming in self._incoming_out:
+            yield incoming
+
+    async def _sort_incoming(self) -> None:
+        async for incoming in self.ua.incoming_calls():
+            conn = self._set.match(incoming.request)
+            wrapped = IncomingEndpointCall(self, incoming, conn.id if conn is not None else "")
+            try:
+                self._incoming_in.send_nowait(wrapped)
+            except (trio.WouldBlock, trio.ClosedResourceError):
+                self._spawn(incoming.reject, 486)
+
+    async def _hold_others(self, keep: EndpointCall | None) -> None:
+        if not self.config.hold_other_calls:
+            return
+        others = [c for c in self._live
+                  if c is not keep and c.state is CallState.ANSWERED and not c.held]  # fmt: skip
+
+        async def hold(call: EndpointCall) -> None:
+            try:
+                await call.hold()
+            except SipError as exc:
+                logger.info("%r: hold failed: %s", call, exc)
+
+        async with trio.open_nursery() as nursery:
+            for call in others:
+                nursery.start_soon(hold, call)
+
+    def _on_unavailable(self, conn: Connection, reason: str) -> None:
+        """A connection became unavailable: check its answered calls if its site is dead."""
+        if not site_is_dead(reason):
+            return
+        for ecall in self._live:
+            if ecall.connection_id == conn.id and ecall.state is CallState.ANSWERED:
+                self._spawn(self._check_call, ecall)
+
+    async def _check_call(self, ecall: EndpointCall) -> None:
+        call = ecall.call
+        if call is None:
+            return
+        try:
+            await call.send_info()
+        except TransactionError as exc:
+            if ecall.call is call:
+                ecall._site_dead(call, str(exc))
+        except SipError as exc:
+            logger.info("%r: INFO check: %s", ecall, exc)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _adopt(self, ecall: EndpointCall) -> None:
+        self._live.append(ecall)
+
+    def _forget(self, ecall: EndpointCall) -> None:
+        if ecall in self._live:
+            self._live.remove(ecall)
+
+    def _publish_call_event(self, record: CallEvent) -> None:
+        if self._on_call_event is not None:
+            try:
+                self._on_call_event(record)
+            except Exception:
+                logger.exception("the call event callback failed on %s", record)
+
+    def _spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        if not self._closed:
+            self._nursery.start_soon(fn, *args)
+
+    async def aclose(self) -> None:
+        """Hang up every call, unregister every connection (bounded), stop."""
+        if self._closed:
+            return
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as nursery:
+                for ecall in list(self._live):
+                    nursery.start_soon(ecall.aclose)
+            self._closed = True
+            await self._set.aclose()
+            self._incoming_in.close()
+        self._nursery.cancel_scope.cancel()
+
+
+def destination_uri(destination: str | Uri, conn: Connection) -> Uri:
+    """A SIP URI as it is; ``user@domain`` gets ``sip:``; a bare user the connection's domain."""
+    if not isinstance(destination, str):
+        return destination
+    text = destination.strip()
+    if ":" in text.partition("@")[0] or text.lower().startswith(("sip:", "sips:", "tel:")):
+        return parse_uri(text)
+    if "@" in text:
+        return parse_uri(f"sip:{text}")
+    return parse_uri(f"sip:{text}@{conn.domain}")
+
+
+def _listen_for(config: EndpointConfig) -> list[tuple[str, str, int]]:
+    if config.listen:
+        return [(a.transport, a.host, a.port) for a in config.listen]
+    transports = sorted({c.transport for c in config.connections} or {"UDP"})
+    return [(t, "127.0.0.1", 0) for t in transports]
+
+
+@asynccontextmanager
+async def open_endpoint(
+    config: EndpointConfig,
+    *,
+    backend: NetworkBackend | None = None,
+    resolver: Resolver | None = None,
+    rng: random.Random | None = None,
+    listen: Iterable[tuple[str, str, int]] | None = None,
+    on_status: StatusCallback | None = None,
+    on_call_event: Callable[[CallEvent], object] | None = None,
+    retry_initial: float = 2.0,
+    retry_max: float = 30.0,
+    unregister_timeout: float = 2.0,
+    cleanup_timeout: float = 4.0,
+    incoming_queue: int = 16,
+    **ua_options: Any,
+) -> AsyncIterator[Endpoint]:
+    """A running :class:`Endpoint` for ``config`` (docs/endpoint.md for every argument).
+
+    ``listen`` defaults to ``config.listen``, else 127.0.0.1 (any port) for each transport the
+    connections use. Extra keyword arguments go to :func:`~trio_sip.ua.open_user_agent`."""
+    if not 0 < retry_initial <= retry_max:
+        raise ConfigError("retry_initial", retry_initial, f"seconds > 0 and <= retry_max ({retry_max})")
+    rng = rng if rng is not None else random.SystemRandom()
+    if resolver is None and config.dns_server is not None:
+        resolver = DnspythonResolver.from_address(config.dns_server)
+    addresses = list(listen) if listen is not None else _listen_for(config)
+    first = config.connections[0] if config.connections else None
+    aor = "sip:trio-sip@localhost"
+    if first is not None:
+        user, _, domain = first.user.partition("@")
+        aor = f"sip:{user}@{domain or first.server_host}"
+    async with open_user_agent(
+        addresses, aor=aor, timer_config=config.timer_config(), resolver=resolver,
+        backend=backend, rng=rng, cleanup_timeout=cleanup_timeout,
+        user_agent=config.user_agent, **ua_options,
+    ) as ua, trio.open_nursery() as nursery:  # fmt: skip
+        holder: list[Endpoint] = []
+        keepalives = KeepAlives(ua.stack.transport_layer, nursery, rng=rng)
+
+        def on_unavailable(conn: Connection, reason: str) -> None:
+            if holder:
+                holder[0]._on_unavailable(conn, reason)
+
+        connections = ConnectionSet(
+            ua, nursery, config, rng=rng, keepalives=keepalives, retry_initial=retry_initial,
+            retry_max=retry_max, unregister_timeout=unregister_timeout, on_status=on_status,
+            on_unavailable=on_unavailable,
+        )  # fmt: skip
+        endpoint = Endpoint(ua, nursery, config, connections, incoming_queue=incoming_queue,
+                            on_call_event=on_call_event)  # fmt: skip
+        holder.append(endpoint)
+        nursery.start_soon(endpoint._sort_incoming)
+        try:
+            for connection in config.connections:
+                await connections.add(connection)
+            yield endpoint
+        finally:
+            await endpoint.aclose()
+
