@@ -155,7 +155,8 @@ class Via:
     transport: str
     host: str
     port: int | None = None
-    params: Params = attrs.field(default=EMPTY_PARAMS)
+    # A plain default, not attrs.field(default=...): mypyc type-checks class bodies.
+    params: Params = EMPTY_PARAMS
     protocol: str = "SIP/2.0"
 
     @property
@@ -260,7 +261,7 @@ class MediaType:
 
     type: str
     subtype: str
-    params: Params = attrs.field(default=EMPTY_PARAMS)
+    params: Params = EMPTY_PARAMS
 
     @property
     def mime(self) -> str:
@@ -292,7 +293,7 @@ class RetryAfter:
 
     seconds: int
     comment: str | None = None
-    params: Params = attrs.field(default=EMPTY_PARAMS)
+    params: Params = EMPTY_PARAMS
 
     @property
     def duration(self) -> int | None:

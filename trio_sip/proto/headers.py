@@ -235,8 +235,10 @@ class Headers:
         first: dict[str, str] | None = None,
         more: dict[str, list[str]] | None = None,
     ) -> Headers:
-        # The parser (and our own edits) already checked the pairs; skip the checks.
-        self = cls.__new__(cls)
+        # The parser (and our own edits) already checked the pairs; skip the checks. (Not
+        # ``cls.__new__(cls)``, which mypyc cannot compile; compiled, this runs ``__init__()``
+        # on no pairs first.)
+        self = Headers.__new__(Headers)
         self._pairs = pairs
         self._first = first
         self._more = more

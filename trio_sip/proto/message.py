@@ -366,17 +366,9 @@ class Request(Message):
     @classmethod
     def _parsed(cls, method: str, uri_text: str, headers: Headers) -> Request:
         # The parser's constructor: everything already checked, the body set by the caller.
-        self = cls.__new__(cls)
-        self._method = method
-        self._uri = None
-        self._uri_text = uri_text
-        self._headers = headers
-        self._body = b""
-        self._version = "SIP/2.0"
-        self._raw = self._cache = None
-        self._call_id = self._cseq = self._vias = self._from = self._to = self._contacts = None
-        self._max_forwards = _UNREAD
-        return self
+        # (The constructor, not ``cls.__new__``: a class compiled by mypyc is only created
+        # through its ``__init__``.)
+        return cls(method, uri_text, headers)
 
     @property
     def method(self) -> str:
@@ -450,17 +442,8 @@ class Response(Message):
 
     @classmethod
     def _parsed(cls, status_code: int, reason: str, headers: Headers) -> Response:
-        # The parser's constructor: everything already checked, the body set by the caller.
-        self = cls.__new__(cls)
-        self._status_code = status_code
-        self._reason = reason
-        self._headers = headers
-        self._body = b""
-        self._version = "SIP/2.0"
-        self._raw = self._cache = None
-        self._call_id = self._cseq = self._vias = self._from = self._to = self._contacts = None
-        self._max_forwards = _UNREAD
-        return self
+        # The parser's constructor (see Request._parsed).
+        return cls(status_code, reason, headers)
 
     @property
     def status_code(self) -> int:

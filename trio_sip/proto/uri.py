@@ -290,7 +290,8 @@ class SipUri:
     user: str | None = None
     password: str | None = None
     port: int | None = None
-    params: Params = attrs.field(default=EMPTY_PARAMS)
+    # A plain default, not attrs.field(default=...): mypyc type-checks class bodies.
+    params: Params = EMPTY_PARAMS
     headers: tuple[tuple[str, str], ...] = ()
     scheme: str = "sip"
 
@@ -331,7 +332,7 @@ class TelUri:
     """A ``tel:`` URI (RFC 3966): the number as written and its parameters."""
 
     number: str
-    params: Params = attrs.field(default=EMPTY_PARAMS)
+    params: Params = EMPTY_PARAMS
 
     scheme = "tel"
     password = None
@@ -475,16 +476,6 @@ class NameAddress:
         self.display_name = display_name
         self.params = params
 
-    @classmethod
-    def _of(cls, uri_text: str, display_name: str | None, params: Params) -> NameAddress:
-        # The parsers' constructor: the URI is kept as text until ``.uri`` is read.
-        self = cls.__new__(cls)
-        self._uri = None
-        self._uri_text = uri_text
-        self.display_name = display_name
-        self.params = params
-        return self
-
     @property
     def uri(self) -> Uri:
         uri = self._uri
@@ -554,11 +545,11 @@ def parse_name_addr(text: str) -> NameAddress:
     m = _NAME_ADDR_FAST(text)
     if m is not None:
         words, quoted, uri_text, ptext = m.groups()
-        return NameAddress._of(uri_text, quoted if words is None else words, simple_params(ptext))
+        return NameAddress(uri_text, quoted if words is None else words, simple_params(ptext))
     m = _ADDR_SPEC_FAST(text)
     if m is not None:
         uri_text, ptext = m.groups()
-        return NameAddress._of(uri_text, None, simple_params(ptext))
+        return NameAddress(uri_text, None, simple_params(ptext))
     return _parse_name_addr(text)
 
 
