@@ -276,4 +276,25 @@ __all__ = [
     "serialize",
     "server_key",
     "verify",
+    "is_compiled",
 ]
+
+# The message-layer modules a TRIO_SIP_COMPILE=1 build compiles with mypyc: the list in
+# pyproject.toml, [tool.hatch.build.targets.wheel.hooks.custom] (docs/messages.md, "Compiled
+# core").
+_COMPILED_MODULES = ("abnf", "fields", "headers", "message", "parse", "serialize", "uri")
+
+
+def is_compiled() -> bool:
+    """True if the message layer in use is the mypyc-compiled build (``TRIO_SIP_COMPILE=1``).
+
+    False for the default pure-Python install, and if any of the compiled modules was loaded
+    from its ``.py`` file instead of its extension module.
+    """
+    import importlib
+
+    for name in _COMPILED_MODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        if not (getattr(module, "__file__", None) or "").endswith((".so", ".pyd")):
+            return False
+    return True
