@@ -15,4 +15,6 @@ from __future__ import annotations
 BENCHMARKS: dict[str, str] = {
     "parse": "benchmarks.parse_bench:run",
     "failover": "benchmarks.failover_bench:run",
+    "uas": "benchmarks.uas_bench:run",
+    "memory": "benchmarks.memory_bench:run",
 }
