@@ -1,4 +1,7 @@
-"""Developer and CI sessions. ``nox`` alone runs tests, lint and typecheck."""
+"""Developer and CI sessions. ``nox`` alone runs tests, lint and typecheck.
+
+``nox -s tests_compiled`` and ``nox -s bench`` build the optional mypyc-compiled core first.
+"""
 
 from __future__ import annotations
 
@@ -54,10 +57,65 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--strict", "trio_sip")
 
 
+def _compiled_wheel(session: nox.Session) -> Path:
+    """Build the mypyc-compiled wheel (``TRIO_SIP_COMPILE=1``, see hatch_build.py) into the
+    session's temporary directory. The build compiles in a directory of its own: nothing is
+    written into the source tree."""
+    out = Path(session.create_tmp()) / "wheel"
+    shutil.rmtree(out, ignore_errors=True)
+    session.run(
+        *("python", "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(ROOT)),
+        env={"TRIO_SIP_COMPILE": "1"},
+    )
+    (wheel,) = out.glob("trio_sip-*.whl")
+    return wheel
+
+
+def _install_compiled(session: nox.Session, extras: str = "") -> None:
+    """Install the compiled wheel (not editable), replacing any earlier trio-sip install."""
+    wheel = _compiled_wheel(session)
+    session.install(f"{wheel}{extras}")
+    session.install("--force-reinstall", "--no-deps", str(wheel))
+
+
+@nox.session
+def tests_compiled(session: nox.Session) -> None:
+    """tests/proto against the mypyc-compiled core (a TRIO_SIP_COMPILE=1 wheel, not editable).
+
+    Not in the default run (compiling takes a minute or two). The tests run from a copy outside
+    the repository, so the source tree cannot shadow the installed package; the session fails
+    unless the compiled modules are the ones imported (also checked by test_compiled.py).
+    """
+    _install_compiled(session, "[test]")
+    tmp = Path(session.create_tmp()) / "tests_compiled"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name in ["tests", "docs"]:
+        shutil.copytree(ROOT / name, tmp / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp / "pyproject.toml")  # the pytest configuration
+    session.chdir(tmp)
+    session.run(
+        "python",
+        "-c",
+        "import sys, trio_sip.proto as p, trio_sip.proto.parse as m; print('core:', m.__file__);"
+        " sys.exit(0 if p.is_compiled() else 'the compiled core is not the one imported')",
+    )
+    env = {**_corpus_env(), "TRIO_SIP_EXPECT_COMPILED": "1"}
+    session.run("pytest", "-p", "no:cacheprovider", "tests/proto", *session.posargs, env=env)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks against other Python SIP stacks, installed into this session only."""
-    session.install("-e", ".")
+    """Benchmarks against other Python SIP stacks, installed into this session only.
+
+    trio-sip is measured twice in the same run: the pure-Python core (the source tree) and the
+    mypyc-compiled core (a TRIO_SIP_COMPILE=1 wheel installed here). ``TRIO_SIP_COMPILE=0 nox
+    -s bench`` skips the compile (the compiled stack is then reported as unavailable).
+    """
+    if os.environ.get("TRIO_SIP_COMPILE") == "0":
+        session.install("-e", ".")
+    else:
+        _install_compiled(session)
     req = ROOT / "benchmarks" / "requirements-peers.txt"
     if req.exists():
         # Each peer separately: one that will not install is reported, not fatal.

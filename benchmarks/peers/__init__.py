@@ -21,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# Display order.  trio-sip first; the rest are the peers.
+# Display order.  trio-sip first (pure-Python, then the mypyc-compiled build); the rest are
+# the peers.
 ADAPTERS: dict[str, str] = {
     "trio-sip": "benchmarks.peers.trio_sip",
+    "trio-sip-mypyc": "benchmarks.peers.trio_sip_mypyc",
     "sippy": "benchmarks.peers.sippy",
     "pyVoIP": "benchmarks.peers.pyvoip",
     "aiosip": "benchmarks.peers.aiosip",
@@ -31,6 +33,11 @@ ADAPTERS: dict[str, str] = {
     "aiosipua": "benchmarks.peers.aiosipua",
     "opensip": "benchmarks.peers.opensip",
 }
+OURS = ("trio-sip", "trio-sip-mypyc")
+"""Our two builds; every other stack is a peer."""
+# Stacks whose worker must import the *installed* package, not the source tree at the
+# repository root (which would shadow it when first on sys.path).
+INSTALLED_ONLY = frozenset({"trio-sip-mypyc"})
 
 Values = tuple[Any, ...]
 
