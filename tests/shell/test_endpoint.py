@@ -53,7 +53,9 @@ async def test_site_dies_dial_falls_over_registration_retries_and_returns(
         got = await collect(call.events)
         failover = [e for e in got if isinstance(e.event, Failover)]
         assert len(failover) == 1 and failover[0].connection_id == "b"
-        assert failover[0].event.reason.startswith("connection a: 408 Request Timeout")
+        event = failover[0].event
+        assert isinstance(event, Failover)
+        assert event.reason.startswith("connection a: 408 Request Timeout")
         assert failover[0].time == 17.0  # sip_transaction_timeout = 2 s on the dead site
         assert any(isinstance(e.event, Answered) and e.connection_id == "b" for e in got)
         assert {e.session_id for e in got} == {call.session_id}
@@ -78,7 +80,10 @@ async def test_site_dies_dial_falls_over_registration_retries_and_returns(
         assert expected[2:6] == [572.0, 578.0, 588.0, 606.0]
         back = events[-1]
         assert (back.connection_id, back.old, back.new, back.reason) == (
-            "a", CS.UNAVAILABLE, CS.REGISTERED, "200 OK"
+            "a",
+            CS.UNAVAILABLE,
+            CS.REGISTERED,
+            "200 OK",
         )
         assert back.time == expected[-1]
         # The next call uses site A again.
@@ -90,7 +95,7 @@ async def test_site_dies_dial_falls_over_registration_retries_and_returns(
 async def test_unavailable_connection_is_skipped_at_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with world() as (net, site_a, _site_b, alice, _bob, events):
+    async with world() as (_net, site_a, _site_b, alice, _bob, events):
         site_a.stop()  # nothing listens: ICMP port unreachable
         await trio.sleep(600)
         assert alice.connections["a"].status is CS.UNAVAILABLE
@@ -107,3 +112,168 @@ async def test_unavailable_connection_is_skipped_at_once(
         await site_a.start()
         await alice.wait_registered("a")
         assert events[-1].new is CS.REGISTERED and events[-1].connection_id == "a"
+
+
+async def test_incoming_call_is_answered_on_the_connection_it_arrived_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with world() as (_net, _a, _b, alice, bob, _events):
+        seen: list[CallEvent] = []
+        # Bob answers (answer_all); check what Bob's endpoint reports via its calls.
+        for connection in ("b", "a"):
+            async with alice.dial(connection, "bob") as call:
+                await call.wait_answered()
+                (bob_call,) = bob.calls
+                assert bob_call.connection_id == connection
+                assert not bob_call.outgoing
+                await call.hangup()
+            await bob_call.wait_ended()
+            seen.extend(await collect(bob_call.events))
+        assert [(e.connection_id, type(e.event).__name__) for e in seen] == [
+            ("b", "Answered"),
+            ("b", "Ended"),
+            ("a", "Answered"),
+            ("a", "Ended"),
+        ]
+
+
+async def test_hold_other_calls(autojump_clock: trio.testing.MockClock) -> None:
+    async with world() as (_net, _a, _b, alice, _bob, _events):  # noqa: SIM117
+        async with alice.dial("a", "bob") as first:
+            await first.wait_answered()
+            async with alice.dial("b", "bob") as second:
+                await second.wait_answered()
+                assert first.held and not second.held
+                held = [e for e in await_events(first) if type(e.event).__name__ == "Held"]
+                # We held it; Bob, who answered the second call, held his side of it too.
+                assert [(e.connection_id, e.event.by_remote) for e in held] == [  # type: ignore[union-attr]
+                    ("a", False),
+                    ("a", True),
+                ]
+                await first.retrieve()
+                assert not first.held
+
+
+def await_events(call: object) -> list[CallEvent]:
+    """The events queued on ``call.events`` so far (without waiting)."""
+    out: list[CallEvent] = []
+    events = call.events  # type: ignore[attr-defined]
+    while True:
+        try:
+            out.append(events.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return out
+
+
+async def test_hold_other_calls_off(autojump_clock: trio.testing.MockClock) -> None:
+    from .test_endpoint_support import endpoint_config
+
+    config = endpoint_config("alice", hold_other_calls=False)
+    async with world(config) as (_n, _a, _b, alice, *_):  # noqa: SIM117
+        async with alice.dial("a", "bob") as first, alice.dial("b", "bob") as second:
+            await first.wait_answered()
+            await second.wait_answered()
+            assert not first.held and not second.held
+
+
+async def test_dead_site_disconnect_reports_408(autojump_clock: trio.testing.MockClock) -> None:
+    from trio_sip.ua import EndReason
+
+    async with world() as (net, _a, _b, alice, _bob, events):
+        async with alice.dial("a", "bob") as call:
+            await call.wait_answered()
+            net.partition(ALICE, SITE_A)
+            with trio.fail_after(1000):
+                ended = await call.wait_ended()
+            # The refresh at 568 s times out at 570 s; the INFO sent to check the call then
+            # times out at 572 s: the session is over, with a 408.
+            assert trio.current_time() == 572.0
+        assert ended.reason is EndReason.DIALOG_GONE
+        assert ended.response is not None and ended.response.status_code == 408
+        assert ended.detail.startswith("408 Request Timeout")
+        last = (await collect(call.events))[-1]
+        assert last.connection_id == "a" and last.event == ended
+        assert last.error is not None and str(last.error).startswith("408 Request Timeout")
+        assert [(e.new, e.reason, e.time) for e in events[4:]] == [
+            (CS.UNAVAILABLE, "408 Request Timeout", 570.0)
+        ]
+
+
+async def test_hold_through_a_dead_site_ends_the_call_with_408(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    import pytest
+
+    from trio_sip.ua import CallFailed, EndReason
+
+    async with world() as (net, _a, _b, alice, _bob, _events):  # noqa: SIM117
+        async with alice.dial("a", "bob") as call:
+            await call.wait_answered()
+            net.partition(ALICE, SITE_A)
+            with pytest.raises(CallFailed) as raised:
+                await call.hold()
+            assert raised.value.response is not None
+            assert raised.value.response.status_code == 408
+            ended = await call.wait_ended()
+            assert ended.reason is EndReason.DIALOG_GONE
+
+
+async def test_add_enable_disable_remove_at_run_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    import pytest
+
+    from trio_sip.config import ConnectionConfig
+    from trio_sip.proto.errors import ConfigError
+
+    from .test_endpoint_support import DOMAIN, SITE_B, endpoint_config
+
+    config = endpoint_config("alice")
+    single = type(config)(sip_transaction_timeout=2000, connections=config.connections[:1])
+    async with world(single) as (_net, site_a, site_b, alice, _bob, events):
+        aor = "sip:alice@geo.example"
+        assert list(alice.connections) == ["a"]
+        added = await alice.add_connection(
+            ConnectionConfig(id="b", user=f"alice@{DOMAIN}", server=f"{SITE_B}:5060")
+        )
+        await alice.wait_registered("b")
+        assert added is alice.connections["b"] and site_b.location.lookup(aor, trio.current_time())
+        with pytest.raises(ConfigError):
+            await alice.add_connection(added.config)
+        await alice.disable("a")
+        assert alice.connections["a"].status is CS.DISABLED
+        assert not site_a.location.lookup(aor, trio.current_time())  # unregistered
+        # A disabled connection is not dialled: the call goes through b.
+        async with alice.dial("a", "bob") as call:
+            await call.wait_answered()
+            assert call.connection_id == "b"
+        await alice.enable("a")
+        await alice.wait_registered("a")
+        assert site_a.location.lookup(aor, trio.current_time())
+        await alice.remove("b")
+        assert list(alice.connections) == ["a"]
+        assert not site_b.location.lookup(aor, trio.current_time())
+        assert [(e.connection_id, e.old, e.new, e.reason) for e in events[2:]] == [
+            ("b", None, CS.REGISTERING, "added"),
+            ("b", CS.REGISTERING, CS.REGISTERED, "200 OK"),
+            ("a", CS.REGISTERED, CS.DISABLED, "disabled"),
+            ("a", CS.DISABLED, CS.REGISTERING, "enabled"),
+            ("a", CS.REGISTERING, CS.REGISTERED, "200 OK"),
+            ("b", CS.REGISTERED, CS.REMOVED, "removed"),
+        ]
+
+
+async def test_status_events_iterator(autojump_clock: trio.testing.MockClock) -> None:
+    async with world() as (_net, site_a, _b, alice, _bob, _events):
+        stream = alice.status_events()
+        site_a.stop()
+        with trio.fail_after(600):
+            async for event in stream:
+                assert (event.connection_id, event.old, event.new) == (
+                    "a",
+                    CS.REGISTERED,
+                    CS.UNAVAILABLE,
+                )
+                assert event.reason.startswith("transport error")
+                assert event.time == 568.0  # the refresh, refused at once
+                break

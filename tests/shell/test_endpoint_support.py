@@ -54,7 +54,7 @@ class Site:
 
 
 def endpoint_config(user: str, **kw: Any) -> EndpointConfig:
-    conn = {"reg_interval": 60, "expires": 600}
+    conn: dict[str, Any] = {"reg_interval": 60, "expires": 600}
     conn.update(kw.pop("conn", {}))
     return EndpointConfig(
         sip_transaction_timeout=2000,

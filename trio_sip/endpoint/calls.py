@@ -60,9 +60,16 @@ def site_failure(ended: Ended) -> str | None:
             return f"{ended.response.status_code} {ended.response.reason}"
         return failure_reason(ended.detail or "no answer")
     response = ended.response
-    if ended.reason is EndReason.REJECTED and response is not None:
-        if response.status_code in (408, 503):
-            return f"{response.status_code} {response.reason}"
+    if (
+        ended.reason is EndReason.REJECTED
+        and response is not None
+        and response.status_code
+        in (
+            408,
+            503,
+        )
+    ):
+        return f"{response.status_code} {response.reason}"
     return None
 
 
@@ -268,7 +275,10 @@ class IncomingEndpointCall:
         return the :class:`EndpointCall`."""
         endpoint = self._endpoint
         await endpoint._hold_others(None)
-        call = await self._incoming.accept(sdp, headers=headers)
+        # §12.1.1: "the UAS MUST copy all Record-Route header field values from the request
+        # into the response" (the user agent's accept() does not yet: done here).
+        routes = [("Record-Route", v) for v in self.request.headers.get_all("Record-Route")]
+        call = await self._incoming.accept(sdp, headers=[*routes, *headers])
         ecall = EndpointCall(endpoint, outgoing=False, connection_id=self.connection_id)
         ecall._attach(self.connection_id, call)
         endpoint._adopt(ecall)

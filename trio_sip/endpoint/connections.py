@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -69,9 +70,7 @@ def site_uri(server: str, transport: str) -> SipUri:
 class BackoffRegistration(RegisterMachine):
     """The core's REGISTER machine with the endpoint's retry schedule (module comment)."""
 
-    def __init__(
-        self, *args: Any, retry_initial: float, retry_max: float, **kwargs: Any
-    ) -> None:
+    def __init__(self, *args: Any, retry_initial: float, retry_max: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.retry_initial = retry_initial
         self.retry_max = retry_max
@@ -162,7 +161,8 @@ class Connection:
         return hosts
 
     def __repr__(self) -> str:
-        return f"<Connection {self.id} {self.config.user} at {self.config.server}: {self.status.value}>"
+        cfg = self.config
+        return f"<Connection {self.id} {cfg.user} at {cfg.server}: {self.status.value}>"
 
 
 class ConnectionSet:
@@ -204,7 +204,9 @@ class ConnectionSet:
         try:
             return self._all[connection_id]
         except KeyError:
-            raise ConfigError("connection_id", connection_id, f"one of {sorted(self._all)}") from None
+            raise ConfigError(
+                "connection_id", connection_id, f"one of {sorted(self._all)}"
+            ) from None
 
     # -- status ------------------------------------------------------------------------------
 
@@ -335,12 +337,12 @@ class ConnectionSet:
             await registration.aclose()
         if self.config.keep_alive_period > 0 and conn.config.transport == "UDP":
             uri = conn.proxy
-            try:
+            with contextlib.suppress(SipError):
                 await self._keepalives.send_sip_keepalive(uri.host, uri.port or 5060, False)
-            except SipError:
-                pass
 
-    async def _watch(self, conn: Connection, registration: UaRegistration, events: EventStream) -> None:
+    async def _watch(
+        self, conn: Connection, registration: UaRegistration, events: EventStream
+    ) -> None:
         async for event in events:
             if conn.registration is not registration:
                 return
@@ -376,7 +378,9 @@ class ConnectionSet:
             while True:
                 failures += 1
                 interval = conn.config.reg_interval or self.retry_max
-                await trio.sleep(retry_delay(failures, interval, self.retry_initial, self.retry_max))
+                await trio.sleep(
+                    retry_delay(failures, interval, self.retry_initial, self.retry_max)
+                )
                 uri = conn.proxy
                 request = Request(
                     "OPTIONS",
@@ -390,7 +394,9 @@ class ConnectionSet:
                         ("CSeq", "1 OPTIONS"),
                     ],
                 )
-                response, _, reason = await send_once(self.ua.failover, request, uri, RequestKind.OTHER)
+                response, _, reason = await send_once(
+                    self.ua.failover, request, uri, RequestKind.OTHER
+                )
                 if response is not None:
                     conn._suspect = None
                     registration = conn.registration

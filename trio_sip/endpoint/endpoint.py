@@ -38,7 +38,15 @@ from trio_sip.proto.errors import ConfigError, SipError, TransactionError
 from trio_sip.proto.sdp import SessionDescription
 from trio_sip.proto.uri import Uri, parse_uri
 from trio_sip.transports.base import NetworkBackend
-from trio_sip.ua import CallFailed, CallState, Ended, EndReason, Failover, UserAgent, open_user_agent
+from trio_sip.ua import (
+    CallFailed,
+    CallState,
+    Ended,
+    EndReason,
+    Failover,
+    UserAgent,
+    open_user_agent,
+)
 
 from .calls import EndpointCall, IncomingEndpointCall, site_failure, site_is_dead
 from .connections import Connection, ConnectionSet
@@ -185,7 +193,9 @@ class Endpoint:
             uri = destination_uri(destination, conn)
             ua.aor, ua.credentials = conn.aor, conn.credentials  # read when the INVITE is built
             try:
-                async with ua.call(uri, sdp=sdp, outbound_proxy=conn.proxy, headers=headers) as call:
+                async with ua.call(
+                    uri, sdp=sdp, outbound_proxy=conn.proxy, headers=headers
+                ) as call:
                     ua.aor, ua.credentials = default
                     ecall._attach(conn.id, call)
                     if previous is not None:
@@ -339,7 +349,9 @@ async def open_endpoint(
     ``listen`` defaults to ``config.listen``, else 127.0.0.1 (any port) for each transport the
     connections use. Extra keyword arguments go to :func:`~trio_sip.ua.open_user_agent`."""
     if not 0 < retry_initial <= retry_max:
-        raise ConfigError("retry_initial", retry_initial, f"seconds > 0 and <= retry_max ({retry_max})")
+        raise ConfigError(
+            "retry_initial", retry_initial, f"seconds > 0 and <= retry_max ({retry_max})"
+        )
     rng = rng if rng is not None else random.SystemRandom()
     if resolver is None and config.dns_server is not None:
         resolver = DnspythonResolver.from_address(config.dns_server)
@@ -376,4 +388,3 @@ async def open_endpoint(
             yield endpoint
         finally:
             await endpoint.aclose()
-

@@ -114,4 +114,4 @@ class StatusStream:
 
 def retry_delay(failures: int, reg_interval: float, initial: float, maximum: float) -> float:
     """Seconds from the ``failures``-th failure in a row to the next REGISTER attempt."""
-    return min(reg_interval, maximum, initial * 2 ** max(failures - 1, 0))
+    return float(min(reg_interval, maximum, initial * 2.0 ** max(failures - 1, 0)))
