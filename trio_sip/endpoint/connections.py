@@ -13,11 +13,13 @@
 # registrar hands it back in the Request-URI of incoming requests, which is how ``match``
 # finds the connection an incoming call arrived on (then the user, then the site's address).
 #
-# A connection can also be *suspect*: an INVITE through it failed (timeout, transport error,
-# 503) although its binding is still current. It is then UNAVAILABLE and a probe task sends
-# OPTIONS to the site on the retry schedule until anything answers; the next registration
-# event wins either way. Keep-alives: with ``keep_alive_period`` > 0, a UDP connection sends
-# CRLFs to its server, a TCP/TLS one RFC 5626 pings on its registration flow.
+# An INVITE through a connection that fails at its site (timeout, transport error, 503) makes
+# the connection UNAVAILABLE at once although its binding looked current; its registration is
+# then renewed (unregister, bounded by unregister_timeout, and a new registration task), so
+# the retry schedule runs and a site that comes back without its bindings gets ours again.
+#
+# Keep-alives: with ``keep_alive_period`` > 0, a UDP connection sends CRLFs to its server,
+# a TCP/TLS one RFC 5626 pings on its registration flow.
 """Connection, BackoffRegistration and ConnectionSet."""
 
 from __future__ import annotations
@@ -41,10 +43,9 @@ from trio_sip.proto.ids import new_tag
 from trio_sip.proto.message import Request
 from trio_sip.proto.registration import Registration as RegisterMachine
 from trio_sip.proto.registration import RegistrationState, StateChanged
-from trio_sip.proto.retry import RequestKind
 from trio_sip.proto.uri import NameAddress, SipUri, parse_uri
 from trio_sip.ua import UserAgent
-from trio_sip.ua.registration import EventStream, UaRegistration, send_once
+from trio_sip.ua.registration import EventStream, UaRegistration
 
 from .status import ConnectionEvent, ConnectionStatus, StatusCallback, StatusStream, retry_delay
 
@@ -108,7 +109,7 @@ class Connection:
         self.reason = "added"
         self.since = now
         self.registration: UaRegistration | None = None
-        self._suspect: trio.CancelScope | None = None
+        self._restarting = False
 
     @property
     def id(self) -> str:
@@ -331,7 +332,6 @@ class ConnectionSet:
                 logger.warning("%s: no keep-alives to %s:%s: %s", conn.id, host, port, exc)
 
     async def _stop(self, conn: Connection) -> None:
-        self._clear_suspect(conn)
         registration, conn.registration = conn.registration, None
         if registration is not None:
             await registration.aclose()
@@ -347,64 +347,34 @@ class ConnectionSet:
             if conn.registration is not registration:
                 return
             if event.new is RS.REGISTERED:
-                self._clear_suspect(conn)
                 self.set_status(conn, CS.REGISTERED, event.reason, event.time)
             elif event.new is RS.FAILED:
-                self._clear_suspect(conn)
                 self.set_status(conn, CS.UNAVAILABLE, event.reason, event.time)
             elif event.new is RS.REGISTERING and conn.status is not CS.UNAVAILABLE:
                 self.set_status(conn, CS.REGISTERING, event.reason, event.time)
 
-    # -- suspect sites -----------------------------------------------------------------------
+    # -- sites that failed a call -----------------------------------------------------------
 
     def mark_unavailable(self, conn: Connection, reason: str) -> None:
-        """An INVITE through ``conn`` failed at its site: UNAVAILABLE until the site answers
-        an OPTIONS probe or the registration reports again (module comment)."""
+        """An INVITE through ``conn`` failed at its site: UNAVAILABLE now, and the binding is
+        renewed (unregister, bounded, then a new registration on the retry schedule), since a
+        site that comes back may have lost it (module comment)."""
         if conn.status not in (CS.REGISTERED, CS.REGISTERING) or self._closed:
             return
-        scope = trio.CancelScope()
-        conn._suspect = scope
         self.set_status(conn, CS.UNAVAILABLE, reason)
-        self._nursery.start_soon(self._probe, conn, scope)
+        if conn.registration is not None and not conn._restarting:
+            conn._restarting = True
+            self._nursery.start_soon(self._restart, conn)
 
-    def _clear_suspect(self, conn: Connection) -> None:
-        if conn._suspect is not None:
-            conn._suspect.cancel()
-            conn._suspect = None
-
-    async def _probe(self, conn: Connection, scope: trio.CancelScope) -> None:
-        with scope:
-            failures = 0
-            while True:
-                failures += 1
-                interval = conn.config.reg_interval or self.retry_max
-                await trio.sleep(
-                    retry_delay(failures, interval, self.retry_initial, self.retry_max)
-                )
-                uri = conn.proxy
-                request = Request(
-                    "OPTIONS",
-                    uri.evolve(params=uri.params.without("lr")),
-                    [
-                        ("Via", "SIP/2.0/UDP invalid"),
-                        ("Max-Forwards", "70"),
-                        ("From", str(conn.aor.with_tag(new_tag(self._rng)))),
-                        ("To", f"<{uri}>"),
-                        ("Call-ID", new_tag(self._rng) + new_tag(self._rng)),
-                        ("CSeq", "1 OPTIONS"),
-                    ],
-                )
-                response, _, reason = await send_once(
-                    self.ua.failover, request, uri, RequestKind.OTHER
-                )
-                if response is not None:
-                    conn._suspect = None
-                    registration = conn.registration
-                    if registration is not None and registration.state is RS.REGISTERED:
-                        why = f"the site answered OPTIONS: {response.status_code} {response.reason}"
-                        self.set_status(conn, CS.REGISTERED, why)
-                    return
-                logger.info("%s: probe failed: %s", conn.id, reason)
+    async def _restart(self, conn: Connection) -> None:
+        try:
+            registration, conn.registration = conn.registration, None
+            if registration is not None:
+                await registration.aclose()
+            if self._all.get(conn.id) is conn and conn.config.enabled and not self._closed:
+                await self._start(conn)
+        finally:
+            conn._restarting = False
 
     # -- incoming requests -------------------------------------------------------------------
 
