@@ -92,9 +92,50 @@ def test_options_to_a_closed_port_fails_fast_with_the_refusal() -> None:
     assert "connection refused (ICMP port unreachable)" in out.getvalue()
 
 
-def test_demo_runs_on_loopback_and_shows_the_failover() -> None:
+def test_demo_runs_the_geo_redundancy_story_on_loopback() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "trio_sip", "demo", "--transaction-timeout-ms", "500"],
+        [sys.executable, "-m", "trio_sip", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "sip_transaction_timeout = 2000 ms" in out
+    register, call1, down, retried, call3, summary = re.split(
+        r"\n(?=Call 1|Site A goes down|Site A is retried|Call 3|Connections:)", out
+    )
+    for who in ("alice", "bob"):
+        for site in ("site-a", "site-b"):
+            assert re.search(rf"{who} +\[{site}\] registering -> REGISTERED +\(200 OK\)", register)
+    assert "answered through site-a" in call1
+    # Site A stopped: the INVITE is refused, the connection turns unavailable with the reason,
+    # the call falls over to site B and is answered there.
+    assert re.search(r"\[site-a\] registered -> UNAVAILABLE +\(transport error: .*refused", down)
+    assert "FAILOVER: connection site-a: transport error" in down
+    assert "incoming call from sip:alice@geo.example on site-b" in down
+    assert "answered through site-b" in down
+    assert "REGISTER failed (transport error" in retried
+    assert "[site-a] unavailable -> REGISTERED  (200 OK)" in retried
+    assert "answered through site-a" in call3
+    assert summary.count("registered (200 OK)") == 4
+    seconds = float(re.search(r"Done in ([0-9.]+) s", out).group(1))  # type: ignore[union-attr]
+    assert seconds < 30
+
+
+def test_demo_failover_part_shows_the_proxy_failover() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trio_sip",
+            "demo",
+            "--part",
+            "failover",
+            "--transaction-timeout-ms",
+            "500",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

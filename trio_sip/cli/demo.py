@@ -1,41 +1,45 @@
-"""``trio-sip demo``: proxy failover on loopback, with no external server.
+"""``trio-sip demo``: a geo-redundant endpoint on loopback, with no external server.
 
-Three embedded proxies share one port on 127.0.0.2, 127.0.0.3 and 127.0.0.4, as the three
-addresses of one proxy name would: the first drops every packet (a blackhole, as a dead host
-behind a firewall looks), the second has nothing listening (the kernel answers with ICMP port
-unreachable) and the third answers. A user agent places a call through them: it waits the
-configured ``sip_transaction_timeout`` on the blackhole, leaves the refusing proxy in
-milliseconds, and is answered by the third; the next call goes straight to the third, because
-both failures are on the blacklist. The timeline is printed as it happens, next to what the
-RFC 3261 default timeout (32 s) would have cost.
+Two SIP sites (registrar + record-routing proxy, ``open_proxy``) run in-process on 127.0.0.11
+and 127.0.0.12 for the domain geo.example. Alice's endpoint has one connection per site and
+registers at both at once; so does Bob's, which answers every call. Call 1 goes through site
+A. Site A is then stopped (nothing listens: the kernel answers ICMP port unreachable) and
+call 2, dialled on site A's connection, falls over to site B; A's connection turns
+unavailable and keeps retrying. Site A comes back, the connection registers again, and
+call 3 goes through site A. Short timers keep it quick (they are printed).
+``--part failover`` shows the proxy-failover timeline instead (one name, three addresses);
+``--part all`` both.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
 import socket
 from typing import Any, TextIO
 
 import trio
 
-from ..failover import Attempt, FailoverClient
-from ..proto.dialog import Dialog
-from ..proto.dialog_requests import build_ack, build_bye
-from ..proto.ids import new_branch, new_call_id, new_tag
-from ..proto.message import Request
-from ..proto.sdp import answer_for, audio_offer, parse_sdp
-from ..proto.target import Target
-from ..proto.timers import TimerConfig
-from ..stack import IncomingRequest, Stack, open_stack
+from ..config import ConnectionConfig, EndpointConfig
+from ..endpoint import Endpoint, EndpointCall, open_endpoint
+from ..proto.errors import SipError
+from ..proto.location import LocationService
+from ..proxy import open_proxy
+from . import demo_failover
+from ._view import View
 
-PROXIES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+DOMAIN = "geo.example"
+SITES = {"site-a": "127.0.0.11", "site-b": "127.0.0.12"}
+RETRY_INITIAL, RETRY_MAX = 0.5, 2.0
 
 
 def add_parser(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
-        "demo", help="proxy failover on loopback (no external server)", description=__doc__
+        "demo",
+        help="geo-redundancy on loopback: two sites, one dies (no external server)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--part", choices=["geo", "failover", "all"], default="geo")
     parser.add_argument(
         "--transaction-timeout-ms",
         type=int,
@@ -46,128 +50,161 @@ def add_parser(sub: Any) -> None:
     parser.set_defaults(run=run, config=None, dns_server=None, transport=None)
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
-class _Clock:
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.zero = trio.current_time()
-
-    def restart(self) -> None:
-        self.zero = trio.current_time()
-
-    def say(self, text: str) -> None:
-        elapsed = trio.current_time() - self.zero
-        print(f"  {elapsed:8.3f} s  {text}", file=self.out, flush=True)
-
-
-async def _answer(incoming: IncomingRequest) -> None:
-    """The live proxy: answers calls itself (180, 200 with an SDP answer), BYE and OPTIONS."""
-    request = incoming.request
-    if request.method == "INVITE":
-        await incoming.respond(180)
-        local = audio_offer("127.0.0.4", 40000, session_id=4242)
-        body = bytes(answer_for(parse_sdp(request.body), local)) if request.body else b""
-        contact = [("Contact", "<sip:proxy@127.0.0.4>"), ("Content-Type", "application/sdp")]
-        await incoming.respond(200, headers=contact, body=body)
-    else:
-        await incoming.respond(200)
-
-
-def _invite(uri: str, rng: random.Random, sdp: bytes) -> Request:
-    return Request(
-        "INVITE",
-        uri,
-        [
-            ("Max-Forwards", "70"),
-            ("To", f"<{uri}>"),
-            ("From", f"<sip:alice@127.0.0.1>;tag={new_tag(rng)}"),
-            ("Call-ID", new_call_id(rng, "trio-sip-demo")),
-            ("CSeq", "1 INVITE"),
-            ("Contact", "<sip:alice@127.0.0.1>"),
-            ("Content-Type", "application/sdp"),
-        ],
-        body=sdp,
-    )
-
-
-async def _call(
-    ua: Stack, client: FailoverClient, targets: list[Target], clock: _Clock, rng: random.Random
-) -> float:
-    """Place one call (INVITE with failover, ACK, BYE); return when it was answered."""
-    invite = _invite("sip:bob@demo.example", rng, bytes(audio_offer("127.0.0.1", 30000, rng=rng)))
-    clock.say(f"INVITE -> {targets[0]} (the blacklist's first choice)")
-
-    def on_attempt(attempt: Attempt) -> None:
-        clock.say(f"failing over: INVITE -> {attempt.target}")
-
-    async with client.invite(invite, targets, on_attempt=on_attempt) as attempts:
-        async for response in attempts:
-            clock.say(f"<- {response.status_code} {response.reason} from {attempts.target}")
-            if response.status_code >= 200:
-                final = response
-                answered = trio.current_time() - clock.zero
-                break
-        for attempt in attempts.attempts[:-1]:
-            print(f"             ({attempt.target}: {attempt.outcome})", file=clock.out)
-        sent = attempts.transaction.request
-        flow = attempts.transaction.flow
-    dialog = Dialog.from_uac(sent, final, rng=rng)
-    via = f"SIP/2.0/UDP {flow.local[0]}:{flow.local[1]};branch={new_branch(rng)};rport"
-    await ua.send_stateless(build_ack(dialog, sent, via=via), flow=flow, new_via=False)
-    clock.say("ACK ->  (call up)")
-    await trio.sleep(0.2)
-    bye = build_bye(dialog, via="SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKplaceholder")
-    bye = bye.evolve(headers=bye.headers.remove("Via"))
-    answer = await ua.request(bye, attempts.target)
-    clock.say(f"BYE -> <- {answer.status_code} {answer.reason}  (call over)")
-    return answered
-
-
 async def run(args: argparse.Namespace, out: TextIO) -> int:
-    timeout_ms = args.transaction_timeout_ms
-    timers = TimerConfig(sip_transaction_timeout=timeout_ms)
-    port = _free_port(PROXIES[2])
-    blackhole_host, refusing_host, live_host = PROXIES[1], PROXIES[0], PROXIES[2]
-    print("trio-sip demo: one proxy name, three addresses, two of them broken\n", file=out)
-    print(f"  {blackhole_host}:{port}  drops every packet (blackhole)", file=out)
-    print(f"  {refusing_host}:{port}  nothing listening (ICMP port unreachable)", file=out)
-    print(f"  {live_host}:{port}  answers", file=out)
-    print(f"  sip_transaction_timeout = {timeout_ms} ms\n", file=out, flush=True)
-    rng = random.Random()
-    with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as blackhole:
-        await blackhole.bind((blackhole_host, port))
-        async with (
-            open_stack([("UDP", live_host, port)], handler=_answer) as _proxy,
-            open_stack(timer_config=timers) as ua,
-        ):
-            client = FailoverClient(ua, rng=rng)
-            targets = [Target("UDP", h, port) for h in (blackhole_host, refusing_host, live_host)]
-            clock = _Clock(out)
-            print("Call 1:", file=out)
-            first = await _call(ua, client, targets, clock, rng)
-            print("\nCall 2 (the blacklist remembers both failures):", file=out)
-            clock.restart()
-            ordered = await client.targets(targets)
-            second = await _call(ua, client, ordered, clock, rng)
-            now = trio.current_time()
-            print("\nBlacklist:", file=out)
-            for entry in client.blacklist.statistics(now).entries:
-                transport, host, entry_port = entry.key
-                print(
-                    f"  {transport.lower()}:{host}:{entry_port}  penalty {entry.penalty:.2f}"
-                    f" ({entry.reason.value}), fades out in {entry.expires - now:.0f} s",
-                    file=out,
-                )
-    default = TimerConfig().timer_b
+    if args.part in ("failover", "all"):
+        await demo_failover.run(args, out)
+    if args.part in ("geo", "all"):
+        if args.part == "all":
+            print("\n" + "=" * 72 + "\n", file=out)
+        await run_geo(args.transaction_timeout_ms, out)
+    return 0
+
+
+def _free_port(hosts: list[str]) -> int:
+    """A port free on every host (UDP), so both sites can use the same one."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((hosts[0], 0))
+            port = int(probe.getsockname()[1])
+            try:
+                for host in hosts[1:]:
+                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+                        other.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise SipError("no UDP port is free on both site addresses")
+
+
+class Site:
+    """One site in a cancel scope of its own, so that it can be stopped and started again
+    (with its location database, as a real site's would survive)."""
+
+    def __init__(self, name: str, host: str, port: int, nursery: trio.Nursery) -> None:
+        self.name, self.host, self.port = name, host, port
+        self.location = LocationService()
+        self._nursery = nursery
+        self._scope = trio.CancelScope()
+
+    async def start(self) -> None:
+        self._scope = trio.CancelScope()
+        await self._nursery.start(self._run)
+
+    def stop(self) -> None:
+        self._scope.cancel()
+
+    async def _run(self, *, task_status: trio.TaskStatus[None]) -> None:
+        with self._scope:
+            async with open_proxy(
+                [("UDP", self.host, self.port)], domain=DOMAIN, location_service=self.location
+            ):
+                task_status.started()
+                await trio.sleep_forever()
+
+
+def config_for(user: str, port: int, timeout_ms: int) -> EndpointConfig:
+    return EndpointConfig(
+        sip_transaction_timeout=timeout_ms,
+        connections=[
+            ConnectionConfig(
+                id=name, user=f"{user}@{DOMAIN}", server=f"{host}:{port}", reg_interval=30,
+                expires=300,
+            )
+            for name, host in SITES.items()
+        ],
+    )  # fmt: skip
+
+
+async def answer_calls(bob: Endpoint, view: View) -> None:
+    async for incoming in bob.incoming_calls():
+        view.say(f"incoming call from {incoming.caller.uri} on {incoming.connection_id}", "bob")
+        await incoming.ring()
+        await incoming.accept()
+
+
+async def place_call(alice: Endpoint, connection: str, view: View) -> EndpointCall:
+    view.say(f"dial({connection!r}, 'bob')", "alice")
+    started = trio.current_time()
+    async with alice.dial(connection, "bob") as call:
+        await call.wait_answered()
+        took = (trio.current_time() - started) * 1000
+        view.say(f"answered through {call.connection_id} after {took:.1f} ms", "alice")
+        await trio.sleep(0.3)
+    return call
+
+
+async def show_retries(endpoint: Endpoint, connection: str, view: View, seconds: float) -> None:
+    """Print each failed REGISTER attempt of ``connection`` for ``seconds``."""
+    seen = -1
+    with trio.move_on_after(seconds):
+        while True:
+            registration = endpoint.connections[connection].registration
+            if registration is not None:
+                stats = registration.statistics()
+                if stats.requests != seen and stats.state.value == "failed":
+                    seen = stats.requests
+                    due = (stats.next_attempt or 0) - trio.current_time()
+                    view.say(f"[{connection}] REGISTER failed ({stats.reason}); "
+                             f"next attempt in {due:.2f} s", "alice")  # fmt: skip
+            await trio.sleep(0.02)
+
+
+async def run_geo(timeout_ms: int, out: TextIO) -> None:
+    port = _free_port(list(SITES.values()))
+    print("trio-sip demo: one endpoint, two SIP sites, one of them dies\n", file=out)
+    for name, host in SITES.items():
+        print(f"  {name}: registrar + proxy for {DOMAIN} at udp:{host}:{port}", file=out)
     print(
-        f"\nCall 1 was answered after {first:.3f} s (the RFC default timeout would have spent"
-        f" {default:.0f} s on the blackhole alone); call 2 was answered after"
-        f" {second * 1000:.1f} ms.",
+        f"  timers: sip_transaction_timeout = {timeout_ms} ms; registration retries after"
+        f" {RETRY_INITIAL:g} s, doubling, at most {RETRY_MAX:g} s (defaults: 2 s, 30 s)",
+        file=out,
+        flush=True,
+    )
+    view = View(out)
+    async with trio.open_nursery() as nursery:
+        sites = {name: Site(name, host, port, nursery) for name, host in SITES.items()}
+        for site in sites.values():
+            await site.start()
+        options: dict[str, Any] = {"retry_initial": RETRY_INITIAL, "retry_max": RETRY_MAX}
+        view.heading("Registering alice and bob at both sites at once:")
+        async with (
+            open_endpoint(
+                config_for("alice", port, timeout_ms), **options,
+                on_status=lambda e: view.status("alice", e),
+                on_call_event=lambda e: view.call("alice", e),
+            ) as alice,
+            open_endpoint(
+                config_for("bob", port, timeout_ms), **options,
+                on_status=lambda e: view.status("bob", e),
+            ) as bob,
+        ):  # fmt: skip
+            nursery.start_soon(answer_calls, bob, view)
+            with trio.fail_after(10):
+                await alice.wait_registered()
+                await bob.wait_registered()
+            view.heading("Call 1, through site A:")
+            await place_call(alice, "site-a", view)
+            view.heading("Site A goes down; call 2 is dialled on site A's connection:")
+            sites["site-a"].stop()
+            view.say("site A stopped (nothing listens on its address any more)")
+            await place_call(alice, "site-a", view)
+            conn = alice.connections["site-a"]
+            view.say(f"[site-a] is {conn.status.value.upper()}: {conn.reason}", "alice")
+            view.heading("Site A is retried while down; then it comes back:")
+            await show_retries(alice, "site-a", view, 2.5)
+            await sites["site-a"].start()
+            view.say("site A started again")
+            with trio.fail_after(10):
+                await alice.wait_registered("site-a")
+            view.heading("Call 3, through site A again:")
+            await place_call(alice, "site-a", view)
+            view.heading("Connections:")
+            for who, endpoint in (("alice", alice), ("bob", bob)):
+                for c in endpoint.connections.values():
+                    view.say(f"[{c.id}] {c.status.value} ({c.reason})", who)
+        nursery.cancel_scope.cancel()
+    print(
+        f"\nDone in {view.elapsed():.1f} s: call 2 fell over to site B, and site A's connection"
+        " registered again as soon as the site answered.",
         file=out,
     )
-    return 0
