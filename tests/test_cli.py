@@ -155,3 +155,104 @@ def test_demo_failover_part_shows_the_proxy_failover() -> None:
     assert "INVITE -> udp:127.0.0.4" in call2 and "failing over" not in call2
     assert "(ICMP unreachable / connection refused)" in call2
     assert "(transaction timeout)" in call2
+
+
+def _free_udp_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve(port: int, calls: int) -> subprocess.Popen[str]:
+    argv = ["serve", "--listen", f"127.0.0.1:{port}", "--calls", str(calls)]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "trio_sip", *argv], stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdout is not None
+    assert server.stdout.readline().strip() == f"serving on udp:127.0.0.1:{port}"
+    return server
+
+
+def test_serve_answers_and_call_hangs_up() -> None:
+    port = _free_udp_port()
+    server = _serve(port, calls=1)
+    try:
+        out = io.StringIO()
+        status = main(["call", f"sip:bob@127.0.0.1:{port}", "--hangup-after", "0.1"], out)
+        served, _ = server.communicate(timeout=20)
+    finally:
+        server.kill()
+    assert status == 0, out.getvalue()
+    lines = out.getvalue()
+    assert f"calling sip:bob@127.0.0.1:{port} through 127.0.0.1:{port}" in lines
+    assert "ringing (180 Ringing)" in lines and "ANSWERED (200 OK)" in lines
+    assert "ended (local hangup, 200 OK)" in lines
+    assert server.returncode == 0
+    assert "#1 from sip:trio-sip@127.0.0.1: answered" in served
+    assert "#1 ended (remote hangup)" in served
+    assert "1 calls answered and ended" in served
+
+
+def test_call_to_nothing_exits_one_with_the_reason() -> None:
+    port = _free_udp_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_sip", "call", f"sip:bob@127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("trio-sip call: call failed:"), lines
+    assert "refused" in lines[0]
+
+
+async def test_register_and_call_through_a_site_with_failover() -> None:
+    import trio
+
+    from trio_sip.proto.location import LocationService
+    from trio_sip.proxy import open_proxy
+
+    dead = f"127.0.0.1:{_free_udp_port()}"  # nothing listens: refused at once
+    location = LocationService()
+    serve_port = _free_udp_port()
+    location.add_static("sip:bob@geo.example", f"sip:bob@127.0.0.1:{serve_port}")
+    async with open_proxy(
+        [("UDP", "127.0.0.1", 0)], domain="geo.example", location_service=location,
+        credentials={"alice": "secret"},
+    ) as site:  # fmt: skip
+        server = f"127.0.0.1:{site.address[1]}"
+        out = io.StringIO()
+        argv = ["register", "--server", server, "--user", "alice@geo.example",
+                "--password", "secret", "--once"]  # fmt: skip
+        with trio.fail_after(20):
+            status = await trio.to_thread.run_sync(main, argv, out)
+        assert status == 0, out.getvalue()
+        assert f"[{server}] registering -> REGISTERED  (200 OK)" in out.getvalue()
+        assert "all 1 connections registered" in out.getvalue()
+        assert not location.lookup("sip:alice@geo.example", trio.current_time())  # unregistered
+
+        # Two servers, one dead: --once reports the failure with exit status 1.
+        out = io.StringIO()
+        argv = ["register", "--server", dead, "--server", server, "--user", "alice@geo.example",
+                "--password", "secret", "--once"]  # fmt: skip
+        with trio.fail_after(20):
+            status = await trio.to_thread.run_sync(main, argv, out)
+        assert status == 1
+        assert f"[{dead}] registering -> UNAVAILABLE  (transport error:" in out.getvalue()
+        assert f"[{server}] registering -> REGISTERED  (200 OK)" in out.getvalue()
+
+        # A call through the dead server falls over to the site, which proxies it to `serve`.
+        served = await trio.to_thread.run_sync(_serve, serve_port, 1)
+        try:
+            out = io.StringIO()
+            argv = ["call", "sip:bob@geo.example", "--server", dead, "--server", server,
+                    "--user", "alice@geo.example", "--hangup-after", "0.1"]  # fmt: skip
+            with trio.fail_after(20):
+                status = await trio.to_thread.run_sync(main, argv, out)
+            text = out.getvalue()
+            assert status == 0, text
+            assert f"FAILOVER: connection {dead}: transport error" in text
+            assert f"call {text.split('call ')[2][:6]} on {server}: ANSWERED (200 OK)" in text
+            await trio.to_thread.run_sync(lambda: served.wait(20))
+            assert served.returncode == 0
+        finally:
+            served.kill()

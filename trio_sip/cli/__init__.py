@@ -25,7 +25,10 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trio-sip",
-        description="SIP signalling on Trio: demo, SIP ping, keep-alives, a UAS for load tests.",
+        description=(
+            "SIP signalling on Trio: geo-redundancy demo, register, call, SIP ping, "
+            "keep-alives, a UAS for load tests."
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in _common.COMMANDS:
@@ -68,9 +71,9 @@ def _user_error(exc: BaseException) -> SipError | None:
 
 
 def _register() -> None:
-    from . import demo, keepalive, options
+    from . import call, demo, keepalive, options, register, serve
 
-    _common.COMMANDS.extend([demo, options, keepalive])
+    _common.COMMANDS.extend([demo, options, register, call, keepalive, serve])
 
 
 _register()

@@ -75,3 +75,61 @@ def resolver(args: argparse.Namespace) -> DnspythonResolver:
 def local_host_for(host: str) -> str:
     """A wildcard bind address of the family ``host`` needs."""
     return "::" if ":" in host else "0.0.0.0"
+
+
+def add_endpoint_options(parser: argparse.ArgumentParser, *, servers_required: bool) -> None:
+    """--server (repeatable), --user and --password: one connection per server."""
+    parser.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        required=servers_required,
+        metavar="URI",
+        help="a SIP server (host[:port] or sip: URI); repeat for one connection per site",
+    )
+    parser.add_argument("--user", default="trio-sip", metavar="USER[@DOMAIN]")
+    parser.add_argument("--password", default=None, help="digest password")
+
+
+def local_address_for(host: str) -> str:
+    """The local IP address that faces ``host`` (no packet is sent), for the Contact."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, 5060))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return "::1" if family == socket.AF_INET6 else "127.0.0.1"
+
+
+def connections_config(
+    args: argparse.Namespace, *, expires: int | None = None, reg_interval: int = 30
+) -> EndpointConfig:
+    """The endpoint configuration with one connection per ``--server`` (the configuration
+    file's connections when no --server is given)."""
+    from ..config import ConnectionConfig
+
+    config = endpoint_config(args)
+    if not args.server:
+        return config
+    transport = args.transport or "UDP"
+    extra: dict[str, object] = {} if expires is None else {"expires": expires}
+    connections = [
+        ConnectionConfig(
+            id=server, user=args.user, server=server, transport=transport,
+            reg_interval=reg_interval, password=args.password, **extra,  # type: ignore[arg-type]
+        )
+        for server in dict.fromkeys(args.server)
+    ]  # fmt: skip
+    return attrs.evolve(config, connections=connections)
+
+
+def listen_for(config: EndpointConfig) -> list[tuple[str, str, int]] | None:
+    """Listeners for the connections: the configured ones, else port 0 on the address facing
+    the first server, for each transport in use."""
+    if config.listen or not config.connections:
+        return None
+    host = local_address_for(config.connections[0].server_host)
+    return [(t, host, 0) for t in sorted({c.transport for c in config.connections})]

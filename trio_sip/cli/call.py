@@ -1,0 +1,59 @@
+"""``trio-sip call URI [--server URI ...] [--user ...] [--password ...] [--hangup-after S]``:
+place one call, print each session event, hang up.
+
+With ``--server`` the call goes through the servers as outbound proxies: the first one, and
+the next one when a server fails before answering (timeout, transport error, 503). Without,
+it goes straight to URI. Exit 0 once the call was answered and hung up; 1 with the reason
+when it was not answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, TextIO
+
+import trio
+
+from ..endpoint import open_endpoint
+from ..proto.errors import ConfigError
+from ..proto.uri import SipUri, parse_uri
+from . import _common
+from ._view import View
+
+
+def add_parser(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "call", help="place a call, print its events, hang up", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("uri", help="who to call, e.g. sip:bob@example.com")
+    _common.add_endpoint_options(parser, servers_required=False)
+    parser.add_argument("--hangup-after", type=float, default=1.0, metavar="SECONDS")
+    _common.add_common_options(parser)
+    parser.set_defaults(run=run)
+
+
+async def run(args: argparse.Namespace, out: TextIO) -> int:
+    uri = parse_uri(args.uri)
+    if not isinstance(uri, SipUri):
+        raise ConfigError("uri", args.uri, "a sip: or sips: URI")
+    if args.hangup_after < 0:
+        raise ConfigError("--hangup-after", args.hangup_after, "seconds >= 0")
+    if not args.server and not args.config:
+        port = f":{uri.port}" if uri.port else ""
+        args.server = [f"{uri.host}{port}"]  # straight to the URI's host
+    config = _common.connections_config(args, expires=0)  # no REGISTER: calls only
+    if not config.connections:
+        raise ConfigError("--server", None, "a server, or connections in --config")
+    view = View(out)
+    async with open_endpoint(
+        config, resolver=_common.resolver(args), listen=_common.listen_for(config),
+        on_call_event=lambda record: view.call("", record),
+    ) as endpoint:  # fmt: skip
+        first = next(iter(endpoint.connections))
+        view.say(f"calling {uri} through {first}")
+        async with endpoint.dial(first, uri) as call:
+            await call.wait_answered()
+            await trio.sleep(args.hangup_after)
+            await call.hangup()
+    return 0
