@@ -347,9 +347,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"uas benchmark skipped: {why}")
         result["skipped"] = why
         return result
-    result["sipp"] = subprocess.run(
-        [sipp, "-v"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    result["sipp"] = (
+        subprocess.run([sipp, "-v"], capture_output=True, text=True, check=False)
+        .stdout.strip()
+        .splitlines()[0]
+    )
     with tempfile.TemporaryDirectory(prefix="uas-bench-") as tmp:
         for label, (stack, argv) in UASES.items():
             if only and stack.lower() not in only:
@@ -394,7 +396,7 @@ def _report(result: dict[str, Any]) -> None:
         )
         ratios[label] = {"rate_ratio": rate_ratio, "cpu_ratio": cpu_ratio}
         verdict = "MET" if rate_ratio >= result["target_ratio"] else "MISSED"
-        cpu_text = f"; CPU per call {cpu_ratio:.2f}x less" if cpu_ratio else ""
+        cpu_text = f"; CPU per call, sippy's / ours: {cpu_ratio:.2f}x" if cpu_ratio else ""
         print(
             f"{label} / sippy: {rate_ratio:.2f}x calls/s{cpu_text}; "
             f"target >= {result['target_ratio']:g}x: {verdict}"
