@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Generic, TypeVar, overload
+from typing import Any, Final, Generic, TypeVar, overload
 
 import attrs
 
@@ -120,15 +120,47 @@ def _parse_int(text: str, header: str, maximum: int = MAX_UINT32) -> int:
     return int(digits)
 
 
-@attrs.frozen
 class CSeq:
-    """``CSeq: <seq> <method>`` (§20.16); ``seq`` fits in 32 bits."""
+    """``CSeq: <seq> <method>`` (§20.16); ``seq`` fits in 32 bits. Immutable, compares and
+    hashes by value."""
 
-    seq: int
-    method: str
+    # A plain class (not attrs) so that mypyc compiles it natively; read-only properties over
+    # private slots, as with every value class of the parse path (see Via).
+    __slots__ = ("_method", "_seq")
+    __match_args__: Final = ("seq", "method")
+
+    def __init__(self, seq: int, method: str) -> None:
+        self._seq: Final = seq
+        self._method: Final = method
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    def evolve(self, **changes: Any) -> CSeq:
+        """A copy with some fields changed (as ``attrs.evolve`` did)."""
+        return CSeq(changes.pop("seq", self._seq), changes.pop("method", self._method), **changes)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CSeq):
+            return NotImplemented
+        return self._seq == other._seq and self._method == other._method
+
+    def __hash__(self) -> int:
+        return hash((self._seq, self._method))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return CSeq, (self._seq, self._method)
+
+    def __repr__(self) -> str:
+        return f"CSeq(seq={self._seq!r}, method={self._method!r})"
 
     def __str__(self) -> str:
-        return f"{self.seq} {self.method}"
+        return f"{self._seq} {self._method}"
 
 
 def parse_cseq(text: str) -> CSeq:
@@ -148,25 +180,89 @@ def _parse_cseq(text: str) -> CSeq:
     return CSeq(parse_int(parts[0], "CSeq"), parts[1])
 
 
-@attrs.frozen
 class Via:
-    """One Via value (§20.42): ``SIP/2.0/<transport> <host>[:<port>];params``."""
+    """One Via value (§20.42): ``SIP/2.0/<transport> <host>[:<port>];params``. Immutable,
+    compares and hashes by value."""
 
-    transport: str
-    host: str
-    port: int | None = None
-    # A plain default, not attrs.field(default=...): mypyc type-checks class bodies.
-    params: Params = EMPTY_PARAMS
-    protocol: str = "SIP/2.0"
+    # A plain class, not attrs: mypyc compiles it to a native class (a C struct and a C
+    # constructor; it cannot compile an attrs class's generated __init__). The fields are
+    # read-only properties over private slots (Final: no setter in the compiled build).
+    __slots__ = ("_host", "_params", "_port", "_protocol", "_transport")
+    __match_args__: Final = ("transport", "host", "port", "params", "protocol")
+
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        params: Params = EMPTY_PARAMS,
+        protocol: str = "SIP/2.0",
+    ) -> None:
+        self._transport: Final = transport
+        self._host: Final = host
+        self._port: Final = port
+        self._params: Final = params
+        self._protocol: Final = protocol
+
+    @property
+    def transport(self) -> str:
+        return self._transport
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int | None:
+        return self._port
+
+    @property
+    def params(self) -> Params:
+        return self._params
+
+    @property
+    def protocol(self) -> str:
+        return self._protocol
+
+    def evolve(self, **changes: Any) -> Via:
+        """A copy with some fields changed (as ``attrs.evolve`` did)."""
+        return Via(
+            changes.pop("transport", self._transport),
+            changes.pop("host", self._host),
+            changes.pop("port", self._port),
+            changes.pop("params", self._params),
+            changes.pop("protocol", self._protocol),
+            **changes,
+        )
+
+    def _key(self) -> tuple[str, str, int | None, Params, str]:
+        return self._transport, self._host, self._port, self._params, self._protocol
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Via):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Via, self._key()
+
+    def __repr__(self) -> str:
+        return (
+            f"Via(transport={self._transport!r}, host={self._host!r}, port={self._port!r}, "
+            f"params={self._params!r}, protocol={self._protocol!r})"
+        )
 
     @property
     def branch(self) -> str | None:
-        return self.params.get("branch")
+        return self._params.get("branch")
 
     @property
     def received(self) -> str | None:
         """The received parameter, without the brackets of an IPv6 reference (RFC 5118 §4.5)."""
-        v = self.params.get("received")
+        v = self._params.get("received")
         if v is not None and v.startswith("[") and v.endswith("]"):
             return v[1:-1]
         return v
@@ -174,24 +270,24 @@ class Via:
     @property
     def rport(self) -> int | bool | None:
         """RFC 3581: ``True`` for a bare ``;rport``, the port if it has a value, else None."""
-        if "rport" not in self.params:
+        if "rport" not in self._params:
             return None
-        v = self.params.get("rport")
+        v = self._params.get("rport")
         if v is None:
             return True
         return parse_int(v, "Via rport", 65535)
 
     @property
     def maddr(self) -> str | None:
-        return self.params.get("maddr")
+        return self._params.get("maddr")
 
     @property
     def ttl(self) -> str | None:
-        return self.params.get("ttl")
+        return self._params.get("ttl")
 
     @property
     def sent_by(self) -> tuple[str, int | None]:
-        return self.host, self.port
+        return self._host, self._port
 
     @property
     def is_rfc3261(self) -> bool:
@@ -200,8 +296,8 @@ class Via:
         return b is not None and b.startswith(MAGIC_COOKIE)
 
     def __str__(self) -> str:
-        port = "" if self.port is None else f":{self.port}"
-        return f"{self.protocol}/{self.transport} {format_host(self.host)}{port}{self.params}"
+        port = "" if self._port is None else f":{self._port}"
+        return f"{self._protocol}/{self._transport} {format_host(self._host)}{port}{self._params}"
 
 
 # The usual Via: "SIP/2.0/UDP host[:port];token[=token];...", no LWS, no IPv6, no quotes.
@@ -255,25 +351,68 @@ def parse_tokens(elements: list[str], header: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-@attrs.frozen
 class MediaType:
-    """``type/subtype;params`` (§20.15); ``mime`` is the lower-cased ``type/subtype``."""
+    """``type/subtype;params`` (§20.15); ``mime`` is the lower-cased ``type/subtype``.
+    Immutable, compares and hashes by value (a plain class for mypyc, like Via)."""
 
-    type: str
-    subtype: str
-    params: Params = EMPTY_PARAMS
+    __slots__ = ("_params", "_subtype", "_type")
+    __match_args__: Final = ("type", "subtype", "params")
+
+    def __init__(self, type: str, subtype: str, params: Params = EMPTY_PARAMS) -> None:
+        self._type: Final = type
+        self._subtype: Final = subtype
+        self._params: Final = params
+
+    @property
+    def type(self) -> str:
+        return self._type
+
+    @property
+    def subtype(self) -> str:
+        return self._subtype
+
+    @property
+    def params(self) -> Params:
+        return self._params
+
+    def evolve(self, **changes: Any) -> MediaType:
+        """A copy with some fields changed (as ``attrs.evolve`` did)."""
+        return MediaType(
+            changes.pop("type", self._type),
+            changes.pop("subtype", self._subtype),
+            changes.pop("params", self._params),
+            **changes,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MediaType):
+            return NotImplemented
+        return (self._type, self._subtype, self._params) == (
+            other._type,
+            other._subtype,
+            other._params,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._type, self._subtype, self._params))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return MediaType, (self._type, self._subtype, self._params)
+
+    def __repr__(self) -> str:
+        return f"MediaType(type={self._type!r}, subtype={self._subtype!r}, params={self._params!r})"
 
     @property
     def mime(self) -> str:
-        return f"{self.type}/{self.subtype}".lower()
+        return f"{self._type}/{self._subtype}".lower()
 
     def matches(self, pattern: str) -> bool:
         """True if ``pattern`` (``*/*``, ``application/*`` or a full type) covers this type."""
         t, _, s = pattern.partition(";")[0].strip(LWS).lower().partition("/")
-        return (t == "*" or t == self.type.lower()) and (s == "*" or s == self.subtype.lower())
+        return (t == "*" or t == self._type.lower()) and (s == "*" or s == self._subtype.lower())
 
     def __str__(self) -> str:
-        return f"{self.type}/{self.subtype}{self.params}"
+        return f"{self._type}/{self._subtype}{self._params}"
 
 
 def parse_media_type(text: str) -> MediaType:

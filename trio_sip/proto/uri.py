@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any, Union, overload
+from typing import Any, Final, Union, overload
 
 import attrs
 
@@ -282,48 +282,132 @@ def format_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-@attrs.frozen(cache_hash=False)
 class SipUri:
-    """A ``sip:`` or ``sips:`` URI (§19.1). Fields are kept as written (still escaped)."""
+    """A ``sip:`` or ``sips:`` URI (§19.1). Fields are kept as written (still escaped).
+    Immutable, compares and hashes by value."""
 
-    host: str
-    user: str | None = None
-    password: str | None = None
-    port: int | None = None
-    # A plain default, not attrs.field(default=...): mypyc type-checks class bodies.
-    params: Params = EMPTY_PARAMS
-    headers: tuple[tuple[str, str], ...] = ()
-    scheme: str = "sip"
+    # A plain class, not attrs: mypyc compiles it to a native class (it cannot compile an
+    # attrs class's generated __init__). The fields are read-only properties over private
+    # slots (Final: no setter in the compiled build).
+    __slots__ = ("_headers", "_host", "_params", "_password", "_port", "_scheme", "_user")
+    __match_args__: Final = ("host", "user", "password", "port", "params", "headers", "scheme")
+
+    def __init__(  # noqa: PLR0917  (positional, as the attrs class it replaces)
+        self,
+        host: str,
+        user: str | None = None,
+        password: str | None = None,
+        port: int | None = None,
+        params: Params = EMPTY_PARAMS,
+        headers: tuple[tuple[str, str], ...] = (),
+        scheme: str = "sip",
+    ) -> None:
+        self._host: Final = host
+        self._user: Final = user
+        self._password: Final = password
+        self._port: Final = port
+        self._params: Final = params
+        self._headers: Final = headers
+        self._scheme: Final = scheme
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def user(self) -> str | None:
+        return self._user
+
+    @property
+    def password(self) -> str | None:
+        return self._password
+
+    @property
+    def port(self) -> int | None:
+        return self._port
+
+    @property
+    def params(self) -> Params:
+        return self._params
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return self._headers
+
+    @property
+    def scheme(self) -> str:
+        return self._scheme
 
     @property
     def secure(self) -> bool:
-        return self.scheme == "sips"
+        return self._scheme == "sips"
 
     @property
     def transport(self) -> str | None:
-        return self.params.get("transport")
+        return self._params.get("transport")
 
     @property
     def host_port(self) -> tuple[str, int | None]:
-        return self.host, self.port
+        return self._host, self._port
 
     def evolve(self, **changes: Any) -> SipUri:
-        return attrs.evolve(self, **changes)
+        """A copy with some fields changed (as ``attrs.evolve`` did)."""
+        return SipUri(
+            changes.pop("host", self._host),
+            changes.pop("user", self._user),
+            changes.pop("password", self._password),
+            changes.pop("port", self._port),
+            changes.pop("params", self._params),
+            changes.pop("headers", self._headers),
+            changes.pop("scheme", self._scheme),
+            **changes,
+        )
+
+    def _key(
+        self,
+    ) -> tuple[str, str | None, str | None, int | None, Params, tuple[tuple[str, str], ...], str]:
+        return (
+            self._host,
+            self._user,
+            self._password,
+            self._port,
+            self._params,
+            self._headers,
+            self._scheme,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SipUri):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return SipUri, self._key()
+
+    def __repr__(self) -> str:
+        return (
+            f"SipUri(host={self._host!r}, user={self._user!r}, password={self._password!r}, "
+            f"port={self._port!r}, params={self._params!r}, headers={self._headers!r}, "
+            f"scheme={self._scheme!r})"
+        )
 
     def __str__(self) -> str:
-        out = [self.scheme, ":"]
-        if self.user is not None:
-            out.append(self.user)
-            if self.password is not None:
-                out += (":", self.password)
+        out = [self._scheme, ":"]
+        if self._user is not None:
+            out.append(self._user)
+            if self._password is not None:
+                out += (":", self._password)
             out.append("@")
-        out.append(format_host(self.host))
-        if self.port is not None:
-            out.append(f":{self.port}")
-        if self.params:
-            out.append(str(self.params))
-        if self.headers:
-            out.append("?" + "&".join(f"{k}={v}" for k, v in self.headers))
+        out.append(format_host(self._host))
+        if self._port is not None:
+            out.append(f":{self._port}")
+        if self._params:
+            out.append(str(self._params))
+        if self._headers:
+            out.append("?" + "&".join(f"{k}={v}" for k, v in self._headers))
         return "".join(out)
 
 
