@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import re
+import types
+from typing import Final
 
 from .errors import ParseError
 
@@ -31,6 +33,17 @@ TOKEN_RE = re.compile(f"[{TOKEN_CHARS}]+")
 _token_match = TOKEN_RE.fullmatch
 
 LWS = " \t"
+
+
+def _probe() -> None:
+    """A function, to tell whether this module was compiled (mypyc makes it a builtin)."""
+
+
+STRING_FAST_PATHS: Final = not isinstance(_probe, types.FunctionType)
+"""Whether the fast paths of the URI, address and Via parsers use plain string operations
+(the compiled build, where they beat a regular expression) or one regular expression each
+(pure Python, where one C call beats a dozen bytecodes). Both give what the general parsers
+give; tests/proto/test_message.py checks both kinds in either build."""
 
 
 def is_token(text: str) -> bool:

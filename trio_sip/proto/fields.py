@@ -19,7 +19,7 @@ from typing import Any, Final, Generic, TypeVar, overload
 
 import attrs
 
-from .abnf import LWS, TOKEN_CHARS, is_token
+from .abnf import LWS, STRING_FAST_PATHS, TOKEN_CHARS, is_token
 from .errors import ParseError
 from .uri import (
     EMPTY_PARAMS,
@@ -27,6 +27,9 @@ from .uri import (
     SIMPLE_PARAMS,
     NameAddress,
     Params,
+    _ascii_hostname,
+    _ascii_port,
+    _token_params,
     format_host,
     parse_hostport,
     parse_params,
@@ -310,6 +313,9 @@ _VIA_FAST = re.compile(
 
 def parse_via(text: str) -> Via:
     """Parse one Via value; LWS around the ``/`` is allowed (RFC 4475 §3.1.1.1)."""
+    if STRING_FAST_PATHS:
+        via = _fast_via(text)
+        return _parse_via(text) if via is None else via
     m = _VIA_FAST(text)
     if m is not None:
         transport, host, port, ptext = m.groups()
@@ -318,6 +324,29 @@ def parse_via(text: str) -> Via:
             if params is not None:
                 return Via(transport.upper(), host, None if port is None else int(port), params)
     return _parse_via(text)
+
+
+def _fast_via(text: str) -> Via | None:
+    """The string-operation fast path of ``parse_via`` (None: not for it)."""
+    # Fast path (string operations) for the usual Via: "SIP/2.0/UDP host[:port];token[=token]
+    # ...", ASCII, no LWS, no IPv6, no quotes. Whatever it accepts, _parse_via accepts with
+    # the same value; anything else (and a valueless branch, an error) goes to it.
+    if text.startswith("SIP/2.0/") and text.isascii():
+        sp = text.find(" ", 8)
+        if sp > 8:
+            transport = text[8:sp]
+            semi = text.find(";", sp)
+            host = text[sp + 1 :] if semi < 0 else text[sp + 1 : semi]
+            port: int | None = None
+            colon = host.find(":")
+            if colon >= 0:
+                port = _ascii_port(host[colon + 1 :])
+                host = host[:colon]
+            if host and port != -1 and is_token(transport) and _ascii_hostname(host):
+                params = EMPTY_PARAMS if semi < 0 else _token_params(text[semi:], "branch")
+                if params is not None:
+                    return Via(transport.upper(), host, port, params)
+    return None
 
 
 def _parse_via(text: str) -> Via:

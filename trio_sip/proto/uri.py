@@ -20,7 +20,17 @@ from typing import Any, Final, Union, overload
 
 import attrs
 
-from .abnf import LWS, TOKEN_CHARS, TOKEN_RE, is_token, quote, scan_quoted, split_top, unquote
+from .abnf import (
+    LWS,
+    STRING_FAST_PATHS,
+    TOKEN_CHARS,
+    TOKEN_RE,
+    is_token,
+    quote,
+    scan_quoted,
+    split_top,
+    unquote,
+)
 from .errors import ParseError
 
 __all__ = [
@@ -70,6 +80,9 @@ _SIP_FAST = re.compile(
 _NAME_ADDR_FAST = re.compile(
     rf'(?:([{TOKEN_CHARS}]+(?: [{TOKEN_CHARS}]+)*) ?|"([^"\\]*)" ?)?<([^>]*)>({SIMPLE_PARAMS})'
 ).fullmatch
+# The string fast paths' checks of URI parameters and user parts (unescaped only).
+_uri_param_match = re.compile(f"[{_URI_PARAMCHARS}]+").fullmatch
+_uri_user_match = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/]+").fullmatch
 _ADDR_SPEC_FAST = re.compile(rf"([^\s<>\";,?*][^\s<>\";,?]*)({SIMPLE_PARAMS})").fullmatch
 
 
@@ -201,6 +214,72 @@ def simple_params(text: str, required: str | None = None) -> Params | None:
             items.append((name, None))
     params._items = tuple(items)
     return params
+
+
+def _token_params(text: str, required: str | None = None) -> Params | None:
+    """The Params of ``text`` if it matches ``SIMPLE_PARAMS`` (token names and values), else
+    None; also None if the parameter named ``required`` (lower case) has no value. (String
+    operations, no regex: the fast paths' share of ``simple_params``.)"""
+    if not text:
+        return EMPTY_PARAMS
+    if text[0] != ";":
+        return None
+    items: list[tuple[str, str | None]] = []
+    for piece in text[1:].split(";"):
+        name, eq, value = piece.partition("=")
+        if not is_token(name):
+            return None
+        if eq:
+            if not is_token(value):
+                return None
+            items.append((name, value))
+        elif required is not None and name.lower() == required:
+            return None
+        else:
+            items.append((name, None))
+    params = Params.__new__(Params)
+    params._items = tuple(items)
+    return params
+
+
+def _uri_params(text: str) -> Params | None:
+    """The Params of URI parameters ``;name[=value]...`` made of unescaped paramchars (the
+    fast path of ``parse_uri``), else None."""
+    if not text:
+        return EMPTY_PARAMS
+    if text[0] != ";":
+        return None
+    items: list[tuple[str, str | None]] = []
+    for piece in text[1:].split(";"):
+        name, eq, value = piece.partition("=")
+        if not (name.isalnum() or _uri_param_match(name) is not None):
+            return None
+        if eq:
+            if not (value.isalnum() or _uri_param_match(value) is not None):
+                return None
+            items.append((name, value))
+        else:
+            items.append((name, None))
+    params = Params.__new__(Params)
+    params._items = tuple(items)
+    return params
+
+
+def _ascii_hostname(host: str) -> bool:
+    """``HOSTNAME`` (a hostname or IPv4 address) for a host known to be ASCII."""
+    # The usual names and addresses are letters, digits and dots, not starting with a dot.
+    if host.replace(".", "0").isalnum() and host[0] != ".":
+        return True
+    return _HOSTNAME_RE.fullmatch(host) is not None
+
+
+def _ascii_port(digits: str) -> int:
+    """The port of ``:<digits>`` (1 to 5 ASCII digits, at most 65535), else -1."""
+    if 0 < len(digits) <= 5 and digits.isdigit():
+        port = int(digits)
+        if port <= 65535:
+            return port
+    return -1
 
 
 def parse_params(text: str, *, uri: bool = False) -> Params:
@@ -458,6 +537,9 @@ WILDCARD = AbsoluteUri("*", "")
 
 def parse_uri(text: str) -> Uri:
     """Parse a URI; raises ParseError (status 400) if it is malformed."""
+    if STRING_FAST_PATHS:
+        sip = _fast_sip_uri(text)
+        return _parse_uri(text) if sip is None else sip
     m = _SIP_FAST(text)
     if m is not None:
         scheme, user, host, port, ptext = m.groups()
@@ -472,6 +554,40 @@ def parse_uri(text: str) -> Uri:
                 scheme,
             )
     return _parse_uri(text)
+
+
+def _fast_sip_uri(text: str) -> SipUri | None:
+    """The string-operation fast path of ``parse_uri`` (None: not for it)."""
+    # Fast path (string operations): sip:/sips:, an optional unescaped user (no password), a
+    # hostname or IPv4 address, an optional port, unescaped parameters, no headers. Whatever
+    # it accepts, _parse_uri accepts with the same value; anything else goes to it.
+    if text.startswith("sip:"):
+        scheme = "sip"
+        rest = text[4:]
+    elif text.startswith("sips:"):
+        scheme = "sips"
+        rest = text[5:]
+    else:
+        return None
+    if text.isascii():
+        user: str | None = None
+        at = rest.find("@")
+        if at >= 0:
+            user = rest[:at]
+            rest = rest[at + 1 :]
+        if user is None or user.isalnum() or _uri_user_match(user) is not None:
+            semi = rest.find(";")
+            host = rest if semi < 0 else rest[:semi]
+            port: int | None = None
+            colon = host.find(":")
+            if colon >= 0:
+                port = _ascii_port(host[colon + 1 :])
+                host = host[:colon]
+            if host and port != -1 and _ascii_hostname(host):
+                params = EMPTY_PARAMS if semi < 0 else _uri_params(rest[semi:])
+                if params is not None:
+                    return SipUri(host, user, None, port, params, (), scheme)
+    return None
 
 
 def _parse_uri(text: str) -> Uri:
@@ -626,15 +742,53 @@ class NameAddress:
 
 def parse_name_addr(text: str) -> NameAddress:
     """Parse ``["display"] <uri>;params`` or ``uri;params`` (addr-spec), or ``*``."""
-    m = _NAME_ADDR_FAST(text)
-    if m is not None:
-        words, quoted, uri_text, ptext = m.groups()
-        return NameAddress(uri_text, quoted if words is None else words, simple_params(ptext))
+    if STRING_FAST_PATHS:
+        addr = _fast_name_addr(text)
+        if addr is not None:
+            return addr
+    else:
+        m = _NAME_ADDR_FAST(text)
+        if m is not None:
+            words, quoted, uri_text, ptext = m.groups()
+            return NameAddress(uri_text, quoted if words is None else words, simple_params(ptext))
     m = _ADDR_SPEC_FAST(text)
     if m is not None:
         uri_text, ptext = m.groups()
         return NameAddress(uri_text, None, simple_params(ptext))
     return _parse_name_addr(text)
+
+
+def _fast_name_addr(text: str) -> NameAddress | None:
+    """The string-operation fast path of ``parse_name_addr`` for a name-addr (None: not for
+    it)."""
+    # Fast path (string operations): a display name of single-spaced tokens or a quoted string
+    # without quoted-pairs, at most one space, <uri>, token parameters. Whatever it accepts,
+    # _parse_name_addr accepts with the same value; anything else goes on.
+    display: str | None = None
+    if text.startswith('"'):
+        q = text.find('"', 1)
+        lt = q + 1
+        if text.startswith(" <", lt):
+            lt += 1
+        if q > 0 and text.startswith("<", lt) and text.find("\\", 1, q) < 0:
+            display = text[1:q]
+        else:
+            lt = -1
+    else:
+        lt = text.find("<")
+        if lt > 0:
+            words = text[: lt - 1] if text[lt - 1] == " " else text[:lt]
+            if words and all(is_token(w) for w in words.split(" ")):
+                display = words
+            else:
+                lt = -1
+    if lt >= 0:
+        gt = text.find(">", lt)
+        if gt > 0:
+            params = _token_params(text[gt + 1 :])
+            if params is not None:
+                return NameAddress(text[lt + 1 : gt], display, params)
+    return None
 
 
 def _parse_name_addr(text: str) -> NameAddress:
