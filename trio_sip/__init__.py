@@ -92,6 +92,14 @@ from .ua import open_user_agent as open_user_agent
 
 __version__ = "0.1.0.dev0"
 
+from .endpoint import CallEvent as CallEvent
+from .endpoint import Connection as Connection
+from .endpoint import ConnectionEvent as ConnectionEvent
+from .endpoint import ConnectionStatus as ConnectionStatus
+from .endpoint import Endpoint as Endpoint
+from .endpoint import EndpointCall as EndpointCall
+from .endpoint import IncomingEndpointCall as IncomingEndpointCall
+from .endpoint import open_endpoint as open_endpoint
 from .proto.location import LocationService as LocationService
 from .proxy import ProxySite as ProxySite
 from .proxy import ProxyStatistics as ProxyStatistics
@@ -106,6 +114,14 @@ from .ua import UaRegistration as UaRegistration
 from .ua import UaSubscription as UaSubscription
 
 __all__ = [
+    "open_endpoint",
+    "Endpoint",
+    "EndpointCall",
+    "IncomingEndpointCall",
+    "Connection",
+    "ConnectionStatus",
+    "ConnectionEvent",
+    "CallEvent",
     "LocationService",
     "Registrar",
     "open_proxy",
