@@ -103,6 +103,15 @@ class DialogId:
     remote_tag: str
 
 
+#: The random source of dialogs made without one (glare delays, Retry-After): one shared
+#: ``random.Random`` instead of a 2.5 KB one per dialog.
+_SHARED_RNG = random.Random()
+
+
+def _shared_rng() -> random.Random:
+    return _SHARED_RNG
+
+
 def glare_retry_delay(owner: bool, rng: random.Random) -> float:
     """§14.1: seconds to wait after a 491, in 10 ms units (2.10-4.00 s for the Call-ID's owner,
     0.00-2.00 s otherwise)."""
@@ -135,7 +144,7 @@ class Dialog:
     remote_seq: int | None
     secure: bool = False
     local_contact: NameAddress | None = None
-    rng: random.Random = attrs.field(factory=random.Random, repr=False)
+    rng: random.Random = attrs.field(factory=_shared_rng, repr=False)
     #: CSeq of the dialog-creating request (its responses shape an early dialog).
     initial_seq: int = 0
     #: Our re-INVITE awaiting its final response (§14.1 glare).
@@ -174,7 +183,7 @@ class Dialog:
             remote_seq=None,
             secure=_secure(request, tls),
             local_contact=request.contacts[0] if request.contacts else None,
-            rng=rng if rng is not None else random.Random(),
+            rng=rng if rng is not None else _SHARED_RNG,
             initial_seq=request.cseq.seq,
         )
 
@@ -207,7 +216,7 @@ class Dialog:
             remote_seq=request.cseq.seq,
             secure=_secure(request, tls),
             local_contact=response.contacts[0] if response.contacts else None,
-            rng=rng if rng is not None else random.Random(),
+            rng=rng if rng is not None else _SHARED_RNG,
             initial_seq=request.cseq.seq,
             incoming_invite_pending=request.method == "INVITE" and response.status_code < 200,
         )
@@ -318,8 +327,10 @@ class DialogSet:
     """Every dialog of a user agent, keyed by dialog id; also the forking matcher (§12.1.2:
     each To tag in answers to one INVITE is a separate dialog)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, rng: random.Random | None = None) -> None:
         self._dialogs: dict[DialogId, Dialog] = {}
+        #: The random source of the dialogs this set creates (default: one shared Random).
+        self._rng = rng
 
     def __len__(self) -> int:
         return len(self._dialogs)
@@ -375,7 +386,7 @@ class DialogSet:
         if dialog is None:
             if status == 100 or response.to.tag is None:
                 return None
-            return self.add(Dialog.from_uac(request, response, tls=tls))
+            return self.add(Dialog.from_uac(request, response, tls=tls, rng=self._rng))
         dialog.receive_response(request, response)
         return dialog
 

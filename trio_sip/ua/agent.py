@@ -105,7 +105,7 @@ class UserAgent:
         self.credentials = credentials
         self.cleanup_timeout = cleanup_timeout
         self.user_agent = user_agent
-        self.dialogs = DialogSet()
+        self.dialogs = DialogSet(rng=rng)
         self.drivers = DialogDrivers(stack, nursery)
         self._nursery = nursery
         self._rng = rng
