@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, final
 
 import trio
@@ -47,6 +47,7 @@ class IncomingRequest:
     """
 
     __slots__ = (
+        "_cancel_hook",
         "_cancelled",
         "_inbox",
         "_internal",
@@ -84,6 +85,8 @@ class IncomingRequest:
         #: True when Timer H fired: the ACK for our 300-699 never came (§17.2.1).
         self.timed_out = False
         self._cancelled: trio.Event | None = None
+        #: Called (synchronously) when a CANCEL matches: the user agent's incoming call.
+        self._cancel_hook: Callable[[], object] | None = None
         self._internal = internal  # a CANCEL the stack answers itself
 
     @property
@@ -161,6 +164,8 @@ class IncomingRequest:
         if self._cancelled is None:
             self._cancelled = trio.Event()
         self._cancelled.set()
+        if self._cancel_hook is not None:
+            self._cancel_hook()
 
     def on_output(self, output: Output) -> None:
         if isinstance(output, Deliver):

@@ -114,21 +114,42 @@ class Call:
         self.end_reason: Ended | None = None
         self.held = False
         self._remote_held = False
-        self._send_events, self.events = trio.open_memory_channel[SessionEvent](math.inf)
-        self._answered = trio.Event()
-        self._ended = trio.Event()
-        self._cancel = trio.Event()
+        # Made lazily (most calls never need them; 10,000 calls must fit in 100 MB): the event
+        # channel on the first read of ``events`` (until then events wait in a list), one
+        # ParkingLot for every wait on the flags below (each waiter re-checks its flag), the
+        # INVITE task's scope and the re-INVITE lock.
+        self._send_events: trio.MemorySendChannel[SessionEvent] | None = None
+        self._events: trio.MemoryReceiveChannel[SessionEvent] | None = None
+        self._pending_events: list[SessionEvent] | None = None
+        self._events_closed = False
+        self._answered = False
+        self._ended = False
+        self._cancel = False
+        self._waiters: trio.lowlevel.ParkingLot | None = None
         self._digest = ua._digest_client()
         self._attempts: InviteAttempts | None = None
         self._provisional_tx: object = None
-        self._progress = trio.Event()
         self._failover_ids = ("", "")
-        self._scope = trio.CancelScope()
+        self._scope: trio.CancelScope | None = None
         self._request: Request | None = None
         self._destination: object = None
-        self._reinvite_lock = trio.Lock()
+        self._reinvite_lock: trio.Lock | None = None
 
     # -- introspection -----------------------------------------------------------------------
+
+    @property
+    def events(self) -> trio.MemoryReceiveChannel[SessionEvent]:
+        """The receive side of the session event channel (closed after :class:`Ended`)."""
+        if self._events is None:
+            send, self._events = trio.open_memory_channel[SessionEvent](math.inf)
+            for event in self._pending_events or ():
+                send.send_nowait(event)
+            self._pending_events = None
+            if self._events_closed:
+                send.close()
+            else:
+                self._send_events = send
+        return self._events
 
     @property
     def call_id(self) -> str | None:
@@ -144,7 +165,7 @@ class Call:
     async def wait_answered(self) -> Response:
         """Wait for the answer; return the 2xx. Raises :class:`CallFailed` if the call ended
         without one."""
-        await self._answered.wait()
+        await self._wait_for(lambda: self._answered)
         ok = self.final_response
         if self.dialog is None or ok is None or ok.status_code >= 300:
             raise CallFailed(ok, self._end_detail())
@@ -152,9 +173,31 @@ class Call:
 
     async def wait_ended(self) -> Ended:
         """Wait until the call is over; return the :class:`Ended` record."""
-        await self._ended.wait()
+        await self._wait_for(lambda: self._ended)
         assert self.end_reason is not None
         return self.end_reason
+
+    async def _wait_for(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition()`` (re-checked on every :meth:`_wake`)."""
+        if condition():
+            await trio.lowlevel.checkpoint()
+            return
+        while not condition():
+            if self._waiters is None:
+                self._waiters = trio.lowlevel.ParkingLot()
+            await self._waiters.park()
+
+    def _wake(self) -> None:
+        if self._waiters is not None:
+            self._waiters.unpark_all()
+
+    def _set_answered(self) -> None:
+        self._answered = True
+        self._wake()
+
+    def _set_cancel(self) -> None:
+        self._cancel = True
+        self._wake()
 
     def _end_detail(self) -> str:
         if self.end_reason is None:
@@ -178,7 +221,8 @@ class Call:
                     await self.hangup()
                 except SipError as exc:
                     logger.info("%r: cleanup failed: %s", self, exc)
-            self._scope.cancel()  # the INVITE task, if it still runs (no provisional came)
+            if self._scope is not None:
+                self._scope.cancel()  # the INVITE task, if it still runs (no provisional came)
             self._finish(EndReason.CANCELLED if self.dialog is None else EndReason.LOCAL_HANGUP)
 
     # -- state -------------------------------------------------------------------------------
@@ -187,8 +231,13 @@ class Call:
         self.state = TRANSITIONS.get((self.state, trigger), self.state)
 
     def _emit(self, event: SessionEvent) -> None:
-        with contextlib.suppress(trio.ClosedResourceError):
-            self._send_events.send_nowait(event)
+        if self._send_events is not None:
+            with contextlib.suppress(trio.ClosedResourceError):
+                self._send_events.send_nowait(event)
+        elif self._events is None and not self._events_closed:
+            if self._pending_events is None:
+                self._pending_events = []
+            self._pending_events.append(event)
 
     def _finish(
         self, reason: EndReason, response: Response | None = None, detail: str = ""
@@ -201,12 +250,14 @@ class Call:
             self.dialog.terminate()
             self._ua.drivers.stop(self.dialog, keep_ack=True)
         self._ua._forget(self)
-        self._cancel.set()
-        self._poke()
+        self._cancel = True
         self._emit(self.end_reason)
-        self._send_events.close()
-        self._answered.set()
-        self._ended.set()
+        self._events_closed = True
+        if self._send_events is not None:
+            self._send_events.close()
+        self._answered = True
+        self._ended = True
+        self._wake()  # the canceller, wait_answered, wait_ended
 
     # -- outgoing: the initial INVITE ---------------------------------------------------------
 
@@ -227,6 +278,7 @@ class Call:
                 started[0] = True
                 task_status.started()
 
+        self._scope = trio.CancelScope()
         with self._scope:
             try:
                 await self._invite_loop(request, destination, report)
@@ -264,13 +316,13 @@ class Call:
                         await self._on_final(sent, response, attempts.target)
             assert self._request is not None
             if final is not None and challenge(self._digest, self._request, final):
-                if self._cancel.is_set():
+                if self._cancel:
                     self._finish(EndReason.CANCELLED, final)
                     return
                 request = self._next_invite(self._request)
                 continue
             if final is not None and final.status_code >= 300:
-                cancelled = self._cancel.is_set() and final.status_code == 487
+                cancelled = self._cancel and final.status_code == 487
                 reason = EndReason.CANCELLED if cancelled else EndReason.REJECTED
                 self.final_response = final
                 self._finish(reason, final)
@@ -278,8 +330,7 @@ class Call:
 
     def _poke(self) -> None:
         """Wake the canceller: a provisional arrived, an attempt began or the call ended."""
-        self._progress.set()
-        self._progress = trio.Event()
+        self._wake()
 
     def _next_invite(self, previous: Request) -> Request:
         """The INVITE again with CSeq + 1 and credentials (§22.2)."""
@@ -326,13 +377,13 @@ class Call:
         self._ua._register(self)
         self._take_remote_sdp(response)
         await self._send_ack(sent, target)
-        if self._cancel.is_set():
+        if self._cancel:
             self.state = CallState.ANSWERED
             await self.hangup()
             return
         self._move("2xx")
         self._emit(Answered(response))
-        self._answered.set()
+        self._set_answered()
 
     async def _send_ack(self, invite: Request, fallback: Target) -> None:
         assert self.dialog is not None
@@ -342,9 +393,8 @@ class Call:
 
     async def _canceller(self) -> None:
         """§9.1: once cancelled, and once a provisional arrived, send the CANCEL."""
-        await self._cancel.wait()
+        await self._wait_for(lambda: self._cancel)
         while self.state is not CallState.ENDED and self.dialog is None:
-            progress = self._progress
             attempts = self._attempts
             if attempts is not None and attempts.final_response is None:
                 try:
@@ -360,7 +410,10 @@ class Call:
                     except SipError as exc:
                         logger.info("%r: CANCEL failed: %s", self, exc)
                     return
-            await progress.wait()
+            # Nothing awaits between the checks above and parking: no wake-up is missed.
+            if self._waiters is None:
+                self._waiters = trio.lowlevel.ParkingLot()
+            await self._waiters.park()
 
     # -- answered calls ------------------------------------------------------------------------
 
@@ -369,8 +422,8 @@ class Call:
         if self.state is CallState.ENDED:
             return
         if self.dialog is None or self.state not in (CallState.ANSWERED, CallState.ENDING):
-            self._cancel.set()
-            await self._ended.wait()
+            self._set_cancel()
+            await self._wait_for(lambda: self._ended)
             return
         dialog = self.dialog
         self.state = CallState.ENDING
@@ -445,6 +498,8 @@ class Call:
         self, change: Callable[[SessionDescription], SessionDescription]
     ) -> Response:
         """Send a re-INVITE (§14.1) with ``change(last SDP we sent)``; retry after 491."""
+        if self._reinvite_lock is None:
+            self._reinvite_lock = trio.Lock()
         async with self._reinvite_lock:
             while True:
                 dialog = self._need_dialog()

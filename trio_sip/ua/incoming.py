@@ -118,7 +118,7 @@ class IncomingCall:
         call.state = CallState.ANSWERED
         ua._register(call)
         call._emit(Answered(response))
-        call._answered.set()
+        call._set_answered()
         self.call = call
         await ua.drivers.start_ack_wait(dialog, response, self._incoming.flow, call._on_no_ack)
         self._decided.set()
@@ -146,13 +146,11 @@ class IncomingCall:
             raise LocalProtocolError("the call was already accepted or rejected")
 
     async def _serve(self) -> None:
-        """The agent's handler task: stay until a decision or a CANCEL (see module comment)."""
-        async with trio.open_nursery() as nursery:
+        """The agent's handler task: stay until a decision or a CANCEL (see module comment).
 
-            async def watch_cancel() -> None:
-                await self._incoming.wait_cancelled()
-                self._decided.set()
-
-            nursery.start_soon(watch_cancel)
-            await self._decided.wait()
-            nursery.cancel_scope.cancel()
+        The stack calls the request's cancel hook synchronously when a CANCEL matches, so no
+        watcher task is needed."""
+        self._incoming._cancel_hook = self._decided.set
+        if self._incoming.cancelled:
+            self._decided.set()
+        await self._decided.wait()
