@@ -102,6 +102,7 @@ async def run_machine(
     *,
     started: bool = False,
     watch: Flow | None = None,
+    scope: trio.CancelScope | None = None,
     task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
 ) -> TerminationReason | None:
     """Drive ``machine`` until it is Terminated; return why (None if cancelled first).
@@ -113,10 +114,15 @@ async def run_machine(
     ``started=True``: the owner already called ``machine.start`` (a server transaction made
     inside a synchronous transport callback, so that the TU can act on it at once) and put
     the outputs it returned into the inbox.
+
+    ``scope``: the cancel scope to run in (made by the owner, who may cancel it before the
+    task even ran: then the driver ends at its first checkpoint); default a new one.
     """
     reason: TerminationReason | None = None
     unsubscribe: Callable[[], None] | None = None
-    with trio.CancelScope() as scope:
+    if scope is None:
+        scope = trio.CancelScope()
+    with scope:
         if watch is not None:
 
             def on_flow_event(event: FlowEvent) -> None:

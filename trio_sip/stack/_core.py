@@ -15,7 +15,8 @@
 #
 # Every transaction is one ``drivers.run_machine`` task in the nursery, started with
 # ``nursery.start`` and owning a cancel scope; its ``finally`` removes it from the table. Server
-# drivers are started by one starter task, since transport callbacks cannot await. Closing the
+# drivers are spawned with ``start_soon`` from the transport callback (their machine is already
+# started there, so there is nothing to wait for). Closing the
 # stack closes the transports and cancels the nursery: no task, timer or socket remains.
 # Errors while handling one peer's message are logged, never propagated into the nursery.
 """Stack and open_stack: client and server transactions over the transport layer."""
@@ -31,7 +32,7 @@ from typing import Any, final
 import attrs
 import trio
 
-from trio_sip.drivers import Inbox, run_machine
+from trio_sip.drivers import run_machine
 from trio_sip.proto.errors import LocalProtocolError, TransactionTimeoutError, TransportError
 from trio_sip.proto.ids import new_branch
 from trio_sip.proto.message import Request, Response
@@ -120,7 +121,6 @@ class Stack(_Receiver):
         self._table = TransactionTable(max_transactions)
         self._live: dict[Key, _Tx] = {}
         self._counts = {"client": 0, "server": 0, "handlers": 0}
-        self._starts: Inbox[IncomingRequest] = Inbox()
         self._queue_in, self._queue_out = trio.open_memory_channel[IncomingRequest](
             request_queue_size
         )
@@ -307,12 +307,6 @@ class Stack(_Receiver):
 
     # -- drivers ---------------------------------------------------------------------------
 
-    async def _starter(self) -> None:
-        """Starts the drivers of server transactions made in transport callbacks."""
-        while True:
-            incoming = await self._starts.get()
-            await self._nursery.start(self._drive, incoming, "server")
-
     async def _drive(
         self,
         tx: _Tx,
@@ -417,7 +411,6 @@ async def open_stack(
             try:
                 for transport, host, port in listen:
                     await nursery.start(layer.listen, transport, host, port)
-                nursery.start_soon(stack._starter)
                 yield stack
             finally:
                 await stack.aclose()

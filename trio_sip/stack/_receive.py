@@ -20,7 +20,6 @@ from typing import Any
 
 import trio
 
-from trio_sip.drivers import Inbox
 from trio_sip.proto.errors import LocalProtocolError, ParseError, ProtocolError, TransportError
 from trio_sip.proto.ids import new_tag
 from trio_sip.proto.message import Request, Response, make_response
@@ -69,9 +68,12 @@ class _Receiver:
     _rng: random.Random
     _check: bool
     _counts: dict[str, int]
-    _starts: Inbox[IncomingRequest]
     _queue_in: trio.MemorySendChannel[IncomingRequest]
     _closed: bool
+
+    async def _drive(self, tx: IncomingRequest, kind: str) -> None: ...
+
+    def _forget(self, tx: IncomingRequest) -> None: ...
 
     def _on_message(self, message: Request | Response, flow: Flow) -> None:
         try:
@@ -139,7 +141,13 @@ class _Receiver:
         )
         self._live[key] = incoming
         incoming._inbox.put(machine.start(trio.current_time()))
-        self._starts.put(incoming)
+        # The machine already started (above), so its driver needs no ``nursery.start``
+        # handshake: spawning it from this synchronous callback is enough.
+        try:
+            self._nursery.start_soon(self._drive, incoming, "server")
+        except RuntimeError:  # the nursery is closing: the stack is going away
+            self._forget(incoming)
+            raise
         return incoming
 
     def _on_cancel(self, cancel: Request, flow: Flow, where: CancelFor) -> None:

@@ -26,6 +26,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -151,6 +152,9 @@ class DialogDrivers:
         self._inboxes: dict[tuple[DialogId, int], Inbox[InboxItem]] = {}
         self._scopes: dict[tuple[DialogId, int], trio.CancelScope] = {}
         self._resenders: set[tuple[DialogId, int]] = set()
+        #: dialog id -> the CSeq numbers of its running machines (``stop`` is O(machines of
+        #: that dialog), not O(every running machine)).
+        self._by_dialog: dict[DialogId, set[int]] = {}
 
     def __len__(self) -> int:
         return len(self._inboxes)
@@ -195,10 +199,17 @@ class DialogDrivers:
         send: Callable[[Request | Response], Any],
         owner: _Owner,
     ) -> None:
+        # The machine's first transmission already happened (the 2xx by its transaction, the
+        # ACK by send_stateless) and its start outputs are skipped, so the driver needs no
+        # ``nursery.start`` handshake: its scope is made here, and the task is only spawned.
         inbox: Inbox[InboxItem] = Inbox()
+        scope = trio.CancelScope()
         self._inboxes[key] = inbox
-        scope = await self._nursery.start(self._drive, key, machine, inbox, send, owner)
         self._scopes[key] = scope
+        self._by_dialog.setdefault(key[0], set()).add(key[1])
+        drive = functools.partial(self._drive, key, machine, inbox, send, owner, scope=scope)
+        self._nursery.start_soon(drive)
+        await trio.lowlevel.checkpoint()
 
     async def _drive(
         self,
@@ -208,15 +219,20 @@ class DialogDrivers:
         send: Callable[[Request | Response], Any],
         owner: _Owner,
         *,
-        task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
+        scope: trio.CancelScope,
     ) -> None:
         try:
-            await run_machine(machine, inbox, send, owner, task_status=task_status)  # type: ignore[arg-type]
+            await run_machine(machine, inbox, send, owner, scope=scope)  # type: ignore[arg-type]
         finally:
             if self._inboxes.get(key) is inbox:
                 del self._inboxes[key]
                 self._scopes.pop(key, None)
                 self._resenders.discard(key)
+                seqs = self._by_dialog.get(key[0])
+                if seqs is not None:
+                    seqs.discard(key[1])
+                    if not seqs:
+                        del self._by_dialog[key[0]]
 
     def deliver(self, message: Request | Response) -> bool:
         """An ACK for our 2xx (UAS) or a retransmitted 2xx (UAC): give it to its machine.
@@ -235,6 +251,8 @@ class DialogDrivers:
     def stop(self, dialog: Dialog, *, keep_ack: bool = False) -> None:
         """Stop the machines of ``dialog`` (the call ended); ``keep_ack`` leaves the
         AckResenders running (2xx retransmissions still get their ACK for 64*T1)."""
-        for key, scope in list(self._scopes.items()):
-            if key[0] == dialog.id and not (keep_ack and key in self._resenders):
+        for seq in tuple(self._by_dialog.get(dialog.id, ())):
+            key = (dialog.id, seq)
+            scope = self._scopes.get(key)
+            if scope is not None and not (keep_ack and key in self._resenders):
                 scope.cancel()
