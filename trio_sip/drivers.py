@@ -45,11 +45,15 @@ from trio_sip.proto.outputs import (
 from trio_sip.proto.transaction import Machine
 from trio_sip.transports.base import Flow, FlowEvent, FlowFailed
 
-__all__ = ["Inbox", "InboxItem", "Owner", "Send", "run_machine"]
+__all__ = ["LINGER_MIN", "Inbox", "InboxItem", "Owner", "Send", "run_machine"]
 
 logger = logging.getLogger("trio_sip.drivers")
 T = TypeVar("T")
 
+#: A machine whose next deadline is at least this far (seconds) may be handed to its owner's
+#: shared timer instead of keeping a driver task (``run_machine(linger=...)``). Below it (Timer
+#: A/E/G retransmissions, the 200 ms 100 Trying) spawning a driver per timer would cost more.
+LINGER_MIN = 2.0
 #: What the inbox carries: an input to handle, or outputs already returned by the machine.
 InboxItem = Input | list[Output]
 #: Sends one message; raises ``TransportError``.
@@ -103,6 +107,7 @@ async def run_machine(
     started: bool = False,
     watch: Flow | None = None,
     scope: trio.CancelScope | None = None,
+    linger: Callable[[], bool] | None = None,
     task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
 ) -> TerminationReason | None:
     """Drive ``machine`` until it is Terminated; return why (None if cancelled first).
@@ -117,6 +122,12 @@ async def run_machine(
 
     ``scope``: the cancel scope to run in (made by the owner, who may cancel it before the
     task even ran: then the driver ends at its first checkpoint); default a new one.
+
+    ``linger``: asked before each wait on an empty inbox whose deadline is at least
+    :data:`LINGER_MIN` seconds away. When it returns True the owner has taken over the machine
+    (a shared timer keeps its deadline, and a new driver is started for its next input or
+    timer) and this driver returns None at once: a transaction lingering 32 s in RFC 6026's
+    Accepted state, or §17.2.2's Completed state, costs no task.
     """
     reason: TerminationReason | None = None
     unsubscribe: Callable[[], None] | None = None
@@ -136,6 +147,14 @@ async def run_machine(
             task_status.started(scope)
             while reason is None:
                 deadline = machine.deadline
+                if (
+                    linger is not None
+                    and deadline is not None
+                    and not inbox
+                    and deadline - trio.current_time() >= LINGER_MIN
+                    and linger()
+                ):
+                    return None
                 item: InboxItem | None = None
                 with trio.move_on_at(math.inf if deadline is None else deadline):
                     item = await inbox.get()

@@ -16,14 +16,21 @@
 # Every transaction is one ``drivers.run_machine`` task in the nursery, started with
 # ``nursery.start`` and owning a cancel scope; its ``finally`` removes it from the table. Server
 # drivers are spawned with ``start_soon`` from the transport callback (their machine is already
-# started there, so there is nothing to wait for). Closing the
+# started there, so there is nothing to wait for). A server transaction left with only a far
+# deadline (RFC 6026 Accepted, Timer L; Completed, Timer J) lingers without a task: one
+# ``_linger_timer`` task keeps those deadlines in a heap, and an input, a TU response or the
+# deadline starts a driver for it again (``_revive``). Closing the
 # stack closes the transports and cancels the nursery: no task, timer or socket remains.
 # Errors while handling one peer's message are logged, never propagated into the nursery.
 """Stack and open_stack: client and server transactions over the transport layer."""
 
 from __future__ import annotations
 
+import functools
+import heapq
+import itertools
 import logging
+import math
 import random
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -120,7 +127,12 @@ class Stack(_Receiver):
         self._check = check_requests
         self._table = TransactionTable(max_transactions)
         self._live: dict[Key, _Tx] = {}
-        self._counts = {"client": 0, "server": 0, "handlers": 0}
+        self._counts = {"client": 0, "server": 0, "handlers": 0, "lingering": 0}
+        # Server transactions lingering without a task (RFC 6026 Accepted, §17.2.2 Completed):
+        # (deadline, sequence, handle), read by the one ``_linger_timer`` task.
+        self._timers: list[tuple[float, int, IncomingRequest]] = []
+        self._timer_seq = itertools.count()
+        self._timer_scope = trio.CancelScope()
         self._queue_in, self._queue_out = trio.open_memory_channel[IncomingRequest](
             request_queue_size
         )
@@ -141,7 +153,7 @@ class Stack(_Receiver):
         c = self._counts
         return StackStatistics(
             client_transactions=c["client"],
-            server_transactions=c["server"],
+            server_transactions=c["server"] + c["lingering"],
             handlers=c["handlers"],
             tasks=c["client"] + c["server"] + c["handlers"],
             flows=len(self._layer.flows),
@@ -316,9 +328,11 @@ class Stack(_Receiver):
     ) -> None:
         status = _Status(task_status)
         self._counts[kind] += 1
+        lingering = False
         client = isinstance(tx, ClientTransaction)
         if isinstance(tx, ClientTransaction):
             tx._running = True
+        linger = functools.partial(self._linger, tx) if isinstance(tx, IncomingRequest) else None
         try:
             await run_machine(
                 tx._machine,
@@ -327,8 +341,10 @@ class Stack(_Receiver):
                 tx,
                 started=not client,
                 watch=tx.flow if client else None,
+                linger=linger,
                 task_status=status,  # type: ignore[arg-type]
             )
+            lingering = isinstance(tx, IncomingRequest) and tx._lingering
         except Exception as exc:
             if not status.called:
                 raise
@@ -337,9 +353,49 @@ class Stack(_Receiver):
                 tx._crashed(exc)
         finally:
             self._counts[kind] -= 1
-            self._forget(tx)
+            if not lingering:
+                self._forget(tx)
             if isinstance(tx, ClientTransaction):
                 tx._driver_exited()
+
+    # -- lingering server transactions -----------------------------------------------------
+
+    def _linger(self, tx: IncomingRequest) -> bool:
+        """The driver of ``tx`` is about to wait only for a far deadline: take the machine
+        over (its driver then returns); ``_revive`` starts a driver again."""
+        deadline = tx._machine.deadline
+        if self._closed or deadline is None:
+            return False
+        tx._lingering = True
+        self._counts["lingering"] += 1
+        heapq.heappush(self._timers, (deadline, next(self._timer_seq), tx))
+        if deadline < self._timer_scope.deadline:  # noqa: PLR1730 (no needless deadline write)
+            self._timer_scope.deadline = deadline
+        return True
+
+    def _revive(self, tx: IncomingRequest) -> None:
+        """An input, an action or the deadline for a lingering transaction: drive it again
+        (its machine is started; the inbox holds what arrived, or the deadline has passed)."""
+        tx._lingering = False
+        self._counts["lingering"] -= 1
+        if self._closed:
+            self._forget(tx)
+            return
+        self._nursery.start_soon(self._drive, tx, "server")
+
+    async def _linger_timer(self) -> None:
+        """The one task that keeps the deadlines of lingering server transactions."""
+        timers = self._timers
+        while True:
+            self._timer_scope = trio.CancelScope(deadline=timers[0][0] if timers else math.inf)
+            with self._timer_scope:
+                await trio.sleep_forever()
+            now = trio.current_time()
+            while timers and timers[0][0] <= now:
+                _, _, tx = heapq.heappop(timers)
+                deadline = tx._machine.deadline
+                if tx._lingering and deadline is not None and deadline <= now:
+                    self._revive(tx)
 
     def _forget(self, tx: _Tx) -> None:
         if self._live.get(tx.key) is tx:
@@ -360,6 +416,12 @@ class Stack(_Receiver):
         self._closed = True
         await self._layer.aclose()
         self._queue_in.close()
+        for _, _, tx in self._timers:
+            if tx._lingering:
+                tx._lingering = False
+                self._counts["lingering"] -= 1
+                self._forget(tx)
+        self._timers.clear()
         self._nursery.cancel_scope.cancel()
 
 
@@ -411,6 +473,7 @@ async def open_stack(
             try:
                 for transport, host, port in listen:
                     await nursery.start(layer.listen, transport, host, port)
+                nursery.start_soon(stack._linger_timer)
                 yield stack
             finally:
                 await stack.aclose()

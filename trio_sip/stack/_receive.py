@@ -75,6 +75,8 @@ class _Receiver:
 
     def _forget(self, tx: IncomingRequest) -> None: ...
 
+    def _revive(self, tx: IncomingRequest) -> None: ...
+
     def _on_message(self, message: Request | Response, flow: Flow) -> None:
         try:
             if self.role is TimeoutRole.STATELESS_PROXY or self._closed:
@@ -105,7 +107,11 @@ class _Receiver:
             self._reject(request, flow, exc.status_hint or 400)
             return
         if isinstance(where, ToTransaction):
-            self._live[where.key]._inbox.put(MessageReceived(request))
+            tx = self._live[where.key]
+            if isinstance(tx, IncomingRequest):
+                tx._put(MessageReceived(request))
+            else:
+                tx._inbox.put(MessageReceived(request))
             return
         if isinstance(where, AckFor2xx):
             self._stray(request, flow)

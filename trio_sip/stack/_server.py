@@ -51,6 +51,7 @@ class IncomingRequest:
         "_cancelled",
         "_inbox",
         "_internal",
+        "_lingering",
         "_machine",
         "_stack",
         "final_response",
@@ -88,6 +89,8 @@ class IncomingRequest:
         #: Called (synchronously) when a CANCEL matches: the user agent's incoming call.
         self._cancel_hook: Callable[[], object] | None = None
         self._internal = internal  # a CANCEL the stack answers itself
+        #: No driver task: the stack's linger timer holds the machine's deadline.
+        self._lingering = False
 
     @property
     def method(self) -> str:
@@ -148,7 +151,13 @@ class IncomingRequest:
         outputs = self._machine.handle(SendResponse(response), trio.current_time())
         if response.status_code >= 200 and self.final_response is None:
             self.final_response = response
-        self._inbox.put(outputs)
+        self._put(outputs)
+
+    def _put(self, item: InboxItem) -> None:
+        """Give the driver an input or outputs; start a driver again if the machine lingers."""
+        self._inbox.put(item)
+        if self._lingering:
+            self._stack._revive(self)
 
     def __repr__(self) -> str:
         return f"<IncomingRequest {self.request.method} {self.state.name}>"
