@@ -15,9 +15,10 @@
 #
 # Every transaction is one ``drivers.run_machine`` task in the nursery, started with
 # ``nursery.start`` and owning a cancel scope; its ``finally`` removes it from the table. Server
-# drivers are spawned with ``start_soon`` from the transport callback (their machine is already
-# started there, so there is nothing to wait for). A server transaction left with only a far
-# deadline (RFC 6026 Accepted, Timer L; Completed, Timer J) lingers without a task: one
+# drivers are spawned with ``start_soon`` by one starter task, one per scheduling round (their
+# machine is already started in the transport callback, so there is nothing to wait for). A
+# server transaction left with only a far deadline (RFC 6026 Accepted, Timer L; Completed,
+# Timer J) lingers without a task: one
 # ``_linger_timer`` task keeps those deadlines in a heap, and an input, a TU response or the
 # deadline starts a driver for it again (``_revive``). Closing the
 # stack closes the transports and cancels the nursery: no task, timer or socket remains.
@@ -39,7 +40,7 @@ from typing import Any, final
 import attrs
 import trio
 
-from trio_sip.drivers import run_machine
+from trio_sip.drivers import Inbox, run_machine
 from trio_sip.proto.errors import LocalProtocolError, TransactionTimeoutError, TransportError
 from trio_sip.proto.ids import new_branch
 from trio_sip.proto.message import Request, Response
@@ -127,6 +128,7 @@ class Stack(_Receiver):
         self._check = check_requests
         self._table = TransactionTable(max_transactions)
         self._live: dict[Key, _Tx] = {}
+        self._starts: Inbox[IncomingRequest] = Inbox()
         self._counts = {"client": 0, "server": 0, "handlers": 0, "lingering": 0}
         # Server transactions lingering without a task (RFC 6026 Accepted, §17.2.2 Completed):
         # (deadline, sequence, handle), read by the one ``_linger_timer`` task.
@@ -319,6 +321,17 @@ class Stack(_Receiver):
 
     # -- drivers ---------------------------------------------------------------------------
 
+    async def _starter(self) -> None:
+        """Spawns the drivers of server transactions made in transport callbacks. The machine
+        already started, so no ``nursery.start`` handshake is needed; but the pace stays that
+        of one (two scheduling rounds per new request: ``Inbox.get`` and the checkpoint), so a
+        burst of new requests reaches the handlers spread out, as the application consumes
+        them (an agent's 16-call ``incoming_queue`` overflowed, 486, with one round)."""
+        while True:
+            incoming = await self._starts.get()
+            self._nursery.start_soon(self._drive, incoming, "server")
+            await trio.lowlevel.checkpoint()
+
     async def _drive(
         self,
         tx: _Tx,
@@ -473,6 +486,7 @@ async def open_stack(
             try:
                 for transport, host, port in listen:
                     await nursery.start(layer.listen, transport, host, port)
+                nursery.start_soon(stack._starter)
                 nursery.start_soon(stack._linger_timer)
                 yield stack
             finally:

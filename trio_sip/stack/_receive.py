@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from trio_sip.drivers import Inbox
 from trio_sip.proto.errors import LocalProtocolError, ParseError, ProtocolError, TransportError
 from trio_sip.proto.ids import new_tag
 from trio_sip.proto.message import Request, Response, make_response
@@ -70,6 +71,7 @@ class _Receiver:
     _counts: dict[str, int]
     _queue_in: trio.MemorySendChannel[IncomingRequest]
     _closed: bool
+    _starts: Inbox[IncomingRequest]
 
     async def _drive(self, tx: IncomingRequest, kind: str) -> None: ...
 
@@ -147,13 +149,7 @@ class _Receiver:
         )
         self._live[key] = incoming
         incoming._inbox.put(machine.start(trio.current_time()))
-        # The machine already started (above), so its driver needs no ``nursery.start``
-        # handshake: spawning it from this synchronous callback is enough.
-        try:
-            self._nursery.start_soon(self._drive, incoming, "server")
-        except RuntimeError:  # the nursery is closing: the stack is going away
-            self._forget(incoming)
-            raise
+        self._starts.put(incoming)
         return incoming
 
     def _on_cancel(self, cancel: Request, flow: Flow, where: CancelFor) -> None:
