@@ -18,14 +18,14 @@
 from __future__ import annotations
 
 import enum
-from collections import deque
 from collections.abc import Callable
 
 import attrs
-import trio
 
 from trio_sip.proto.errors import SipError
 from trio_sip.ua.session import SessionEvent
+
+from ..ua.registration import EventStream
 
 __all__ = [
     "CallEvent",
@@ -82,34 +82,19 @@ class CallEvent:
 StatusCallback = Callable[[ConnectionEvent], object]
 
 
-class StatusStream:
+class StatusStream(EventStream):
     """``async for event in endpoint.status_events()``: every ConnectionEvent from the moment
     the stream was made; it ends when the endpoint closes."""
 
     def __init__(self, maxlen: int = 1024) -> None:
-        self._items: deque[ConnectionEvent] = deque(maxlen=maxlen)
-        self._closed = False
-        self._wakeup = trio.Event()
-
-    def _put(self, item: ConnectionEvent) -> None:
-        self._items.append(item)
-        self._wakeup.set()
-
-    def _close(self) -> None:
-        self._closed = True
-        self._wakeup.set()
+        super().__init__(maxlen)
 
     def __aiter__(self) -> StatusStream:
         return self
 
     async def __anext__(self) -> ConnectionEvent:
-        while not self._items:
-            if self._closed:
-                raise StopAsyncIteration
-            self._wakeup = trio.Event()
-            await self._wakeup.wait()
-        await trio.lowlevel.checkpoint()
-        return self._items.popleft()
+        event: ConnectionEvent = await super().__anext__()
+        return event
 
 
 def retry_delay(failures: int, reg_interval: float, initial: float, maximum: float) -> float:
