@@ -48,3 +48,51 @@ async def test_agent_registers_with_digest_and_unregisters_on_close(
             p.message for p in net.packets(transport="UDP") if p.data.startswith(b"REGISTER")
         ]
         assert registers[-1].expires == 0 or "expires=0" in registers[-1].headers.get("Contact")
+
+
+async def test_callee_copies_record_route_into_180_and_200(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = FakeNetwork()
+    bob_host = "10.0.0.2"
+    async with (
+        open_proxy(
+            [("UDP", SITE, 5060)], domain=DOMAIN, backend=net.backend(SITE), rng=random.Random(3)
+        ) as _site,
+        open_user_agent(
+            [("UDP", AGENT, 5060)],
+            aor=f"sip:alice@{DOMAIN}",
+            backend=net.backend(AGENT),
+            rng=random.Random(1),
+        ) as alice,
+        open_user_agent(
+            [("UDP", bob_host, 5060)],
+            aor=f"sip:bob@{DOMAIN}",
+            backend=net.backend(bob_host),
+            rng=random.Random(2),
+        ) as bob,
+        trio.open_nursery() as nursery,
+    ):
+        registration = await bob.register(Target("UDP", SITE, 5060))
+        await registration.wait_registered()
+
+        async def answer() -> None:
+            async for incoming in bob.incoming_calls():
+                await incoming.ring()
+                await incoming.accept()
+                return
+
+        nursery.start_soon(answer)
+        async with alice.call(f"sip:bob@{DOMAIN}", outbound_proxy=f"sip:{SITE}:5060;lr") as call:
+            with trio.fail_after(10):
+                await call.wait_answered()
+        from_bob = [
+            p.message
+            for p in net.packets(transport="UDP")
+            if p.src[0] == bob_host and p.data.startswith(b"SIP/2.0 ")
+        ]
+        statuses = {m.status_code for m in from_bob if m.cseq.method == "INVITE"}
+        assert {180, 200} <= statuses
+        for message in from_bob:
+            if message.cseq.method == "INVITE" and message.status_code in (180, 200):
+                assert message.headers.get_list("Record-Route") == [f"<sip:{SITE}:5060;lr>"]

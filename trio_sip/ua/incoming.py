@@ -83,7 +83,15 @@ class IncomingCall:
         if not 101 <= status <= 199:
             raise LocalProtocolError(f"ring() sends 101-199, not {status}")
         self._check_open()
-        await self._incoming.respond(status, reason, headers=[("Contact", str(self._ua.contact))])
+        headers = [*self._record_routes(()), ("Contact", str(self._ua.contact))]
+        await self._incoming.respond(status, reason, headers=headers)
+
+    def _record_routes(self, given: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """§12.1.1: a UAS copies every Record-Route of the request into responses that
+        establish a dialog (1xx with a To tag, 2xx), in order; unless the caller gave them."""
+        if any(name.lower() == "record-route" for name, _ in given):
+            return []
+        return [("Record-Route", value) for value in self.request.headers.get_all("Record-Route")]
 
     async def accept(
         self,
@@ -102,6 +110,7 @@ class IncomingCall:
         media = sdp if sdp is not None else ua._default_sdp()
         offer = self.remote_sdp
         local = answer_for(offer, media) if offer is not None else media
+        headers = [*self._record_routes(headers), *headers]
         try:
             response = await ua._respond_2xx(self._incoming, local, headers)
         except LocalProtocolError as exc:  # the CANCEL's 487 went out first
