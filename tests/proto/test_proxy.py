@@ -180,6 +180,10 @@ def _lookup(aor: str) -> list[str] | None:
         ),
         ("sip:bob@alias.example", [], ["sip:bob@10.0.0.20:5060", "sip:bob@10.0.0.21:5062"]),
         ("sip:bob@10.0.0.1", [], ["sip:bob@10.0.0.20:5060", "sip:bob@10.0.0.21:5062"]),
+        ("sip:bob@10.0.0.1:5060", [], ["sip:bob@10.0.0.20:5060", "sip:bob@10.0.0.21:5062"]),
+        # Our IP on a port we do not listen on is another element on our host: forwarded.
+        ("sip:bob@10.0.0.1:5070", [], ["sip:bob@10.0.0.1:5070"]),
+        ("sip:bob@alias.example:5070", [], ["sip:bob@10.0.0.20:5060", "sip:bob@10.0.0.21:5062"]),
         ("sip:bob@other.org", [], ["sip:bob@other.org"]),  # not our domain: the R-URI
         ("sip:bob@example.com;maddr=10.9.9.9", [], ["sip:bob@example.com;maddr=10.9.9.9"]),
         ("sip:bob@example.com", ["<sip:p2.example.org;lr>"], ["sip:bob@example.com"]),

@@ -102,9 +102,20 @@ class ProxyIdentity:
             h == self.domain.lower() or h in self.aliases or any(h == a for a, _ in self.addresses)
         )
 
+    def responsible_for_uri(self, uri: SipUri) -> bool:
+        """True if ``uri``'s host part names us. A name (``domain``, an alias) is ours on any
+        port; one of our IP addresses with an explicit port that we do not listen on names
+        another element on the same host (a UA beside us on 127.0.0.1), as Kamailio's
+        ``myself`` check has it."""
+        h = uri.host.lower().strip("[]")
+        if h == self.domain.lower() or h in self.aliases:
+            return True
+        ports = [p for a, p in self.addresses if a == h]
+        return bool(ports) and (uri.port is None or uri.port in ports)
+
     def aor(self, uri: Uri) -> str:
         """The canonical AOR of ``uri``, our aliases mapped to ``domain``."""
-        if isinstance(uri, SipUri) and self.responsible_for(uri.host):
+        if isinstance(uri, SipUri) and self.responsible_for_uri(uri):
             return canonical_aor(uri, self.domain)
         return canonical_aor(uri)
 
@@ -274,7 +285,7 @@ def determine_targets(request: Request, me: ProxyIdentity, lookup: Lookup) -> li
         return [uri]  # loose routing: the next hop is the Route; the Request-URI is kept
     if not isinstance(uri, SipUri):
         return [uri] if isinstance(uri, TelUri) else Respond(416)
-    if "maddr" in uri.params or not me.responsible_for(uri.host):
+    if "maddr" in uri.params or not me.responsible_for_uri(uri):
         return [uri]
     contacts = lookup(me.aor(uri))
     if contacts is None:

@@ -196,7 +196,7 @@ class ProxySite:
                 request.method == "REGISTER"
                 and self.registrar is not None
                 and isinstance(uri, SipUri)
-                and me.responsible_for(uri.host)
+                and me.responsible_for_uri(uri)
                 and not request.headers.get_list("Route")[1:]
             ):
                 return None
@@ -208,7 +208,7 @@ class ProxySite:
             if (
                 isinstance(uri, SipUri)
                 and uri.user is None
-                and me.responsible_for(uri.host)
+                and me.responsible_for_uri(uri)
                 and not pre.headers.get_list("Route")
             ):
                 if request.method == "OPTIONS":
