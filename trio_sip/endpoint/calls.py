@@ -275,10 +275,7 @@ class IncomingEndpointCall:
         return the :class:`EndpointCall`."""
         endpoint = self._endpoint
         await endpoint._hold_others(None)
-        # §12.1.1: "the UAS MUST copy all Record-Route header field values from the request
-        # into the response" (the user agent's accept() does not yet: done here).
-        routes = [("Record-Route", v) for v in self.request.headers.get_all("Record-Route")]
-        call = await self._incoming.accept(sdp, headers=[*routes, *headers])
+        call = await self._incoming.accept(sdp, headers=headers)  # copies Record-Route (§12.1.1)
         ecall = EndpointCall(endpoint, outgoing=False, connection_id=self.connection_id)
         ecall._attach(self.connection_id, call)
         endpoint._adopt(ecall)
