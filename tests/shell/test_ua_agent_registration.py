@@ -98,7 +98,9 @@ async def test_callee_copies_record_route_into_180_and_200(
                 assert message.headers.get_list("Record-Route") == [f"<sip:{SITE}:5060;lr>"]
         # Alice's route set came from that Record-Route: her BYE goes through the site.
         with trio.fail_after(10):
-            while not any(p.data.startswith(b"BYE ") and p.dst[0] == bob_host for p in net.packets()):
+            while not any(
+                p.data.startswith(b"BYE ") and p.dst[0] == bob_host for p in net.packets()
+            ):
                 await trio.sleep(0.1)
         byes = [p for p in net.packets(transport="UDP") if p.data.startswith(b"BYE ")]
         assert [(p.src[0], p.dst[0]) for p in byes][:2] == [(AGENT, SITE), (SITE, bob_host)]
