@@ -136,7 +136,13 @@ CALLER_HELD_BY_CALLEE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   </send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
-  <recv response="200" rrs="true"/>
+  <recv response="200" rrs="true">
+    <!-- Kamailio record-routes the INVITE; our 200 must mirror it (RFC 3261 §12.1.1), or the
+         call fails here: then the ACK and BYE would bypass the proxy. -->
+    <action>
+      <ereg regexp="Record-Route: [^\r\n]*;lr" search_in="msg" check_it="true" assign_to="rr"/>
+    </action>
+  </recv>
   <send>
     <![CDATA[
       ACK [next_url] SIP/2.0
@@ -210,6 +216,7 @@ CALLER_HELD_BY_CALLEE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Content-Length: 0
     ]]>
   </send>
+  <Reference variables="rr"/>
 </scenario>
 """
 
