@@ -13,8 +13,10 @@ from trio_sip.proto.retry import (
     RequestKind,
     RetryLater,
     RetryNext,
+    RetryPlan,
     decide,
 )
+from trio_sip.proto.target import Target
 
 K = RequestKind
 ALL_FAILURES = list(Failure)
@@ -108,3 +110,62 @@ def test_docs_table_matches_policy() -> None:
     text = (Path(__file__).parents[2] / "docs" / "dialogs.md").read_text()
     for kind, row in POLICY.items():
         assert f"| {kind.value} | {row.on_failure} | {row.limit} |" in text
+
+
+# -- RetryPlan: the charging rules -------------------------------------------------------------
+
+TARGETS = [Target("UDP", f"10.0.0.{i}", 5060) for i in (1, 2, 3)]
+
+
+def test_plan_refusals_do_not_use_up_the_single_invite_retry() -> None:
+    plan = RetryPlan(K.INITIAL_INVITE, list(TARGETS), first=0.0, timeout_ms=4000)
+    plan.begin(0, 0.0)
+    plan.end("transport error: refused")
+    assert plan.after_failure(Failure.TRANSPORT_ERROR, 0.01) == (1, 0.01)  # free
+    plan.begin(1, 0.01)
+    assert plan.after_failure(Failure.TIMEOUT, 4.01) == (2, 4.01)  # the one charged retry
+    plan.begin(2, 4.01)
+    assert plan.after_failure(Failure.TIMEOUT, 8.01) is None  # second charged failure
+    assert [a.target for a in plan.attempts] == TARGETS
+    assert plan.attempts[0].outcome == "transport error: refused"
+
+
+def test_plan_tries_each_target_once_in_the_once_rows() -> None:
+    plan = RetryPlan(K.REINVITE, list(TARGETS[:2]), first=0.0, timeout_ms=4000)
+    plan.begin(0, 0.0)
+    assert plan.after_failure(Failure.TRANSPORT_ERROR, 0.0) == (1, 0.0)
+    plan.begin(1, 0.0)
+    assert plan.after_failure(Failure.TRANSPORT_ERROR, 0.0) is None  # no untried target
+
+
+def test_plan_timeout_then_refusal_then_timeout_gives_up() -> None:
+    plan = RetryPlan(K.INITIAL_INVITE, list(TARGETS), first=0.0, timeout_ms=4000)
+    plan.begin(0, 0.0)
+    assert plan.after_failure(Failure.TIMEOUT, 4.0) == (1, 4.0)
+    plan.begin(1, 4.0)
+    assert plan.after_failure(Failure.TRANSPORT_ERROR, 4.0) == (2, 4.0)
+    plan.begin(2, 4.0)
+    assert plan.after_failure(Failure.SERVICE_UNAVAILABLE, 4.1) is None
+
+
+def test_plan_cycles_refusing_targets_at_the_pace_of_the_timeout() -> None:
+    plan = RetryPlan(K.BYE, list(TARGETS[:2]), first=0.0, timeout_ms=4000)
+    steps = []
+    now = 0.0
+    index = 0
+    for _ in range(40):  # bounded: the 32 s window ends it
+        plan.begin(index, now)
+        step = plan.after_failure(Failure.TRANSPORT_ERROR, now + 0.001)  # refused at once
+        if step is None:
+            break
+        index, now = step
+        steps.append(step)
+    # Each target again only 4 s after its previous attempt: 0, 0.001, 4, 4.001, 8, ...
+    assert steps[:4] == [(1, 0.001), (0, 4.0), (1, 4.001), (0, 8.0)]
+    assert all(when < 32.0 for _, when in steps)
+    assert len(steps) == 15  # 16 attempts, 8 per target, inside 32 s
+
+
+def test_plan_needs_a_target() -> None:
+    with pytest.raises(ValueError, match="at least one target"):
+        RetryPlan(K.OTHER, [], first=0.0)

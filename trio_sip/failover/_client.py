@@ -1,10 +1,11 @@
 # FailoverClient and InviteAttempts: the Trio side of failover (see the package docstring).
 #
 # Theory of operation: each attempt is a client transaction started with Stack.send_request
-# (a new Via, so a new branch) inside an AsyncExitStack; its outcome is recorded in the Plan,
-# the blacklist is told of a failure, and the Plan says where to go next. The connect is bounded
-# by sip_transaction_timeout here, because the transport layer has no connect timeout (a TCP SYN
-# into a black hole would otherwise hang). InviteAttempts streams responses across attempts.
+# (a new Via, so a new branch) inside an AsyncExitStack; its outcome is recorded in the
+# RetryPlan (proto/retry.py), the blacklist is told of a failure, and the RetryPlan says where
+# to go next. The connect is bounded by sip_transaction_timeout here, because the transport
+# layer has no connect timeout (a TCP SYN into a black hole would otherwise hang).
+# InviteAttempts streams responses across attempts.
 """FailoverClient: requests and INVITEs with failover across targets."""
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from trio_sip.proto.errors import (
 )
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.resolve import Planner, UriParts
-from trio_sip.proto.retry import Failure, RequestKind
+from trio_sip.proto.retry import Failure, RequestKind, RetryPlan
 from trio_sip.proto.target import Target
 from trio_sip.proto.uri import SipUri, parse_uri
 from trio_sip.stack import ClientTransaction, Stack
@@ -36,7 +37,6 @@ from ._plan import (
     Attempt,
     Destination,
     FailoverResult,
-    Plan,
     classify,
     response_failure,
     status_line,
@@ -186,12 +186,12 @@ class FailoverClient:
             )
         raise TransactionTimeoutError(f"no connection to {target} within {timeout:g} s")
 
-    def _plan(self, kind: RequestKind, targets: list[Target], first: float) -> Plan:
-        return Plan(kind, targets, first, self.stack.timer_config.sip_transaction_timeout)
+    def _plan(self, kind: RequestKind, targets: list[Target], first: float) -> RetryPlan:
+        return RetryPlan(kind, targets, first, self.stack.timer_config.sip_transaction_timeout)
 
     def _after(
         self,
-        plan: Plan,
+        plan: RetryPlan,
         target: Target,
         response: Response | None,
         error: TransactionError | None,
@@ -231,7 +231,7 @@ class InviteAttempts:
     def __init__(
         self,
         client: FailoverClient,
-        plan: Plan,
+        plan: RetryPlan,
         request: Request,
         exits: AsyncExitStack,
         *,

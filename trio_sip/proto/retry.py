@@ -19,6 +19,18 @@ list), :class:`RetryLater` (REGISTER / SUBSCRIBE: at the next ``reg_interval`` t
   ``reg_interval`` tick, never when ``reg_interval`` is 0;
 * anything else: the next target, once.
 
+:class:`RetryPlan` keeps one request's attempts and applies two charging rules on top of
+:func:`decide` (docs/failover.md, "Charging"):
+
+* refusals are free in the "once" rows: a transport error (refused, reset, ICMP unreachable)
+  provably reached nobody, so it does not use up the single retry; the next *untried* target
+  is attempted, and each target at most once per request. Timeouts, 503 and 408 are charged
+  (the request may have been processed, or it cost the caller time);
+* in the cycling rows a target is not attempted again sooner than ``sip_transaction_timeout``
+  after its previous attempt began (targets that refuse at once are cycled at the pace of
+  timeouts, not in a busy loop), and a retry that could not start inside the 32 s window
+  gives up.
+
 RFC 3261 §9.1 says a CANCEL goes where its INVITE went; cycling it to another proxy is a
 deliberate deviation for proxy clusters that share state, and only happens under the short
 timeout setting. Retries after a 503 honour nothing more here: Retry-After is the registration
@@ -28,14 +40,17 @@ machine's business (it reschedules the REGISTER).
 from __future__ import annotations
 
 import enum
+import math
 from typing import Final
 
 import attrs
 
+from .target import Target
 from .timers import MAX_TRANSACTION_TIMEOUT_MS
 
 __all__ = [
     "CYCLE_WINDOW",
+    "Attempt",
     "POLICY",
     "Failure",
     "GiveUp",
@@ -44,6 +59,7 @@ __all__ = [
     "RetryDecision",
     "RetryLater",
     "RetryNext",
+    "RetryPlan",
     "decide",
 ]
 
@@ -160,3 +176,105 @@ def decide(
     if reg_interval <= 0:
         return GiveUp(f"{why} (reg_interval = 0: never resent)")
     return RetryLater(reg_interval, next_index)
+
+
+@attrs.frozen
+class Attempt:
+    """One attempt: where, when it began, and how it ended (``None`` while running).
+
+    ``outcome`` is the final response's status line ("200 OK", "503 Service Unavailable") or
+    the failure ("timeout", "transport error: ...").
+    """
+
+    target: Target
+    started: float
+    outcome: str | None = None
+
+
+class RetryPlan:
+    """One request's retry bookkeeping: its ordered targets, attempts, tried targets and
+    charged failures; :meth:`after_failure` says where to go next (see the module comment)."""
+
+    __slots__ = (
+        "attempts",
+        "charged",
+        "first",
+        "kind",
+        "last_start",
+        "targets",
+        "timeout_ms",
+        "tried",
+    )
+
+    def __init__(
+        self,
+        kind: RequestKind,
+        targets: list[Target],
+        first: float,
+        timeout_ms: int = MAX_TRANSACTION_TIMEOUT_MS,
+    ) -> None:
+        if not targets:
+            raise ValueError("a retry plan needs at least one target")
+        self.kind = kind
+        self.targets = targets
+        self.first = first
+        self.timeout_ms = timeout_ms
+        self.attempts: list[Attempt] = []
+        self.tried: list[int] = []
+        self.last_start: dict[int, float] = {}
+        self.charged = 0
+
+    @property
+    def index(self) -> int:
+        """The target index of the current (last) attempt."""
+        return self.tried[-1]
+
+    def begin(self, index: int, now: float) -> Attempt:
+        """Record an attempt to ``targets[index]`` starting at ``now``."""
+        attempt = Attempt(self.targets[index], now)
+        self.attempts.append(attempt)
+        self.tried.append(index)
+        self.last_start[index] = now
+        return attempt
+
+    def end(self, outcome: str) -> None:
+        """Record how the current attempt ended."""
+        self.attempts[-1] = attrs.evolve(self.attempts[-1], outcome=outcome)
+
+    def after_failure(self, failure: Failure, now: float) -> tuple[int, float] | None:
+        """(next target index, not before) after the current attempt failed, or None to give
+        up (RetryLater rows give None too: the caller's next reg_interval tick resends)."""
+        n = len(self.targets)
+        if self.kind in _ONCE:
+            free = failure is Failure.TRANSPORT_ERROR
+            if not free:
+                self.charged += 1
+            decision = decide(
+                self.kind,
+                failure,
+                attempts=1 if free else self.charged,
+                targets=n,
+                first_attempt=self.first,
+                now=now,
+                sip_transaction_timeout=self.timeout_ms,
+            )
+            if isinstance(decision, GiveUp):
+                return None
+            untried = [i for i in range(n) if i not in self.tried]
+            return (untried[0], now) if untried else None
+        decision = decide(
+            self.kind,
+            failure,
+            attempts=len(self.attempts),
+            targets=n,
+            first_attempt=self.first,
+            now=now,
+            sip_transaction_timeout=self.timeout_ms,
+        )
+        if not isinstance(decision, RetryNext):
+            return None
+        index = decision.target_index
+        not_before = max(now, self.last_start.get(index, -math.inf) + self.timeout_ms / 1000)
+        if not_before >= self.first + CYCLE_WINDOW:
+            return None
+        return index, not_before
