@@ -18,8 +18,15 @@
 # then renewed (unregister, bounded by unregister_timeout, and a new registration task), so
 # the retry schedule runs and a site that comes back without its bindings gets ours again.
 #
-# Keep-alives: with ``keep_alive_period`` > 0, a UDP connection sends CRLFs to its server,
-# a TCP/TLS one RFC 5626 pings on its registration flow.
+# Keep-alives: with ``keep_alive_period`` > 0, each time a connection becomes REGISTERED its
+# keep-alive is pointed at the target the REGISTER actually reached (the address the site's
+# DNS names resolved to, SRV port included, after any failover inside the site): NULL CRLFs
+# to that address for UDP, RFC 5626 CRLFCRLF pings on the registration's flow for TCP/TLS. A
+# ping without a pong aborts the flow; the registration task sees the flow fail and refreshes
+# at once over a new connection (REGISTERED -> REGISTERING "transport error: ... no CRLF pong"),
+# and the next REGISTERED watches the new flow. Connections that share a destination share one
+# loop (counted per destination: disabling one does not silence the other).
+# ``set_keep_alive_period`` re-times every loop at run time; 0 stops them.
 """Connection, BackoffRegistration and ConnectionSet."""
 
 from __future__ import annotations
@@ -43,7 +50,9 @@ from trio_sip.proto.ids import new_tag
 from trio_sip.proto.message import Request
 from trio_sip.proto.registration import Registration as RegisterMachine
 from trio_sip.proto.registration import RegistrationState, StateChanged
+from trio_sip.proto.target import Target
 from trio_sip.proto.uri import NameAddress, SipUri, parse_uri
+from trio_sip.transports import Flow
 from trio_sip.ua import UserAgent
 from trio_sip.ua.registration import EventStream, UaRegistration
 
@@ -109,6 +118,10 @@ class Connection:
         self.reason = "added"
         self.since = now
         self.registration: UaRegistration | None = None
+        #: What this connection's keep-alives go to: the ``Target`` its registration went
+        #: to (NULL CRLFs for UDP, RFC 5626 pings on the flow for TCP/TLS), None when off.
+        self.keep_alive: Target | None = None
+        self._keep_alive_key: object = None
         self._restarting = False
 
     @property
@@ -196,6 +209,8 @@ class ConnectionSet:
         self._all: dict[str, Connection] = {}
         self.view: Mapping[str, Connection] = MappingProxyType(self._all)
         self._streams: list[StatusStream] = []
+        #: Keep-alive destinations (an address or a Flow) -> the connections using them.
+        self._keep_alive_users: dict[object, set[str]] = {}
         self._closed = False
 
     def __iter__(self) -> Iterator[Connection]:
@@ -314,8 +329,8 @@ class ConnectionSet:
             self.ua.failover,
             conn.proxy,
             stack=self.ua.stack,
-            keepalives=self._keepalives,
-            keepalive_period=float(self.config.keep_alive_period),
+            keepalives=None,  # the keep-alives follow the registration's target (_keep_alive)
+            keepalive_period=0.0,
             flow_retry=self.retry_max,
             unregister_timeout=self._unregister_timeout,
         )
@@ -323,22 +338,85 @@ class ConnectionSet:
         events = registration.events()
         self._nursery.start_soon(self._watch, conn, registration, events)
         await self._nursery.start(registration.run)
-        period = self.config.keep_alive_period
-        if period > 0 and cfg.transport == "UDP":
-            host, port = conn.proxy.host, conn.proxy.port or 5060
-            try:
-                await self._keepalives.send_sip_keepalive(host, port, True, period)
-            except SipError as exc:
-                logger.warning("%s: no keep-alives to %s:%s: %s", conn.id, host, port, exc)
 
     async def _stop(self, conn: Connection) -> None:
         registration, conn.registration = conn.registration, None
         if registration is not None:
             await registration.aclose()
-        if self.config.keep_alive_period > 0 and conn.config.transport == "UDP":
-            uri = conn.proxy
+        await self._drop_keep_alive(conn)
+
+    # -- keep-alives -------------------------------------------------------------------------
+
+    @property
+    def keepalives(self) -> KeepAlives:
+        return self._keepalives
+
+    async def set_keep_alive_period(self, seconds: int) -> None:
+        """Change ``keep_alive_period`` at run time (0 stops every keep-alive)."""
+        self.config = attrs.evolve(self.config, keep_alive_period=seconds)
+        for conn in self:
+            if seconds == 0:
+                await self._drop_keep_alive(conn)
+            elif conn.status is CS.REGISTERED:
+                await self.keep_alive(conn, retime=True)
+
+    async def keep_alive(self, conn: Connection, *, retime: bool = False) -> None:
+        """Point ``conn``'s keep-alives at the target its registration reached (module
+        comment); ``retime`` applies a changed period to a running loop."""
+        period = self.config.keep_alive_period
+        registration = conn.registration
+        target = registration.target if registration is not None else None
+        if period <= 0 or target is None or self._closed:
+            await self._drop_keep_alive(conn)
+            return
+        key: object
+        try:
+            if target.reliable:
+                key = await self.ua.stack.transport_layer.connect(target)
+                assert isinstance(key, Flow)
+                if conn._keep_alive_key is not key:
+                    await self._drop_keep_alive(conn)
+                elif retime:
+                    self._keepalives.unwatch_flow(key)
+                await self._keepalives.watch_flow(key, period)
+            else:
+                key = (target.host, target.port)
+                if conn._keep_alive_key != key:
+                    await self._drop_keep_alive(conn)
+                if conn._keep_alive_key != key or retime:
+                    await self._keepalives.send_sip_keepalive(target.host, target.port, True,
+                                                              period)  # fmt: skip
+        except SipError as exc:
+            logger.warning("%s: no keep-alives to %s: %s", conn.id, target, exc)
+            await self._drop_keep_alive(conn)
+            return
+        if conn.registration is not registration:  # stopped meanwhile
+            await self._drop_keep_alive(conn)
+            await self._release(key)
+            return
+        self._keep_alive_users.setdefault(key, set()).add(conn.id)
+        conn._keep_alive_key, conn.keep_alive = key, target
+
+    async def _drop_keep_alive(self, conn: Connection) -> None:
+        key, conn._keep_alive_key, conn.keep_alive = conn._keep_alive_key, None, None
+        if key is None:
+            return
+        users = self._keep_alive_users.get(key, set())
+        users.discard(conn.id)
+        if not users:
+            await self._release(key)
+
+    async def _release(self, key: object) -> None:
+        """Stop the keep-alive loop of ``key`` unless another connection uses it."""
+        if self._keep_alive_users.get(key):
+            return
+        self._keep_alive_users.pop(key, None)
+        if isinstance(key, Flow):
+            self._keepalives.unwatch_flow(key)
+        else:
+            assert isinstance(key, tuple)
             with contextlib.suppress(SipError):
-                await self._keepalives.send_sip_keepalive(uri.host, uri.port or 5060, False)
+                await self._keepalives.send_sip_keepalive(key[0], key[1], False)
 
     async def _watch(
         self, conn: Connection, registration: UaRegistration, events: EventStream
@@ -348,6 +426,7 @@ class ConnectionSet:
                 return
             if event.new is RS.REGISTERED:
                 self.set_status(conn, CS.REGISTERED, event.reason, event.time)
+                await self.keep_alive(conn)
             elif event.new is RS.FAILED:
                 self.set_status(conn, CS.UNAVAILABLE, event.reason, event.time)
             elif event.new is RS.REGISTERING and conn.status is not CS.UNAVAILABLE:

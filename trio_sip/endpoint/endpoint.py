@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from typing import Any, final
 
+import attrs
 import trio
 
 from trio_sip.config import ConnectionConfig, EndpointConfig
@@ -104,6 +105,18 @@ class Endpoint:
     async def remove(self, connection_id: str) -> None:
         """Unregister and forget the connection; the last status event says REMOVED."""
         await self._set.remove(connection_id)
+
+    @property
+    def keepalives(self) -> KeepAlives:
+        """The endpoint's keep-alive loops (``statistics()``: what runs, CRLFs sent)."""
+        return self._set.keepalives
+
+    async def set_keep_alive_period(self, seconds: int) -> None:
+        """Change ``keep_alive_period`` at run time: every registered connection's keep-alive
+        is re-timed (started when it was off); 0 stops them all. Raises ``ConfigError``
+        outside 0..3600."""
+        self.config = attrs.evolve(self.config, keep_alive_period=seconds)
+        await self._set.set_keep_alive_period(self.config.keep_alive_period)
 
     def status_events(self) -> StatusStream:
         """``async for event in endpoint.status_events()``: ConnectionEvents from now on."""
