@@ -1,7 +1,7 @@
 # Bytes -> messages: RFC 3261 §7 (start line, header fields, folding §7.3.1), §7.5 (framing:
 # leading CRLFs are ignored), §18.3 (Content-Length: a datagram may carry trailing octets, a
-# stream *requires* Content-Length), §21.5.6 (505) and RFC 5626 §4.4.1 (CRLF keep-alives on
-# streams: CRLFCRLF is a ping, a lone CRLF the pong).
+# stream *requires* Content-Length), §21.5.6 (505) and RFC 5626 §3.5.1/§4.4.1 (CRLF
+# keep-alives on streams: CRLFCRLF is a ping, a lone CRLF the pong).
 #
 # Theory of operation: find the empty line once, decode the header block once (UTF-8 with
 # surrogateescape, so any octet survives a round trip), split it into lines once, and keep the
@@ -12,6 +12,18 @@
 # shape), which scans for the end of the header block incrementally (no quadratic rescans),
 # then waits for exactly Content-Length body octets. The only exception that leaves this module
 # is ParseError; its status says what a server should answer (0 for a response: drop it).
+#
+# Keep-alives between messages: TCP may cut a CRLFCRLF ping anywhere, so CRLFs are kept until
+# it is clear what they are. CRLFCRLF is a PING; a CRLF followed by any byte but CR is a PONG
+# (or a leading CRLF before a message, §7.5, which is the same harmless event). A lone CRLF at
+# the end of the bytes received so far is ambiguous: the first half of a ping, or a pong after
+# which the peer may send nothing for minutes. RFC 5626 §3.5.1 gives the two ends of a flow
+# fixed roles (the client pings, the server answers with a pong), so the framer asks its
+# role: ``expect_pongs`` (the side that pings) reports the lone CRLF as a PONG at once, since
+# its peer never pings and waiting would let the pong timer kill a healthy flow; otherwise
+# (the side that answers pings) it waits for the next byte: CR makes it a ping, anything else
+# or the end of the stream a PONG. With a fixed role, any split of the same bytes gives the
+# same events.
 """parse_message (datagrams) and StreamFramer (TCP/TLS byte streams)."""
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ class FramerEvent(enum.Enum):
     PING = "PING"
     """A CRLFCRLF keep-alive between messages (RFC 5626 §4.4.1): answer with a CRLF."""
     PONG = "PONG"
-    """A lone CRLF: the answer to our ping."""
+    """A lone CRLF: the answer to our ping (or a leading CRLF, RFC 3261 §7.5)."""
 
     def __repr__(self) -> str:
         return self.value
@@ -233,13 +245,36 @@ class StreamFramer:
     until it returns ``NEED_DATA``. It returns a Request/Response, ``PING`` or ``PONG``. A
     framing error raises ParseError (400; 513 when a limit is exceeded); the stream cannot be
     resynchronised after that, so every later call raises it again: close the connection.
+
+    ``expect_pongs`` is this end's RFC 5626 role (§3.5.1: the client pings, the server
+    answers). True (the default, the side that sends pings): a lone CRLF is a ``PONG`` as soon
+    as it arrives. False (the side that answers pings, e.g. an accepted connection): a lone
+    CRLF at the end of the data is held until the next byte shows whether it starts a
+    CRLFCRLF ping, so a ping split across two reads is still one ``PING``. Set it before
+    feeding data; changing it later takes effect at the next ``next_event``.
     """
 
-    __slots__ = ("_buf", "_eof", "_error", "_pending", "_scan", "max_body_size", "max_header_size")
+    __slots__ = (
+        "_buf",
+        "_eof",
+        "_error",
+        "_pending",
+        "_scan",
+        "expect_pongs",
+        "max_body_size",
+        "max_header_size",
+    )
 
-    def __init__(self, *, max_header_size: int = 65536, max_body_size: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        *,
+        max_header_size: int = 65536,
+        max_body_size: int = 1 << 20,
+        expect_pongs: bool = True,
+    ) -> None:
         self.max_header_size = max_header_size
         self.max_body_size = max_body_size
+        self.expect_pongs = expect_pongs
         self._buf = bytearray()
         self._scan = 0
         self._pending: tuple[Request | Response, int, int, bool] | None = None
@@ -274,15 +309,7 @@ class StreamFramer:
         buf = self._buf
         if self._pending is None:
             if buf[:1] == b"\r":
-                if buf[:4] == b"\r\n\r\n":
-                    del buf[:4]
-                    return PING
-                if len(buf) < 2 or (buf[:3] == b"\r\n\r" and len(buf) == 3):
-                    return self._wait("a keep-alive")
-                if buf[1:2] != b"\n":
-                    raise ParseError("stray CR before a message")
-                del buf[:2]
-                return PONG
+                return self._keepalive(buf)
             if not buf:
                 return NEED_DATA
             end = buf.find(b"\r\n\r\n", self._scan)
@@ -310,6 +337,21 @@ class StreamFramer:
         self._pending = None
         self._scan = 0
         return msg
+
+    def _keepalive(self, buf: bytearray) -> FramerEvent:
+        """CRs between messages: a ping, a pong, or not yet known (see the module comment)."""
+        if buf[:4] == b"\r\n\r\n":
+            del buf[:4]
+            return PING
+        size = len(buf)
+        if size < 2 or (size == 3 and buf[2:3] == b"\r" and buf[1:2] == b"\n"):
+            return self._wait("a keep-alive")
+        if buf[1:2] != b"\n":
+            raise ParseError("stray CR before a message")
+        if size == 2 and not self.expect_pongs and not self._eof:
+            return NEED_DATA  # a pong, or the first half of a ping: the next byte tells
+        del buf[:2]
+        return PONG
 
     def _wait(self, what: str) -> FramerEvent:
         if self._eof:
