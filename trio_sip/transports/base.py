@@ -51,6 +51,7 @@ __all__ = [
     "choose_transport",
     "format_address",
     "map_exceptions",
+    "map_os_error",
     "response_destination",
     "stamp_via",
 ]
@@ -196,12 +197,15 @@ def map_exceptions(context: str) -> Iterator[None]:
         raise TransportError(f"{context}: connection broken{detail}") from exc
     except (ssl.SSLError, ssl.CertificateError) as exc:
         raise TransportError(f"{context}: TLS error: {exc}") from exc
-    except ConnectionRefusedError as exc:
-        raise TransportError(f"{context}: connection refused (ICMP port unreachable)") from exc
     except OSError as exc:
-        if exc.errno == errno.ECONNREFUSED:
-            raise TransportError(f"{context}: connection refused (ICMP port unreachable)") from exc
-        raise TransportError(f"{context}: {exc.strerror or exc}") from exc
+        raise map_os_error(exc, context) from exc
+
+
+def map_os_error(exc: OSError, context: str) -> TransportError:
+    """The ``TransportError`` for an ``OSError`` from a socket call (as :func:`map_exceptions`)."""
+    if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+        return TransportError(f"{context}: connection refused (ICMP port unreachable)")
+    return TransportError(f"{context}: {exc.strerror or exc}")
 
 
 class Flow(ABC):
@@ -212,6 +216,8 @@ class Flow(ABC):
     """
 
     reliable: bool
+    #: True when :meth:`try_send` can send without a task (a UDP socket of the real backend).
+    sync_send: bool = False
 
     def __init__(self, transport: str, local: Address, remote: Address) -> None:
         self.transport = transport
@@ -221,14 +227,21 @@ class Flow(ABC):
         self.closed = False
         self.last_activity = trio.current_time()
         self.last_pong: float | None = None
-        self._watchers: list[Watcher] = []
-        self._failed = trio.Event()
+        # Made on first use: a UDP flow is made per received datagram and rarely watched.
+        self._watchers: list[Watcher] | None = None
+        self._failed: trio.Event | None = None
         #: Set by the pool: called when the watchers change (idle decisions change).
         self._on_change: Callable[[], None] | None = None
 
     @abstractmethod
     async def send(self, data: bytes) -> None:
         """Send bytes (one datagram for UDP). Raises :class:`TransportError`."""
+
+    def try_send(self, data: bytes) -> bool:
+        """Send now, without blocking, if the flow can (see ``sync_send``): True if ``data``
+        went out, False if the caller must ``await send(data)`` instead (the socket's buffer is
+        full, or this kind of flow has no synchronous path). Raises :class:`TransportError`."""
+        return False
 
     @abstractmethod
     async def aclose(self) -> None:
@@ -258,21 +271,29 @@ class Flow(ABC):
 
         Subscribing to a flow that already failed delivers :class:`FlowFailed` at once.
         """
-        self._watchers.append(watcher)
+        watchers = self._watchers
+        if watchers is None:
+            watchers = self._watchers = []
+        watchers.append(watcher)
         self._changed()
         if self.failure is not None:
             self._notify(watcher, FlowFailed(self.failure))
 
         def unsubscribe() -> None:
-            if watcher in self._watchers:
-                self._watchers.remove(watcher)
+            if watcher in watchers:
+                watchers.remove(watcher)
                 self._changed()
 
         return unsubscribe
 
     async def wait_failed(self) -> TransportError:
         """Wait until the flow fails or closes; return the error."""
-        await self._failed.wait()
+        if self.failure is None:
+            if self._failed is None:
+                self._failed = trio.Event()
+            await self._failed.wait()
+        else:
+            await trio.lowlevel.checkpoint()
         assert self.failure is not None
         return self.failure
 
@@ -295,15 +316,17 @@ class Flow(ABC):
             logger.exception("flow watcher %r failed on %r", watcher, event)
 
     def _emit(self, event: FlowEvent) -> None:
-        for watcher in list(self._watchers):
-            self._notify(watcher, event)
+        if self._watchers:
+            for watcher in list(self._watchers):
+                self._notify(watcher, event)
 
     def _fail(self, error: TransportError) -> None:
         """Record the first failure and tell the watchers (idempotent)."""
         if self.failure is not None:
             return
         self.failure = error
-        self._failed.set()
+        if self._failed is not None:
+            self._failed.set()
         logger.debug("%r failed: %s", self, error)
         self._emit(FlowFailed(error))
         self._changed()
@@ -321,14 +344,34 @@ class Flow(ABC):
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} {self.transport} {format_address(self.local)} -> "
-            f"{format_address(self.remote)} {self.state}, watchers: {len(self._watchers)}>"
+            f"{format_address(self.remote)} {self.state}, watchers: {len(self._watchers or ())}>"
         )
 
 
 class DatagramSocket(ABC):
-    """A UDP socket as the transport layer needs it (real or in-memory)."""
+    """A UDP socket as the transport layer needs it (real or in-memory).
+
+    The synchronous methods (``try_sendto``, ``try_send``; ``sync = True``) are optional: the
+    defaults say "not now", and the layer then uses the async ones.
+    """
 
     local: Address
+    #: True when ``try_sendto`` / ``try_send`` may send without a task.
+    sync: bool = False
+
+    async def recvfrom_many(self, limit: int) -> list[tuple[bytes, Address]]:
+        """Wait for one datagram; return it with up to ``limit - 1`` more that are already
+        queued (one checkpoint for the batch). The default receives one."""
+        return [await self.recvfrom()]
+
+    def try_sendto(self, data: bytes, address: Address) -> bool:
+        """Send one datagram now if the socket accepts it without blocking (True), else False.
+        Raises OSError like ``sendto``."""
+        return False
+
+    def try_send(self, data: bytes) -> bool:
+        """``try_sendto`` on a connected socket."""
+        return False
 
     @abstractmethod
     async def recvfrom(self) -> tuple[bytes, Address]:

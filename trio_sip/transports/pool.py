@@ -248,7 +248,7 @@ class TransportLayer:
         self._check_open()
         listener = self._udp_listener_for(remote[0])
         if listener is not None:
-            return UdpServerFlow(listener, remote)
+            return listener.flow_for(remote)
         return await self.connect(Target("UDP", remote[0], remote[1]))
 
     def choose_target(self, target: Target, size: int) -> Target:
@@ -279,11 +279,32 @@ class TransportLayer:
             else:
                 listener = self._udp_listener_for(dest.host)
                 if listener is not None:
-                    out = UdpServerFlow(listener, address)
+                    out = listener.flow_for(address)
                 else:
                     out = await self.connect(dest)
         await out.send(data)
         return out
+
+    def sync_response_flow(self, response: Response, flow: Flow | None = None) -> Flow | None:
+        """The flow ``send_response`` would use for ``response`` when that one can send
+        synchronously (UDP from a listener, or a connected UDP flow to the same address), else
+        None: the caller then awaits :meth:`send_response`. Computed once per transaction by
+        the stack (every response of a transaction has the same top Via)."""
+        dest = response_destination(response)
+        if dest.reliable:
+            return None
+        address = (dest.host, dest.port)
+        out: Flow
+        if isinstance(flow, UdpServerFlow):
+            out = flow.with_remote(address)
+        elif isinstance(flow, UdpClientFlow) and flow.usable and flow.remote == address:
+            out = flow
+        else:
+            listener = self._udp_listener_for(dest.host)
+            if listener is None:
+                return None
+            out = listener.flow_for(address)
+        return out if out.sync_send else None
 
     async def aclose(self) -> None:
         """Close every flow and listener and stop every task of the layer."""

@@ -27,12 +27,24 @@ import trio
 
 from trio_sip.proto.errors import TransportError
 
-from .base import Address, DatagramSocket, Flow, format_address, logger, map_exceptions
+from .base import (
+    Address,
+    DatagramSocket,
+    Flow,
+    format_address,
+    logger,
+    map_exceptions,
+    map_os_error,
+)
 
 __all__ = ["TrioDatagramSocket", "UdpClientFlow", "UdpListener", "UdpServerFlow"]
 
 #: Largest UDP payload (IPv4): the receive buffer size.
 MAX_DATAGRAM = 65535
+#: At most this many queued datagrams are read between two schedule points.
+RECEIVE_BATCH = 32
+#: A listener keeps its UdpServerFlow per peer address; the cache is emptied past this size.
+MAX_CACHED_FLOWS = 4096
 
 Deliver = Callable[[bytes, Flow], None]
 
@@ -41,17 +53,44 @@ def family_for(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-class TrioDatagramSocket(DatagramSocket):
-    """A real ``trio.socket`` UDP socket."""
+#: IP literals seen (host -> is an IP literal): the synchronous send path never resolves names
+#: (``socket.sendto`` would block on DNS), it leaves those to trio's async ``sendto``.
+_IP_LITERAL: dict[str, bool] = {}
 
-    def __init__(self, sock: trio.socket.SocketType) -> None:
+
+def is_ip_literal(host: str) -> bool:
+    known = _IP_LITERAL.get(host)
+    if known is None:
+        known = False
+        for family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                socket.inet_pton(family, host)
+            except (OSError, ValueError):
+                continue
+            known = True
+            break
+        if len(_IP_LITERAL) > 4096:
+            _IP_LITERAL.clear()
+        _IP_LITERAL[host] = known
+    return known
+
+
+class TrioDatagramSocket(DatagramSocket):
+    """A real UDP socket: ``trio.socket`` for the waits, the stdlib socket under it for the
+    non-blocking sends and receives that need no wait (no checkpoint, no task)."""
+
+    sync = True
+
+    def __init__(self, sock: trio.socket.SocketType, raw: socket.socket | None = None) -> None:
         self._sock = sock
+        self._raw = raw
         host, port = sock.getsockname()[:2]
         self.local = (str(host), int(port))
 
     @classmethod
     async def open(cls, host: str, port: int, remote: Address | None = None) -> TrioDatagramSocket:
-        sock = trio.socket.socket(family_for(host), socket.SOCK_DGRAM)
+        raw = socket.socket(family_for(host), socket.SOCK_DGRAM)
+        sock = trio.socket.from_stdlib_socket(raw)  # makes ``raw`` non-blocking
         try:
             await sock.bind((host, port))
             if remote is not None:
@@ -59,11 +98,56 @@ class TrioDatagramSocket(DatagramSocket):
         except BaseException:
             sock.close()
             raise
-        return cls(sock)
+        return cls(sock, raw)
 
     async def recvfrom(self) -> tuple[bytes, Address]:
         data, address = await self._sock.recvfrom(MAX_DATAGRAM)
         return data, (str(address[0]), int(address[1]))
+
+    async def recvfrom_many(self, limit: int) -> list[tuple[bytes, Address]]:
+        raw = self._raw
+        if raw is None:
+            return [await self.recvfrom()]
+        waited = False
+        while True:
+            if raw.fileno() < 0:
+                raise trio.ClosedResourceError("socket closed")
+            try:
+                data, address = raw.recvfrom(MAX_DATAGRAM)
+                break
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(raw)
+                waited = True
+        out = [(data, (str(address[0]), int(address[1])))]
+        while len(out) < limit:
+            try:
+                data, address = raw.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, OSError):
+                break  # an error is seen again by the next call, after this batch
+            out.append((data, (str(address[0]), int(address[1]))))
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()  # one schedule point per batch
+        return out
+
+    def try_sendto(self, data: bytes, address: Address) -> bool:
+        raw = self._raw
+        if raw is None or not is_ip_literal(address[0]):
+            return False
+        try:
+            raw.sendto(data, address)
+        except BlockingIOError:
+            return False
+        return True
+
+    def try_send(self, data: bytes) -> bool:
+        raw = self._raw
+        if raw is None:
+            return False
+        try:
+            raw.send(data)
+        except BlockingIOError:
+            return False
+        return True
 
     async def sendto(self, data: bytes, address: Address) -> None:
         await self._sock.sendto(data, address)
@@ -83,19 +167,33 @@ class UdpListener:
     def __init__(self, sock: DatagramSocket) -> None:
         self.sock = sock
         self.local = sock.local
+        self._flows: dict[Address, UdpServerFlow] = {}
+
+    def flow_for(self, remote: Address) -> UdpServerFlow:
+        """The flow to ``remote`` through this listener: one per peer address, reused (a
+        UdpServerFlow owns no resource; a closed one is replaced)."""
+        flow = self._flows.get(remote)
+        if flow is None or not flow.usable:
+            if len(self._flows) >= MAX_CACHED_FLOWS:
+                self._flows.clear()
+            flow = self._flows[remote] = UdpServerFlow(self, remote)
+        return flow
 
     async def serve(self, deliver: Deliver) -> None:
-        """Receive until the socket is closed; ``deliver(datagram, flow)`` each datagram."""
+        """Receive until the socket is closed; ``deliver(datagram, flow)`` each datagram (the
+        datagrams already queued are read in batches of up to ``RECEIVE_BATCH``)."""
         while True:
             try:
-                data, source = await self.sock.recvfrom()
+                batch = await self.sock.recvfrom_many(RECEIVE_BATCH)
             except trio.ClosedResourceError:
                 return
             except OSError as exc:
                 # Unconnected sockets may still see stray errors (Windows reports ICMP here).
                 logger.debug("UDP listener %s: %s", format_address(self.local), exc)
+                await trio.lowlevel.checkpoint()
                 continue
-            deliver(data, UdpServerFlow(self, source))
+            for data, source in batch:
+                deliver(data, self.flow_for(source))
 
     def close(self) -> None:
         self.sock.close()
@@ -112,16 +210,28 @@ class UdpServerFlow(Flow):
     def __init__(self, listener: UdpListener, remote: Address) -> None:
         super().__init__("UDP", listener.local, remote)
         self.listener = listener
+        self.sync_send = listener.sock.sync
 
     def with_remote(self, remote: Address) -> UdpServerFlow:
         """The same listener, another destination (§18.2.2 ``received``/``rport``)."""
-        return self if remote == self.remote else UdpServerFlow(self.listener, remote)
+        return self if remote == self.remote else self.listener.flow_for(remote)
 
     async def send(self, data: bytes) -> None:
         self._check_usable()
         with map_exceptions(f"UDP to {format_address(self.remote)}"):
             await self.listener.sock.sendto(data, self.remote)
         self.touch()
+
+    def try_send(self, data: bytes) -> bool:
+        if self.failure is not None or self.closed:
+            self._check_usable()
+        try:
+            sent = self.listener.sock.try_sendto(data, self.remote)
+        except OSError as exc:
+            raise map_os_error(exc, f"UDP to {format_address(self.remote)}") from exc
+        if sent:
+            self.touch()
+        return sent
 
     async def aclose(self) -> None:
         self.closed = True  # owns no resource: the listener's socket belongs to the listener
@@ -135,6 +245,20 @@ class UdpClientFlow(Flow):
     def __init__(self, sock: DatagramSocket, remote: Address) -> None:
         super().__init__("UDP", sock.local, remote)
         self.sock = sock
+        self.sync_send = sock.sync
+
+    def try_send(self, data: bytes) -> bool:
+        self._check_usable()
+        try:
+            sent = self.sock.try_send(data)
+        except OSError as exc:
+            error = map_os_error(exc, f"UDP to {format_address(self.remote)}")
+            self._fail(error)
+            self.sock.close()
+            raise error from exc
+        if sent:
+            self.touch()
+        return sent
 
     async def send(self, data: bytes) -> None:
         self._check_usable()
@@ -152,14 +276,15 @@ class UdpClientFlow(Flow):
         while True:
             try:
                 with map_exceptions(f"UDP to {format_address(self.remote)}"):
-                    data, _source = await self.sock.recvfrom()
+                    batch = await self.sock.recvfrom_many(RECEIVE_BATCH)
             except TransportError as exc:
                 if not self.closed:
                     self._fail(exc)
                     self.sock.close()
                 return
             self.touch()
-            deliver(data, self)
+            for data, _source in batch:
+                deliver(data, self)
 
     async def aclose(self) -> None:
         if self.closed:
