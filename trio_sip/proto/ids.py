@@ -20,7 +20,14 @@ _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 def _word(rng: random.Random, length: int) -> str:
-    return "".join(rng.choices(_ALPHABET, k=length))
+    # One draw of 6 bits per character (one ``os.urandom`` call for a SystemRandom, not one
+    # per character), written in base 62: ``length`` characters carry log2(62) ~ 5.95 bits each.
+    n = rng.getrandbits(6 * length)
+    out = []
+    for _ in range(length):
+        n, r = divmod(n, 62)
+        out.append(_ALPHABET[r])
+    return "".join(out)
 
 
 def new_branch(rng: random.Random) -> str:

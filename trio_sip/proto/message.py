@@ -32,7 +32,8 @@ from .fields import (
     parse_tokens,
     parse_via,
 )
-from .headers import Headers, long_name
+from .headers import _CANON, Headers, canonical_name, long_name
+from .headers import _check as _check_header
 from .serialize import serialize
 from .uri import NameAddress, Uri, parse_name_addr, parse_uri
 
@@ -176,6 +177,16 @@ class Message:
 
     def start_line(self) -> str:
         raise NotImplementedError
+
+    def _drop_views(self) -> None:
+        """Forget the parsed views and the header index (both are rebuilt if read again): a
+        message kept only to be matched or sent again then holds no parsed objects, which the
+        garbage collector would traverse for as long as the transaction lingers."""
+        self._cache = None
+        self._call_id = self._cseq = self._vias = self._from = self._to = self._contacts = None
+        self._max_forwards = _UNREAD
+        headers = self._headers
+        headers._first = headers._more = None
 
     # -- typed views (parsed on first read, cached) ----------------------------------------
     # Each catches the stray exceptions a hostile header could provoke and turns them into
@@ -392,6 +403,10 @@ class Request(Message):
     def start_line(self) -> str:
         return f"{self._method} {self._uri_text} {self._version}"
 
+    def _drop_views(self) -> None:
+        super()._drop_views()
+        self._uri = None
+
     def evolve(self, **changes: Any) -> Request:
         """A copy with some of ``method``, ``uri``, ``headers``, ``body``, ``version`` changed."""
         keep_uri = "uri" not in changes
@@ -523,15 +538,36 @@ def make_response(
     """
     if not 100 <= status_code <= 699:
         raise ValueError(f"status code {status_code} is not in 100..699")
-    src = request.headers
-    pairs: list[tuple[str, str]] = [(n, v) for n, v in src if _copied(n)]
+    src = request._headers
+    index = src._index()
     for name in ("from", "to", "call-id", "cseq"):
-        if name not in src:
+        if name not in index:
             raise ParseError(f"cannot answer a request without {name}")
-    if to_tag is not None and request.to.tag is None:
-        pairs = [(n, f"{v};tag={to_tag}") if n.lower() in ("to", "t") else (n, v) for n, v in pairs]
-    return Response(status_code, reason, [*pairs, *headers], body)
+    tagged = to_tag is not None and request.to.tag is None
+    canon = _CANON.get
+    pairs: list[tuple[str, str]] = []
+    for n, v in src._pairs:
+        key = canon(n) or canonical_name(n)
+        if key in _COPIED:
+            if tagged and key == "to":
+                v = f"{v};tag={to_tag}"
+                _check_header(n, v)
+            pairs.append((n, v))
+    extra = Headers(headers)._pairs
+    shared = True  # the copied lines are the request's: so are their parsed views
+    for n, _ in extra:
+        if (canon(n) or canonical_name(n)) in _COPIED:
+            shared = False
+    response = Response(status_code, reason, Headers._trusted(pairs + extra), body)
+    if shared:
+        response._vias = request._vias
+        response._call_id = request._call_id
+        response._cseq = request._cseq
+        response._from = request._from
+        if not tagged:
+            response._to = request._to
+    return response
 
 
-def _copied(name: str) -> bool:
-    return name.lower() in ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")
+#: The canonical names of the header fields a response copies from its request (§8.2.6.2).
+_COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))

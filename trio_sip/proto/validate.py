@@ -148,6 +148,8 @@ def _check(
 
 
 def _require(tags: tuple[str, ...], extensions: Iterable[str], header: str) -> Rejection | None:
+    if not tags:
+        return None
     known = {e.lower() for e in extensions}
     missing = [t for t in tags if t.lower() not in known]
     if not missing:

@@ -99,6 +99,21 @@ class Trigger(enum.Enum):
 
 
 Transitions = Mapping[enum.Enum, Mapping[Trigger, enum.Enum]]
+
+# Timers derived from a config (a frozen value), shared by every machine built from it.
+_TIMERS: dict[tuple[TimerConfig, bool], Timers] = {}
+
+
+def _timers_for(config: TimerConfig, reliable: bool) -> Timers:
+    key = (config, reliable)
+    timers = _TIMERS.get(key)
+    if timers is None:
+        if len(_TIMERS) > 64:
+            _TIMERS.clear()
+        timers = _TIMERS[key] = config.timers(reliable=reliable)
+    return timers
+
+
 StateT = TypeVar("StateT", bound=enum.Enum)
 
 
@@ -140,7 +155,7 @@ class Machine(Generic[StateT]):
         self.config = config if config is not None else TimerConfig()
         self.reliable = reliable
         self.role = role
-        self.timers: Timers = self.config.timers(reliable=reliable)
+        self.timers: Timers = _timers_for(self.config, reliable)
         #: First retransmission interval (Timers A, E, G): T1 unless overridden.
         self.first_interval = (
             retransmit_interval if retransmit_interval is not None else self.config.t1
@@ -230,6 +245,9 @@ class Machine(Generic[StateT]):
 
     def _run_due(self, now: float) -> list[Output]:
         out: list[Output] = []
+        armed = self._armed
+        if not armed or min(armed.values()) > now:
+            return out  # the common case: nothing due
         while not self.terminated:
             due = [(when, self.TIMER_ORDER.index(t), t) for t, when in self._armed.items()]
             due = [d for d in due if d[0] <= now]
