@@ -1,28 +1,34 @@
-# The one generic driver of every timed machine (docs/architecture.md, Contract 2; design rule
-# 4): RFC 3261 §17 transactions (and, later, the other deadline machines) run here.
+# The drivers of timed machines (docs/architecture.md, Contract 2; design rule 4).
 #
-# Theory of operation: a machine never does I/O and never reads a clock; this loop does both
-# for it. ``run_machine`` calls ``machine.start(now)``, performs the outputs in order, then
-# waits on the machine's :class:`Inbox` under ``trio.move_on_at(machine.deadline)``. An inbox
-# item is an input for ``machine.handle`` (a received message, a transport failure) or a list
-# of outputs the owner already obtained from the machine synchronously (a TU action such as
-# ``SendResponse``, which must raise ``LocalProtocolError`` in the caller when illegal). When
-# the deadline passes, ``handle_timer(trio.current_time())`` runs. The task's cancel scope *is*
-# the timer: there are no timer tasks, and ``autojump_clock`` runs Timer B's 32 s at once.
+# Theory of operation: a machine never does I/O and never reads a clock; a driver does both for
+# it. There are two kinds here.
 #
-# Outputs: ``Transmit`` is serialised and sent with the ``send`` callable (the flow, or the
-# §18.2.2 response routing); a ``TransportError`` from it is fed back as ``TransportFailed``
-# (§17.1.4 / §17.2.4). Every other output (Deliver, RetransmitTimeout, TransactionTimeout,
-# TransportErrorOccurred, Terminated) goes to the owner's synchronous ``on_output``. With
-# ``watch=flow`` the driver subscribes to the flow, so a failure seen by the flow's reader (a
-# TCP reset, an ICMP port-unreachable on a connected UDP socket, RFC 1122 §4.1.3.3) reaches
-# the machine as ``TransportFailed`` at once, not at Timer B/F. The loop returns when the
-# machine is Terminated; cancelling its scope (``task_status.started`` hands it out) ends it
-# at any time, and ``finally`` unsubscribes, so nothing is left behind.
-"""``run_machine``: perform a machine's outputs, feed it inputs and timers (Contract 2)."""
+# * :class:`TimerQueue`: the machines of the transaction layer are driven *synchronously*, with
+#   no task per machine. Their owner feeds each input (a received message, a TU response, a
+#   transport failure) to ``machine.handle`` in the callback where it arrives, performs the
+#   outputs at once (a UDP datagram is sent without a task when the socket accepts it) and
+#   keeps the machine's next ``deadline`` in one TimerQueue: a heap served by one task, which
+#   calls the owner back at each deadline (``handle_timer(trio.current_time())``). Entries are
+#   never removed: the owner remembers the deadline it pushed and ignores an entry that no
+#   longer matches. With ``autojump_clock`` the timers fire at exactly their RFC instants.
+# * :func:`run_machine`: one task per machine, for owners that want one (the user agent's 2xx/ACK
+#   machines). It calls ``machine.start(now)``, performs the outputs in order, then waits on the
+#   machine's :class:`Inbox` under ``trio.move_on_at(machine.deadline)``. An inbox item is an
+#   input for ``machine.handle`` or a list of outputs the owner already obtained from the
+#   machine synchronously (a TU action, which must raise ``LocalProtocolError`` in the caller
+#   when illegal). When the deadline passes, ``handle_timer(trio.current_time())`` runs.
+#   ``Transmit`` is serialised and sent with the ``send`` callable; a ``TransportError`` from it
+#   is fed back as ``TransportFailed`` (§17.1.4 / §17.2.4). Every other output goes to the
+#   owner's synchronous ``on_output``. With ``watch=flow`` a failure seen by the flow's reader
+#   (a TCP reset, an ICMP port-unreachable on a connected UDP socket, RFC 1122 §4.1.3.3) reaches
+#   the machine as ``TransportFailed`` at once. The loop returns when the machine is
+#   Terminated; cancelling its scope ends it at any time, and ``finally`` unsubscribes.
+"""``TimerQueue`` (one timer task for many machines) and ``run_machine`` (a task per machine)."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
 from collections import deque
@@ -45,14 +51,16 @@ from trio_sip.proto.outputs import (
 from trio_sip.proto.transaction import Machine
 from trio_sip.transports.base import Flow, FlowEvent, FlowFailed
 
-__all__ = ["LINGER_MIN", "Inbox", "InboxItem", "Owner", "Send", "run_machine"]
+__all__ = ["LINGER_MIN", "Inbox", "InboxItem", "Owner", "Send", "TimerQueue", "run_machine"]
 
 logger = logging.getLogger("trio_sip.drivers")
 T = TypeVar("T")
 
-#: A machine whose next deadline is at least this far (seconds) may be handed to its owner's
-#: shared timer instead of keeping a driver task (``run_machine(linger=...)``). Below it (Timer
-#: A/E/G retransmissions, the 200 ms 100 Trying) spawning a driver per timer would cost more.
+#: A machine whose next deadline is at least this far (seconds) only *lingers* (RFC 6026
+#: Accepted, Completed, Confirmed): ``run_machine(linger=...)`` may hand it to its owner's shared
+#: timer instead of keeping a driver task, and the stack drops the parsed views of the messages
+#: such a transaction keeps. Below it (Timer A/E/G retransmissions, the 200 ms 100 Trying) the
+#: machine is still at work.
 LINGER_MIN = 2.0
 #: What the inbox carries: an input to handle, or outputs already returned by the machine.
 InboxItem = Input | list[Output]
@@ -96,6 +104,53 @@ class Inbox(Generic[T]):
                 self._lot = trio.lowlevel.ParkingLot()
             await self._lot.park()
         return self._items.popleft()
+
+
+class TimerQueue(Generic[T]):
+    """Deadlines of many machines in one heap, served by one task (:meth:`serve`).
+
+    ``push(deadline, item)`` schedules ``fire(item, deadline, now)``; :meth:`serve` calls it
+    once ``trio.current_time() >= deadline``, earliest first (pushes with equal deadlines fire
+    in push order). Entries are never cancelled: ``fire`` must ignore one that is stale.
+    """
+
+    __slots__ = ("_fire", "_heap", "_scope", "_seq")
+
+    def __init__(self, fire: Callable[[T, float, float], object]) -> None:
+        self._fire = fire
+        self._heap: list[tuple[float, int, T]] = []
+        self._seq = itertools.count()
+        self._scope: trio.CancelScope | None = None
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, deadline: float, item: T) -> None:
+        heapq.heappush(self._heap, (deadline, next(self._seq), item))
+        scope = self._scope
+        if scope is not None and deadline < scope.deadline:
+            scope.deadline = deadline
+
+    def clear(self) -> None:
+        self._heap.clear()
+
+    async def serve(self) -> None:
+        """Fire the entries as they fall due, until cancelled. An exception from ``fire`` is
+        logged (the owner's bug must not stop every other machine's timers)."""
+        heap = self._heap
+        pop = heapq.heappop
+        while True:
+            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                self._scope = scope
+                await trio.sleep_forever()
+            self._scope = None
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                deadline, _, item = pop(heap)
+                try:
+                    self._fire(item, deadline, now)
+                except Exception:
+                    logger.exception("timer callback failed for %r", item)
 
 
 async def run_machine(

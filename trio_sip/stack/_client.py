@@ -2,24 +2,26 @@
 #
 # Theory of operation: ``Stack.send_request`` builds the machine (§17.1.1 INVITE, §17.1.2
 # non-INVITE), registers it in the TransactionTable under its ClientKey (§17.1.3) and starts
-# the generic driver; this handle is the driver's *owner*. The driver hands it every output
-# that is not a Transmit, and the handle turns them into what the application iterates: each
+# it; this handle drives it synchronously (``_driving``: responses and flow failures are fed
+# in the transport's callbacks, timers by the stack's TimerQueue, no task of its own). Every
+# output that is not a Transmit turns into what the application iterates: each
 # response up to and including the first final one (§17.1.1.2 "passed to the TU"), the
 # RetransmitTimeout notifications of the opt-in application-retransmit role (JAIN-SIP's
 # Timeout.RETRANSMIT), or an exception: TransactionTimeoutError (Timer B/F, JAIN-SIP's
 # Timeout.TRANSACTION) or TransportError (§17.1.4). After the final response the machine lives
 # on (Timers D/K/M absorb retransmissions, RFC 6026 §8.4); a further 2xx to an INVITE (a
 # retransmission or a fork, which the TU must ACK) goes to the stack's ``on_stray`` hook.
-# Leaving the handle's context before a final response cancels the driver's scope.
+# Leaving the handle's context before a final response stops the transaction.
 """ClientTransaction: the handle ``Stack.send_request`` yields."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, final
 
 import trio
 
-from trio_sip.drivers import Inbox, InboxItem
+from trio_sip.drivers import Inbox
 from trio_sip.proto.errors import TransactionError, TransactionTimeoutError, TransportError
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.outputs import (
@@ -30,10 +32,13 @@ from trio_sip.proto.outputs import (
     Terminated,
     TransactionTimeout,
     TransportErrorOccurred,
+    TransportFailed,
 )
 from trio_sip.proto.target import Target
 from trio_sip.proto.transaction import ClientKey, Machine
-from trio_sip.transports.base import Flow
+from trio_sip.transports.base import Flow, FlowEvent, FlowFailed
+
+from ._driving import _Transaction
 
 if TYPE_CHECKING:
     from typing import Any
@@ -47,7 +52,7 @@ ClientEvent = Response | RetransmitTimeout
 
 
 @final
-class ClientTransaction:
+class ClientTransaction(_Transaction):
     """One client transaction. Made by :meth:`Stack.send_request`; never constructed by users.
 
     ``async for event in tx`` yields each :class:`Response` (provisional, then the final one,
@@ -64,17 +69,15 @@ class ClientTransaction:
         "_events",
         "_exhausted",
         "_gone",
-        "_inbox",
-        "_machine",
-        "_running",
-        "_scope",
-        "_stack",
+        "_unwatch",
         "final_response",
         "flow",
         "key",
         "request",
         "target",
     )
+
+    key: ClientKey
 
     def __init__(
         self,
@@ -87,24 +90,21 @@ class ClientTransaction:
         machine: Machine[Any],
         app_retransmit: bool,
     ) -> None:
-        self._stack = stack
+        self._init_driving(stack, machine)
         #: The request as sent (with the stack's Via and Content-Length).
         self.request = request
         self.target = target
         self.flow = flow
         self.key = key
-        self._machine = machine
-        self._inbox: Inbox[InboxItem] = Inbox()
         self._events: Inbox[ClientEvent | TransactionError] = Inbox()
-        self._scope: trio.CancelScope | None = None
         self._app_retransmit = app_retransmit
         #: The first final response, once it has arrived.
         self.final_response: Response | None = None
         self._error: TransactionError | None = None
         self._closed = False
         self._exhausted = False
-        self._running = False
         self._gone: trio.lowlevel.ParkingLot | None = None
+        self._unwatch: Callable[[], None] | None = None
 
     # -- application side ------------------------------------------------------------------
 
@@ -150,14 +150,13 @@ class ClientTransaction:
         Raises ``LocalProtocolError`` in any other role or state.
         """
         outputs = self._machine.handle(ApplicationRetransmit(), trio.current_time())
-        self._inbox.put(outputs)
+        self._perform(outputs)
 
     def cancel(self) -> None:
         """Abandon the transaction now (no CANCEL is sent: that is the TU's decision)."""
-        if self._scope is not None:
-            self._scope.cancel()
         if self.final_response is None and self._error is None:
             self._fail(TransactionError("the transaction was cancelled"))
+        self._stack._stop(self)
 
     def make_cancel(self) -> Request:
         """The CANCEL for this INVITE (§9.1): same Request-URI, Call-ID, From, To, CSeq number
@@ -178,6 +177,19 @@ class ClientTransaction:
 
     # -- driver side -----------------------------------------------------------------------
 
+    def _watch(self) -> None:
+        """Feed a failure of the flow (a TCP reset, an ICMP port-unreachable) at once."""
+
+        def on_flow_event(event: FlowEvent) -> None:
+            if isinstance(event, FlowFailed):
+                self._input(TransportFailed(str(event.error)))
+
+        self._unwatch = self.flow.subscribe(on_flow_event)
+
+    def _try_send(self, message: Request | Response) -> bool:
+        flow = self.flow
+        return flow.sync_send and flow.try_send(bytes(message))
+
     async def _send(self, message: Request | Response) -> None:
         await self.flow.send(bytes(message))
 
@@ -187,23 +199,28 @@ class ClientTransaction:
             self._events.put(error)
 
     async def _close(self) -> None:
-        """The application left the handle's context: without a final response, cancel the
-        transaction and wait (shielded; it takes one scheduling round) until its driver is
-        gone, so that nothing of it outlives the caller's block."""
+        """The application left the handle's context: without a final response, stop the
+        transaction, and wait (shielded) until a send of it still in progress is abandoned,
+        so that nothing of it outlives the caller's block."""
         self._closed = True
         if self.final_response is None:
             self.cancel()
             with trio.CancelScope(shield=True):
-                while self._running:
+                while self._sending is not None:
                     if self._gone is None:
                         self._gone = trio.lowlevel.ParkingLot()
                     await self._gone.park()
 
-    def _driver_exited(self) -> None:
-        self._running = False
+    def _stopped(self) -> None:
+        """The stack forgot the transaction (it ended, was cancelled, or the stack closed)."""
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        self._fail(TransactionError("the transaction was stopped (stack closed or cancelled)"))
+
+    def _sender_exited(self) -> None:
         if self._gone is not None:
             self._gone.unpark_all()
-        self._fail(TransactionError("the transaction was stopped (stack closed or cancelled)"))
 
     def on_output(self, output: Output) -> None:
         if isinstance(output, Deliver):

@@ -13,25 +13,23 @@
 # queued for ``requests()``. A CANCEL gets its own transaction, answered 200 (481 without a
 # match) by the stack, and the INVITE it names gets 487 unless a final response went out.
 #
-# Every transaction is one ``drivers.run_machine`` task in the nursery, started with
-# ``nursery.start`` and owning a cancel scope; its ``finally`` removes it from the table. Server
-# drivers are spawned with ``start_soon`` by one starter task, one per scheduling round (their
-# machine is already started in the transport callback, so there is nothing to wait for). A
-# server transaction left with only a far deadline (RFC 6026 Accepted, Timer L; Completed,
-# Timer J) lingers without a task: one
-# ``_linger_timer`` task keeps those deadlines in a heap, and an input, a TU response or the
-# deadline starts a driver for it again (``_revive``). Closing the
-# stack closes the transports and cancels the nursery: no task, timer or socket remains.
+# No transaction has a task of its own (``_driving``): a machine is fed where its inputs
+# arrive (the transport callback, the TU's ``respond``, a flow failure) and its outputs are
+# performed there; a UDP datagram is sent synchronously when the socket takes it, and anything
+# else goes through a short-lived sender task per transaction that has sends waiting (TCP, TLS,
+# a full socket buffer). Every deadline (Timers A-M, the 100 Trying timer) sits in one
+# ``TimerQueue`` served by one task. New requests reach the TU through one starter task, one
+# per scheduling round or two (as fast as an application answering in a loop takes them: an
+# agent's 16-call ``incoming_queue`` overflowed, 486, when a burst went up at once). A
+# transaction is forgotten (removed from the table) when its machine is Terminated, when it is
+# cancelled, or when the stack closes. Closing the stack closes the transports and cancels the
+# nursery: no task, timer or socket remains.
 # Errors while handling one peer's message are logged, never propagated into the nursery.
 """Stack and open_stack: client and server transactions over the transport layer."""
 
 from __future__ import annotations
 
-import functools
-import heapq
-import itertools
 import logging
-import math
 import random
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -40,7 +38,7 @@ from typing import Any, final
 import attrs
 import trio
 
-from trio_sip.drivers import Inbox, run_machine
+from trio_sip.drivers import Inbox, TimerQueue
 from trio_sip.proto.errors import LocalProtocolError, TransactionTimeoutError, TransportError
 from trio_sip.proto.ids import new_branch
 from trio_sip.proto.message import Request, Response
@@ -59,6 +57,7 @@ from trio_sip.transports.base import Flow, NetworkBackend, TransportConfig, form
 from trio_sip.transports.pool import TransportLayer
 
 from ._client import ClientTransaction
+from ._driving import _Transaction
 from ._receive import Handler, StrayHook, _Receiver
 from ._server import IncomingRequest
 
@@ -73,31 +72,18 @@ _Tx = ClientTransaction | IncomingRequest
 class StackStatistics:
     """What is alive in a stack (``Stack.statistics()``)."""
 
-    #: Client / server transactions whose driver is running (including lingering ones).
+    #: Client / server transactions not ended yet (lingering in Completed/Accepted included).
     client_transactions: int
     server_transactions: int
     #: Handler tasks still running.
     handlers: int
-    #: Every task the stack itself started and that is still running (drivers + handlers).
+    #: Every per-request task the stack started that is still running: handlers, and the
+    #: sender tasks of transactions with sends waiting (transactions have no task of their own).
     tasks: int
     #: Flows in the transport pool (client and accepted connections, connected UDP sockets).
     flows: int
     #: Requests waiting in the ``requests()`` queue.
     queued_requests: int
-
-
-class _Status:
-    """Wraps a TaskStatus to remember whether ``started`` was called."""
-
-    __slots__ = ("called", "inner")
-
-    def __init__(self, inner: trio.TaskStatus[trio.CancelScope]) -> None:
-        self.inner = inner
-        self.called = False
-
-    def started(self, value: trio.CancelScope) -> None:
-        self.called = True
-        self.inner.started(value)
 
 
 @final
@@ -129,12 +115,9 @@ class Stack(_Receiver):
         self._table = TransactionTable(max_transactions)
         self._live: dict[Key, _Tx] = {}
         self._starts: Inbox[IncomingRequest] = Inbox()
-        self._counts = {"client": 0, "server": 0, "handlers": 0, "lingering": 0}
-        # Server transactions lingering without a task (RFC 6026 Accepted, §17.2.2 Completed):
-        # (deadline, sequence, handle), read by the one ``_linger_timer`` task.
-        self._timers: list[tuple[float, int, IncomingRequest]] = []
-        self._timer_seq = itertools.count()
-        self._timer_scope = trio.CancelScope()
+        self._counts = {"client": 0, "server": 0, "handlers": 0, "senders": 0}
+        #: Every machine's next deadline; served by the ``_timers.serve`` task.
+        self._timers: TimerQueue[_Transaction] = TimerQueue(_fire)
         self._queue_in, self._queue_out = trio.open_memory_channel[IncomingRequest](
             request_queue_size
         )
@@ -155,9 +138,9 @@ class Stack(_Receiver):
         c = self._counts
         return StackStatistics(
             client_transactions=c["client"],
-            server_transactions=c["server"] + c["lingering"],
+            server_transactions=c["server"],
             handlers=c["handlers"],
-            tasks=c["client"] + c["server"] + c["handlers"],
+            tasks=c["handlers"] + c["senders"],
             flows=len(self._layer.flows),
             queued_requests=self._queue_out.statistics().current_buffer_used,
         )
@@ -240,10 +223,18 @@ class Stack(_Receiver):
             self, request, target, flow, key=key, machine=machine, app_retransmit=app
         )
         self._live[key] = tx
+        self._counts["client"] += 1
         try:
-            tx._scope = await self._nursery.start(self._drive, tx, "client")
+            tx._watch()
+            tx._perform(machine.start(trio.current_time()))
+            # The first transmission has happened when this returns (as ``nursery.start``
+            # would): wait for a send that could not go out synchronously.
+            while tx._sending is not None and not tx._done:
+                if tx._gone is None:
+                    tx._gone = trio.lowlevel.ParkingLot()
+                await tx._gone.park()
         except BaseException:
-            self._forget(tx)
+            self._stop(tx)
             raise
         return tx
 
@@ -319,98 +310,69 @@ class Stack(_Receiver):
         async for incoming in self._queue_out:
             yield incoming
 
-    # -- drivers ---------------------------------------------------------------------------
+    # -- driving ---------------------------------------------------------------------------
 
     async def _starter(self) -> None:
-        """Spawns the drivers of server transactions made in transport callbacks. The machine
-        already started, so no ``nursery.start`` handshake is needed; but the pace stays that
-        of one (two scheduling rounds per new request: ``Inbox.get`` and the checkpoint), so a
+        """Hands new requests to the TU (their machine already started in the transport
+        callback): one per scheduling round or two (``Inbox.get`` and the checkpoint), so a
         burst of new requests reaches the handlers spread out, as the application consumes
-        them (an agent's 16-call ``incoming_queue`` overflowed, 486, with one round)."""
+        them (an agent's 16-call ``incoming_queue`` overflowed, 486, with one batch)."""
         while True:
             incoming = await self._starts.get()
-            self._nursery.start_soon(self._drive, incoming, "server")
+            outputs = incoming._start_outputs
+            incoming._start_outputs = None
+            if outputs:
+                incoming._perform(outputs)
             await trio.lowlevel.checkpoint()
 
-    async def _drive(
-        self,
-        tx: _Tx,
-        kind: str,
-        *,
-        task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        status = _Status(task_status)
-        self._counts[kind] += 1
-        lingering = False
-        client = isinstance(tx, ClientTransaction)
-        if isinstance(tx, ClientTransaction):
-            tx._running = True
-        linger = functools.partial(self._linger, tx) if isinstance(tx, IncomingRequest) else None
-        try:
-            await run_machine(
-                tx._machine,
-                tx._inbox,
-                tx._send,
-                tx,
-                started=not client,
-                watch=tx.flow if client else None,
-                linger=linger,
-                task_status=status,  # type: ignore[arg-type]
-            )
-            lingering = isinstance(tx, IncomingRequest) and tx._lingering
-        except Exception as exc:
-            if not status.called:
-                raise
-            logger.exception("transaction %r crashed", tx)
-            if isinstance(tx, ClientTransaction):
-                tx._crashed(exc)
-        finally:
-            self._counts[kind] -= 1
-            if not lingering:
-                self._forget(tx)
-            if isinstance(tx, ClientTransaction):
-                tx._driver_exited()
-
-    # -- lingering server transactions -----------------------------------------------------
-
-    def _linger(self, tx: IncomingRequest) -> bool:
-        """The driver of ``tx`` is about to wait only for a far deadline: take the machine
-        over (its driver then returns); ``_revive`` starts a driver again."""
-        deadline = tx._machine.deadline
-        if self._closed or deadline is None:
-            return False
-        tx._lingering = True
-        self._counts["lingering"] += 1
-        heapq.heappush(self._timers, (deadline, next(self._timer_seq), tx))
-        if deadline < self._timer_scope.deadline:  # noqa: PLR1730 (no needless deadline write)
-            self._timer_scope.deadline = deadline
-        return True
-
-    def _revive(self, tx: IncomingRequest) -> None:
-        """An input, an action or the deadline for a lingering transaction: drive it again
-        (its machine is started; the inbox holds what arrived, or the deadline has passed)."""
-        tx._lingering = False
-        self._counts["lingering"] -= 1
+    def _start_sender(self, tx: _Transaction) -> None:
+        """``tx`` has a send that cannot go out synchronously: drain its queue in a task."""
         if self._closed:
-            self._forget(tx)
+            tx._sending = None
             return
-        self._nursery.start_soon(self._drive, tx, "server")
+        self._counts["senders"] += 1
+        self._nursery.start_soon(self._sender, tx)
 
-    async def _linger_timer(self) -> None:
-        """The one task that keeps the deadlines of lingering server transactions."""
-        timers = self._timers
-        while True:
-            self._timer_scope = trio.CancelScope(deadline=timers[0][0] if timers else math.inf)
-            with self._timer_scope:
-                await trio.sleep_forever()
-            now = trio.current_time()
-            while timers and timers[0][0] <= now:
-                _, _, tx = heapq.heappop(timers)
-                deadline = tx._machine.deadline
-                if tx._lingering and deadline is not None and deadline <= now:
-                    self._revive(tx)
+    async def _sender(self, tx: _Transaction) -> None:
+        try:
+            with trio.CancelScope() as tx._send_scope:
+                if tx._done and not tx._machine.terminated:
+                    return  # stopped before the task ran
+                await tx._drain()
+        except Exception as exc:
+            self._crash(tx, exc)
+        finally:
+            tx._send_scope = None
+            tx._sending = None
+            self._counts["senders"] -= 1
+            if isinstance(tx, ClientTransaction):
+                tx._sender_exited()
 
-    def _forget(self, tx: _Tx) -> None:
+    def _finish(self, tx: _Transaction) -> None:
+        """The machine of ``tx`` is Terminated: forget the transaction."""
+        if not tx._done:
+            tx._done = True
+            tx._timer_at = None
+            self._counts["client" if isinstance(tx, ClientTransaction) else "server"] -= 1
+            self._forget(tx)
+            if isinstance(tx, ClientTransaction):
+                tx._stopped()
+
+    def _stop(self, tx: _Transaction) -> None:
+        """Abandon ``tx`` (cancelled, or the stack closes): its waiting sends too."""
+        self._finish(tx)
+        if tx._send_scope is not None:
+            tx._send_scope.cancel()
+        elif tx._sending is not None:
+            tx._sending.clear()
+
+    def _crash(self, tx: _Transaction, exc: Exception) -> None:
+        logger.error("transaction %r crashed", tx, exc_info=exc)
+        if isinstance(tx, ClientTransaction):
+            tx._crashed(exc)
+        self._stop(tx)
+
+    def _forget(self, tx: _Transaction) -> None:
         if self._live.get(tx.key) is tx:
             del self._live[tx.key]
         if self._table.get(tx.key) is tx._machine:
@@ -429,13 +391,16 @@ class Stack(_Receiver):
         self._closed = True
         await self._layer.aclose()
         self._queue_in.close()
-        for _, _, tx in self._timers:
-            if tx._lingering:
-                tx._lingering = False
-                self._counts["lingering"] -= 1
-                self._forget(tx)
+        for tx in list(self._live.values()):
+            self._stop(tx)
         self._timers.clear()
         self._nursery.cancel_scope.cancel()
+
+
+def _fire(tx: _Transaction, deadline: float, now: float) -> None:
+    """The TimerQueue's callback: run the machine's timers unless the entry is stale."""
+    if tx._timer_at == deadline and not tx._done:
+        tx._fire(now)
 
 
 def _with_length(message: Request) -> Request:
@@ -487,7 +452,7 @@ async def open_stack(
                 for transport, host, port in listen:
                     await nursery.start(layer.listen, transport, host, port)
                 nursery.start_soon(stack._starter)
-                nursery.start_soon(stack._linger_timer)
+                nursery.start_soon(stack._timers.serve)
                 yield stack
             finally:
                 await stack.aclose()

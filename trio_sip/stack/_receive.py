@@ -3,12 +3,13 @@
 # §17.1.3 (matching responses), RFC 6026 §8.9 (stray responses) and §18.2.2 (response routing).
 #
 # Theory of operation: the transport layer calls ``_on_message`` synchronously for every parsed
-# message. It asks ``TransactionTable.classify`` where the message goes and acts at once: an
-# inbox ``put`` for a known transaction, the ``on_stray`` hook for an ACK to a 2xx or an
-# unmatched response, a stateless rejection for a request that fails ``check_request``, or a
-# new server machine, started right here (so that retransmissions and CANCELs match from the
-# first instant) and queued for the starter task, which runs its driver with ``nursery.start``.
-# Nothing here awaits; nothing here lets an exception escape into the transport layer.
+# message. It asks ``TransactionTable.classify`` where the message goes and acts at once: the
+# known transaction's machine handles it (and its outputs are performed) right here, the
+# ``on_stray`` hook gets an ACK to a 2xx or an unmatched response, a request that fails
+# ``check_request`` is refused statelessly, and a new request gets a server machine, started
+# right here (so that retransmissions and CANCELs match from the first instant) and queued for
+# the starter task, which hands it to the TU. Nothing here awaits; nothing here lets an
+# exception escape into the transport layer.
 """_Receiver: classification and server-side handling of received messages (a Stack mixin)."""
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
-from trio_sip.drivers import Inbox
+from trio_sip.drivers import Inbox, TimerQueue
 from trio_sip.proto.errors import LocalProtocolError, ParseError, ProtocolError, TransportError
 from trio_sip.proto.ids import new_tag
 from trio_sip.proto.message import Request, Response, make_response
@@ -45,7 +46,11 @@ from trio_sip.transports.pool import TransportLayer
 from trio_sip.transports.stream import error_response_untrusted
 
 from ._client import ClientTransaction
+from ._driving import _Transaction
 from ._server import IncomingRequest
+
+if TYPE_CHECKING:
+    from ._core import Stack
 
 __all__ = ["Handler", "StrayHook"]
 
@@ -72,12 +77,7 @@ class _Receiver:
     _queue_in: trio.MemorySendChannel[IncomingRequest]
     _closed: bool
     _starts: Inbox[IncomingRequest]
-
-    async def _drive(self, tx: IncomingRequest, kind: str) -> None: ...
-
-    def _forget(self, tx: IncomingRequest) -> None: ...
-
-    def _revive(self, tx: IncomingRequest) -> None: ...
+    _timers: TimerQueue[_Transaction]
 
     def _on_message(self, message: Request | Response, flow: Flow) -> None:
         try:
@@ -98,7 +98,7 @@ class _Receiver:
             return
         where = self._table.classify(response)
         if isinstance(where, ToTransaction):
-            self._live[where.key]._inbox.put(MessageReceived(response))
+            self._live[where.key]._input(MessageReceived(response))
         else:
             self._stray(response, flow)
 
@@ -109,11 +109,7 @@ class _Receiver:
             self._reject(request, flow, exc.status_hint or 400)
             return
         if isinstance(where, ToTransaction):
-            tx = self._live[where.key]
-            if isinstance(tx, IncomingRequest):
-                tx._put(MessageReceived(request))
-            else:
-                tx._inbox.put(MessageReceived(request))
+            self._live[where.key]._input(MessageReceived(request))
             return
         if isinstance(where, AckFor2xx):
             self._stray(request, flow)
@@ -145,11 +141,23 @@ class _Receiver:
             return None
         tag = new_tag(self._rng)
         incoming = IncomingRequest(
-            self, request, flow, key=key, machine=machine, to_tag=tag, internal=internal
+            cast("Stack", self),
+            request,
+            flow,
+            key=key,
+            machine=machine,
+            to_tag=tag,
+            internal=internal,
         )
         self._live[key] = incoming
-        incoming._inbox.put(machine.start(trio.current_time()))
-        self._starts.put(incoming)
+        self._counts["server"] += 1
+        # The start outputs (the delivery of the request) wait for the starter task; the
+        # machine's 100 Trying timer runs from now.
+        outputs = machine.start(trio.current_time())
+        incoming._settle()
+        if not internal:  # a CANCEL's own delivery is for nobody
+            incoming._start_outputs = outputs
+            self._starts.put(incoming)
         return incoming
 
     def _on_cancel(self, cancel: Request, flow: Flow, where: CancelFor) -> None:
@@ -196,6 +204,9 @@ class _Receiver:
                 self._respond_quietly(incoming, 500)
         finally:
             self._counts["handlers"] -= 1
+            incoming._handled = True
+            if not incoming._done:
+                incoming._compact()
 
     def _respond_quietly(self, incoming: IncomingRequest, status: int) -> None:
         if incoming.final_response is None and not incoming._machine.terminated:

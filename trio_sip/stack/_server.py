@@ -3,14 +3,15 @@
 # Theory of operation: the stack builds the machine (§17.2.1 INVITE with RFC 6026's Accepted
 # state, §17.2.2 non-INVITE) inside the transport's synchronous callback and starts it there
 # (the server machine's start only delivers the request), so the table matches retransmissions
-# and a CANCEL (§9.2) from the first instant; the driver task then performs the outputs. The
-# handle is the driver's owner and the application's TU interface: ``respond`` builds the
-# response (§8.2.6.2: Via, From, To, Call-ID and CSeq copied, one To tag per transaction,
-# §8.2.6.2 / §12.1.1) and feeds ``SendResponse`` to the machine synchronously, so an illegal
-# response (a second final one) raises ``LocalProtocolError`` in the caller; the outputs go to
-# the driver, which sends them per §18.2.2 (back on the request's connection, or to
-# ``received``/``rport`` over UDP). The machine then retransmits a 300-699 until the ACK
-# (Timer G/H), absorbs INVITE retransmissions after a 2xx (RFC 6026 §8.7) and ends.
+# and a CANCEL (§9.2) from the first instant; the stack's starter task then hands the request to
+# the TU. The handle is the machine's owner (it drives it synchronously, ``_driving``) and the
+# application's TU interface: ``respond`` builds the response (§8.2.6.2: Via, From, To, Call-ID
+# and CSeq copied, one To tag per transaction, §8.2.6.2 / §12.1.1) and feeds ``SendResponse``
+# to the machine synchronously, so an illegal response (a second final one) raises
+# ``LocalProtocolError`` in the caller, and the response goes out at once per §18.2.2 (back on
+# the request's connection, or to ``received``/``rport`` over UDP). The machine then
+# retransmits a 300-699 until the ACK (Timer G/H), absorbs INVITE retransmissions after a 2xx
+# (RFC 6026 §8.7) and ends.
 """IncomingRequest: the handle the application answers a request through."""
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
-from trio_sip.drivers import Inbox, InboxItem
+from trio_sip.drivers import LINGER_MIN
+from trio_sip.proto.errors import ProtocolError
 from trio_sip.proto.message import Request, Response, make_response
 from trio_sip.proto.outputs import (
     Deliver,
@@ -32,14 +34,16 @@ from trio_sip.proto.outputs import (
 from trio_sip.proto.transaction import Key, Machine
 from trio_sip.transports.base import Flow
 
+from ._driving import _Transaction
+
 if TYPE_CHECKING:
-    from ._receive import _Receiver
+    from ._core import Stack
 
 __all__ = ["IncomingRequest"]
 
 
 @final
-class IncomingRequest:
+class IncomingRequest(_Transaction):
     """A received request with its server transaction. Made by the stack, never by users.
 
     ``request`` is the request as received (``received``/``rport`` stamped in its top Via),
@@ -49,11 +53,12 @@ class IncomingRequest:
     __slots__ = (
         "_cancel_hook",
         "_cancelled",
-        "_inbox",
+        "_compacted",
+        "_handled",
         "_internal",
-        "_lingering",
-        "_machine",
-        "_stack",
+        "_out",
+        "_out_via",
+        "_start_outputs",
         "final_response",
         "flow",
         "key",
@@ -64,7 +69,7 @@ class IncomingRequest:
 
     def __init__(
         self,
-        stack: _Receiver,
+        stack: Stack,
         request: Request,
         flow: Flow,
         *,
@@ -73,12 +78,15 @@ class IncomingRequest:
         to_tag: str,
         internal: bool = False,
     ) -> None:
-        self._stack = stack
+        self._init_driving(stack, machine)
         self.request = request
         self.flow = flow
         self.key = key
-        self._machine = machine
-        self._inbox: Inbox[InboxItem] = Inbox()
+        #: The machine's start outputs, until the stack's starter performs them.
+        self._start_outputs: list[Output] | None = None
+        #: The flow responses leave on synchronously, for the top Via ``_out_via`` (§18.2.2).
+        self._out: Flow | None = None
+        self._out_via: object = None
         #: The To tag every response of this transaction carries (unless the request had one).
         self.to_tag = to_tag
         #: The final response sent, if any.
@@ -89,8 +97,9 @@ class IncomingRequest:
         #: Called (synchronously) when a CANCEL matches: the user agent's incoming call.
         self._cancel_hook: Callable[[], object] | None = None
         self._internal = internal  # a CANCEL the stack answers itself
-        #: No driver task: the stack's linger timer holds the machine's deadline.
-        self._lingering = False
+        #: The handler returned; the parsed views were dropped (``_compact``).
+        self._handled = False
+        self._compacted = False
 
     @property
     def method(self) -> str:
@@ -151,18 +160,51 @@ class IncomingRequest:
         outputs = self._machine.handle(SendResponse(response), trio.current_time())
         if response.status_code >= 200 and self.final_response is None:
             self.final_response = response
-        self._put(outputs)
-
-    def _put(self, item: InboxItem) -> None:
-        """Give the driver an input or outputs; start a driver again if the machine lingers."""
-        self._inbox.put(item)
-        if self._lingering:
-            self._stack._revive(self)
+        self._perform(outputs)
 
     def __repr__(self) -> str:
         return f"<IncomingRequest {self.request.method} {self.state.name}>"
 
     # -- stack / driver side ---------------------------------------------------------------
+
+    def _settle(self) -> None:
+        super()._settle()
+        if self._handled and not self._compacted and not self._done:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Once the handler has returned and the machine only lingers (RFC 6026 Accepted,
+        Completed, Confirmed: its next timer at least ``LINGER_MIN`` away), drop the parsed
+        views of the messages it keeps: the garbage collector would otherwise traverse them
+        for up to 32 s. Reading a view again parses it again (same values)."""
+        deadline = self._machine.deadline
+        if deadline is None or deadline - trio.current_time() < LINGER_MIN:
+            return
+        self._compacted = True
+        self._out_via = None
+        self.request._drop_views()
+        if self.final_response is not None:
+            self.final_response._drop_views()
+        last = getattr(self._machine, "last_response", None)
+        if isinstance(last, Response) and last is not self.final_response:
+            last._drop_views()
+
+    def _try_send(self, message: Request | Response) -> bool:
+        assert isinstance(message, Response)
+        try:
+            via = message.vias[0]
+        except (ProtocolError, IndexError):
+            return False  # the async path reports it
+        if via is not self._out_via:
+            try:
+                self._out = self._stack._layer.sync_response_flow(message, self.flow)
+            except ProtocolError:
+                return False
+            self._out_via = via
+        out = self._out
+        if out is None or not out.usable:
+            return False
+        return out.try_send(bytes(message))
 
     async def _send(self, message: Request | Response) -> None:
         assert isinstance(message, Response)
