@@ -439,3 +439,74 @@ def test_generic_request_with_explicit_headers() -> None:
     upd = build_request(d, "UPDATE", via=VIA2, headers=[("Supported", "timer")])
     assert upd.headers["Contact"] == "<sip:alice@pc33.atlanta.com>"  # target refresh
     assert upd.supported == ("timer",)
+
+
+# ---------------------------------------------------------------------------- kept as text
+
+
+def test_uas_dialog_addresses_read_back_as_the_parsed_headers_with_the_dialog_tags() -> None:
+    # The dialog keeps the From / To / Contact texts (not the messages' parsed views) and
+    # parses them again on each read; the values are those of the parsed headers.
+    d, req = uas_dialog()
+    assert d.local_uri == req.to.with_tag("bobtag")
+    assert d.remote_uri == req.from_
+    assert d.remote_target == req.contacts[0].uri
+    assert d.local_contact is not None and str(d.local_contact) == "<sip:bob@192.0.2.4>"
+    assert d.remote_uri is not req.from_  # parsed again: nothing of the message is kept
+
+
+def test_uac_dialog_addresses_read_back_as_the_parsed_headers_with_the_dialog_tags() -> None:
+    d = uac_dialog()
+    assert d.local_uri == INVITE.from_
+    assert d.remote_uri == INVITE.to.with_tag("a6c85cf")
+    assert d.local_contact == INVITE.contacts[0]
+
+
+def test_requests_carry_the_formatted_addresses_not_the_header_text() -> None:
+    # Header text as a peer may write it (no quotes, a To without tag, a Contact with
+    # parameters): the BYE carries the addresses written the way the old parsed views were.
+    req = Request(
+        "INVITE",
+        "sip:bob@biloxi.com",
+        [
+            ("Via", "SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bKx"),
+            ("To", "Bob  <sip:bob@biloxi.com>"),
+            ("From", "sip:alice@atlanta.com;tag=t1"),
+            ("Call-ID", "c1"),
+            ("CSeq", "1 INVITE"),
+            ("Contact", "<sip:alice@pc33.atlanta.com;transport=udp>;expires=60"),
+        ],
+    )
+    resp = make_response(req, 200, to_tag="bobtag", headers=[("Contact", "<sip:bob@192.0.2.4>")])
+    d = Dialog.from_uas(req, resp)
+    bye = build_bye(d, via=VIA2)
+    assert bye.headers["To"] == str(req.from_) == "<sip:alice@atlanta.com>;tag=t1"
+    assert bye.headers["From"] == str(req.to.with_tag("bobtag"))
+    assert bye.uri_text == str(req.contacts[0].uri) == "sip:alice@pc33.atlanta.com;transport=udp"
+    reinvite = build_reinvite(d, via=VIA2, sdp=None)
+    assert reinvite.headers["Contact"] == "<sip:bob@192.0.2.4>"
+
+
+def test_dialog_built_with_objects_keeps_them_and_setters_replace_values() -> None:
+    base = uac_dialog()
+    local, remote, target = base.local_uri, base.remote_uri, base.remote_target
+    d = Dialog(
+        id=base.id,
+        state=DialogState.CONFIRMED,
+        is_uac=True,
+        local_uri=local,
+        remote_uri=remote,
+        remote_target=target,
+        route_set=(),
+        local_seq=1,
+        remote_seq=None,
+    )
+    assert d.local_uri is local and d.remote_uri is remote and d.remote_target is target
+    assert d.local_contact is None
+    new_target = parse_message(b"SIP/2.0 200 OK\r\nContact: <sip:b@198.51.100.1>\r\n\r\n")
+    d.remote_target = new_target.contacts[0].uri
+    d.local_contact = INVITE.contacts[0]
+    assert build_reinvite(d, via=VIA2, sdp=None).uri_text == "sip:b@198.51.100.1"
+    assert build_bye(d, via=VIA2).uri_text == "sip:b@198.51.100.1"
+    assert str(d.local_contact) == "<sip:alice@pc33.atlanta.com>"
+    assert "Dialog(id=DialogId(" in repr(d)

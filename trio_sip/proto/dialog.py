@@ -54,7 +54,7 @@ import attrs
 
 from .errors import RemoteProtocolError
 from .message import Request, Response, make_response
-from .uri import NameAddress, SipUri, Uri
+from .uri import NameAddress, SipUri, Uri, parse_name_addr, parse_uri
 
 __all__ = [
     "TARGET_REFRESH_METHODS",
@@ -118,9 +118,12 @@ def glare_retry_delay(owner: bool, rng: random.Random) -> float:
     return (rng.randint(210, 400) if owner else rng.randint(0, 200)) / 100
 
 
-def _target(message: Request | Response, fallback: Uri) -> Uri:
-    contacts = [c for c in message.contacts if not c.is_wildcard]
-    return contacts[0].uri if contacts else fallback
+def _target(message: Request | Response, fallback: Uri | str) -> Uri | str:
+    """The remote target a message sets: its first Contact's URI, formatted (see Dialog)."""
+    for contact in message.contacts:
+        if not contact.is_wildcard:
+            return str(contact.uri)
+    return fallback
 
 
 def _secure(request: Request, tls: bool | None) -> bool:
@@ -128,29 +131,159 @@ def _secure(request: Request, tls: bool | None) -> bool:
     return sips if tls is None else (tls and sips)
 
 
-@attrs.define(eq=False)
+def _raw_address(message: Request | Response, name: str) -> str:
+    """The text of the first ``name`` (From / To) header: parsed again on demand."""
+    text = message.headers.get(name)
+    if text is None:  # message.from_ / .to raise the usual ParseError
+        return str(message.from_ if name == "from" else message.to)
+    return text
+
+
+def _raw_contact(message: Request | Response) -> NameAddress | str | None:
+    """Our first Contact in ``message``: its header text when the line holds one address (parsed
+    again on demand), else the parsed address."""
+    text = message.headers.get("contact")
+    if text is None:
+        return None
+    if "," not in text and not text.startswith("*"):
+        return text
+    contacts = message.contacts
+    return contacts[0] if contacts else None
+
+
 class Dialog:
-    """One dialog, seen from this user agent. Build it with :meth:`from_uac` / :meth:`from_uas`."""
+    """One dialog, seen from this user agent. Build it with :meth:`from_uac` / :meth:`from_uas`.
+
+    Memory (a UAS keeps one per established call): the addresses are kept as text and parsed
+    again when read -- ``local_uri`` / ``remote_uri`` as the From / To header text of the
+    dialog-creating request (the tag is the dialog id's), ``remote_target`` as the formatted URI
+    and ``local_contact`` as the Contact text -- unless they were given as objects.
+    """
+
+    __slots__ = (
+        "_local",
+        "_local_contact",
+        "_remote",
+        "_target",
+        "id",
+        "incoming_invite_pending",
+        "initial_seq",
+        "is_uac",
+        "local_seq",
+        "reinvite_pending",
+        "remote_seq",
+        "rng",
+        "route_set",
+        "secure",
+        "state",
+    )
 
     id: DialogId
     state: DialogState
     #: True when this side sent the dialog-creating request (it owns the Call-ID, §14.1).
     is_uac: bool
-    local_uri: NameAddress  # our From (UAC) / To (UAS), tag included
-    remote_uri: NameAddress  # their To (UAC) / From (UAS), tag included
-    remote_target: Uri
     route_set: tuple[NameAddress, ...]
     local_seq: int | None
     remote_seq: int | None
-    secure: bool = False
-    local_contact: NameAddress | None = None
-    rng: random.Random = attrs.field(factory=_shared_rng, repr=False)
+    secure: bool
+    rng: random.Random
     #: CSeq of the dialog-creating request (its responses shape an early dialog).
-    initial_seq: int = 0
+    initial_seq: int
     #: Our re-INVITE awaiting its final response (§14.1 glare).
-    reinvite_pending: bool = False
+    reinvite_pending: bool
     #: Their INVITE that we have not answered with a final response yet (§14.2).
-    incoming_invite_pending: bool = False
+    incoming_invite_pending: bool
+
+    def __init__(  # noqa: PLR0917  (positional, as the attrs class it replaces)
+        self,
+        id: DialogId,
+        state: DialogState,
+        is_uac: bool,
+        local_uri: NameAddress | str,
+        remote_uri: NameAddress | str,
+        remote_target: Uri | str,
+        route_set: tuple[NameAddress, ...],
+        local_seq: int | None,
+        remote_seq: int | None,
+        secure: bool = False,
+        local_contact: NameAddress | str | None = None,
+        rng: random.Random | None = None,
+        initial_seq: int = 0,
+        reinvite_pending: bool = False,
+        incoming_invite_pending: bool = False,
+    ) -> None:
+        self.id = id
+        self.state = state
+        self.is_uac = is_uac
+        # A str address is the header text (its tag is replaced by the dialog id's); a str
+        # target is a URI's text; both are parsed again when read.
+        self._local = local_uri
+        self._remote = remote_uri
+        self._target = remote_target
+        self.route_set = route_set
+        self.local_seq = local_seq
+        self.remote_seq = remote_seq
+        self.secure = secure
+        self._local_contact = local_contact
+        self.rng = rng if rng is not None else _SHARED_RNG
+        self.initial_seq = initial_seq
+        self.reinvite_pending = reinvite_pending
+        self.incoming_invite_pending = incoming_invite_pending
+
+    @property
+    def local_uri(self) -> NameAddress:
+        """Our From (UAC) / To (UAS), tag included."""
+        value = self._local
+        if isinstance(value, str):
+            return parse_name_addr(value).with_tag(self.id.local_tag)
+        return value
+
+    @local_uri.setter
+    def local_uri(self, value: NameAddress) -> None:
+        self._local = value
+
+    @property
+    def remote_uri(self) -> NameAddress:
+        """Their To (UAC) / From (UAS), tag included."""
+        value = self._remote
+        if isinstance(value, str):
+            return parse_name_addr(value).with_tag(self.id.remote_tag)
+        return value
+
+    @remote_uri.setter
+    def remote_uri(self, value: NameAddress) -> None:
+        self._remote = value
+
+    @property
+    def remote_target(self) -> Uri:
+        """Where requests in the dialog go (the Request-URI, §12.2.1.1)."""
+        value = self._target
+        return parse_uri(value) if isinstance(value, str) else value
+
+    @remote_target.setter
+    def remote_target(self, value: Uri) -> None:
+        self._target = value
+
+    @property
+    def local_contact(self) -> NameAddress | None:
+        """Our Contact, sent in target refresh requests."""
+        value = self._local_contact
+        return parse_name_addr(value) if isinstance(value, str) else value
+
+    @local_contact.setter
+    def local_contact(self, value: NameAddress | None) -> None:
+        self._local_contact = value
+
+    def __repr__(self) -> str:
+        return (
+            f"Dialog(id={self.id!r}, state={self.state!r}, is_uac={self.is_uac!r}, "
+            f"local_uri={self.local_uri!r}, remote_uri={self.remote_uri!r}, "
+            f"remote_target={self.remote_target!r}, route_set={self.route_set!r}, "
+            f"local_seq={self.local_seq!r}, remote_seq={self.remote_seq!r}, "
+            f"secure={self.secure!r}, local_contact={self.local_contact!r}, "
+            f"initial_seq={self.initial_seq!r}, reinvite_pending={self.reinvite_pending!r}, "
+            f"incoming_invite_pending={self.incoming_invite_pending!r})"
+        )
 
     # ------------------------------------------------------------------ creation
 
@@ -170,20 +303,21 @@ class Dialog:
         local_tag = request.from_.tag
         if local_tag is None:
             raise RemoteProtocolError("the request has no From tag")
+        _ = request.to  # a missing or malformed To raises here, as before
         state = S.CONFIRMED if response.status_code >= 200 else S.EARLY
         return cls(
             id=DialogId(request.call_id, local_tag, response.to.tag),
             state=state,
             is_uac=True,
-            local_uri=request.from_,
-            remote_uri=request.to.with_tag(response.to.tag),
+            local_uri=_raw_address(request, "from"),
+            remote_uri=_raw_address(request, "to"),
             remote_target=_target(response, request.uri),
             route_set=tuple(reversed(response.record_routes)),
             local_seq=request.cseq.seq,
             remote_seq=None,
             secure=_secure(request, tls),
-            local_contact=request.contacts[0] if request.contacts else None,
-            rng=rng if rng is not None else _SHARED_RNG,
+            local_contact=_raw_contact(request),
+            rng=rng,
             initial_seq=request.cseq.seq,
         )
 
@@ -203,20 +337,21 @@ class Dialog:
         remote_tag = request.from_.tag
         if remote_tag is None:
             raise RemoteProtocolError("the request has no From tag", status_hint=400)
+        _ = request.to  # a missing or malformed To raises here, as before
         state = S.CONFIRMED if response.status_code >= 200 else S.EARLY
         return cls(
             id=DialogId(request.call_id, response.to.tag, remote_tag),
             state=state,
             is_uac=False,
-            local_uri=request.to.with_tag(response.to.tag),
-            remote_uri=request.from_,
+            local_uri=_raw_address(request, "to"),
+            remote_uri=_raw_address(request, "from"),
             remote_target=_target(request, request.uri),
             route_set=request.record_routes,
             local_seq=None,
             remote_seq=request.cseq.seq,
             secure=_secure(request, tls),
-            local_contact=response.contacts[0] if response.contacts else None,
-            rng=rng if rng is not None else _SHARED_RNG,
+            local_contact=_raw_contact(response),
+            rng=rng,
             initial_seq=request.cseq.seq,
             incoming_invite_pending=request.method == "INVITE" and response.status_code < 200,
         )
@@ -255,7 +390,7 @@ class Dialog:
                 self._move("failure")
                 return
             # §12.1.2 / §13.2.2.4: the early dialog follows each response; a 2xx fixes it.
-            self.remote_target = _target(response, self.remote_target)
+            self._target = _target(response, self._target)
             self.route_set = tuple(reversed(response.record_routes))
             self._move("1xx" if status < 200 else "2xx")
             return
@@ -265,7 +400,7 @@ class Dialog:
             self._move("bye")
         elif 200 <= status < 300 and method in TARGET_REFRESH_METHODS:
             # §12.2.1.2: "replace the dialog's remote target URI with the URI from the Contact".
-            self.remote_target = _target(response, self.remote_target)
+            self._target = _target(response, self._target)
 
     # ------------------------------------------------------------------ requests we receive
 
@@ -295,7 +430,7 @@ class Dialog:
         if method == "BYE":
             self._move("bye")
         elif method in TARGET_REFRESH_METHODS:
-            self.remote_target = _target(request, self.remote_target)
+            self._target = _target(request, self._target)
             self._move("target refresh")
         return None
 

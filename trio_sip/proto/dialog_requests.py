@@ -53,7 +53,7 @@ from .message import Request, Response
 from .outputs import MessageReceived, Terminated, TerminationReason, Transmit
 from .sdp import SessionDescription
 from .timers import TimerConfig
-from .uri import NameAddress, SipUri, Uri
+from .uri import NameAddress, SipUri, Uri, parse_uri
 
 __all__ = [
     "ACK_RESENDER_TRANSITIONS",
@@ -80,13 +80,20 @@ Headers = Iterable[tuple[str, str]]
 
 def request_uri_and_routes(dialog: Dialog) -> tuple[Uri, tuple[NameAddress, ...]]:
     """The Request-URI and the Route values of the dialog's next request (§12.2.1.1)."""
+    uri, routes = _uri_and_routes(dialog)
+    return (parse_uri(uri) if isinstance(uri, str) else uri), routes
+
+
+def _uri_and_routes(dialog: Dialog) -> tuple[Uri | str, tuple[NameAddress, ...]]:
+    # The remote target as the dialog keeps it: a URI's text is not parsed to be written again.
     routes = dialog.route_set
+    target = dialog._target
     if not routes or "lr" in routes[0].uri.params:
-        return dialog.remote_target, routes
+        return target, routes
     first = routes[0].uri
     if isinstance(first, SipUri):  # strip what a Request-URI may not carry (§19.1.1 table)
         first = first.evolve(params=first.params.without("method"), headers=())
-    return first, (*routes[1:], NameAddress(dialog.remote_target))
+    return first, (*routes[1:], NameAddress(target))
 
 
 def build_request(
@@ -101,7 +108,7 @@ def build_request(
 ) -> Request:
     """A request within ``dialog`` (§12.2.1.1). ``cseq`` None takes the next local number."""
     seq = dialog.next_local_seq() if cseq is None else cseq
-    uri, routes = request_uri_and_routes(dialog)
+    uri, routes = _uri_and_routes(dialog)
     pairs = [
         ("Via", via),
         ("Max-Forwards", MAX_FORWARDS),
