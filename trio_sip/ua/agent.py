@@ -41,7 +41,7 @@ from trio_sip.proto.dialog import Dialog, DialogSet
 from trio_sip.proto.errors import ConfigError, SipError
 from trio_sip.proto.ids import new_call_id, new_tag
 from trio_sip.proto.message import Request, Response
-from trio_sip.proto.sdp import SessionDescription, audio_offer
+from trio_sip.proto.sdp import SdpError, SessionDescription, audio_offer, parse_sdp
 from trio_sip.proto.target import Target
 from trio_sip.proto.timers import TimerConfig
 from trio_sip.proto.uri import NameAddress, SipUri, Uri, parse_name_addr, parse_uri
@@ -101,7 +101,7 @@ class UserAgent:
         self.stack = stack
         self.failover = failover
         self.aor = aor
-        self.contact = contact
+        self._contact = contact
         self.credentials = credentials
         self.cleanup_timeout = cleanup_timeout
         self.user_agent = user_agent
@@ -111,6 +111,16 @@ class UserAgent:
         self._rng = rng
         self._media_address = media_address
         self._media_port = media_port
+        # Calls keep SDPs as bytes when parsing them back gives the same value; true for the
+        # default SDP and answers to it unless the media address is odd (checked once).
+        probe = audio_offer(media_address, media_port, session_id=1)
+        try:
+            self._sdp_round_trips = parse_sdp(bytes(probe)) == probe
+        except SdpError:
+            self._sdp_round_trips = False
+        # Header values every call sends (computed once; Allow again when ``route`` adds one).
+        self._contact_text = str(contact)
+        self._allow_text = ", ".join(ALLOW)
         self._calls: dict[Any, Call] = {}
         self._live: set[Call] = set()
         self._routes: dict[str, RequestHandler] = {}
@@ -141,6 +151,16 @@ class UserAgent:
         return await self.registrations.register(
             str(self.aor), destination, contact=str(self.contact), **kwargs
         )
+
+    @property
+    def contact(self) -> NameAddress:
+        """Our Contact (in requests, 1xx and 2xx)."""
+        return self._contact
+
+    @contact.setter
+    def contact(self, value: NameAddress) -> None:
+        self._contact = value
+        self._contact_text = str(value)
 
     @property
     def host(self) -> str:
@@ -203,8 +223,8 @@ class UserAgent:
             ("To", str(NameAddress(uri))),
             ("Call-ID", new_call_id(self._rng, self.host)),
             ("CSeq", f"1 {method}"),
-            ("Contact", str(self.contact)),
-            ("Allow", ", ".join(self._allow())),
+            ("Contact", self._contact_text),
+            ("Allow", self._allow_text),
             ("User-Agent", self.user_agent),
         ]
         if content_type is not None and body:
@@ -213,9 +233,18 @@ class UserAgent:
         return Request(method, uri, pairs, body)
 
     def _default_sdp(self) -> SessionDescription:
+        return self._media_sdp(*self._new_media())
+
+    def _new_media(self) -> tuple[int, int]:
+        """The (port, session id) of the next default SDP (``audio_offer`` draws the session
+        id from the agent's Random the same way)."""
         port = self._media_port
         self._media_port += 2
-        return audio_offer(self._media_address, port, rng=self._rng)
+        return port, self._rng.randrange(1, 2**62)
+
+    def _media_sdp(self, port: int, session_id: int) -> SessionDescription:
+        """Our default SDP for ``port`` and ``session_id`` (the same value every time)."""
+        return audio_offer(self._media_address, port, session_id=session_id)
 
     def _new_session_id(self) -> str:
         return new_tag(self._rng)
@@ -279,6 +308,7 @@ class UserAgent:
         """Hand every ``method`` request (e.g. NOTIFY) to ``handler(incoming)``, which must
         answer it; the method is then listed in Allow."""
         self._routes[method.upper()] = handler
+        self._allow_text = ", ".join(self._allow())
 
     def _allow(self) -> list[str]:
         return [*ALLOW, *(m for m in self._routes if m not in ALLOW)]
@@ -325,7 +355,7 @@ class UserAgent:
 
     async def _answer_other(self, incoming: IncomingRequest) -> None:
         """OPTIONS: 200 with our capabilities (§11.2); any other method: 405 with Allow."""
-        allow = ("Allow", ", ".join(self._allow()))
+        allow = ("Allow", self._allow_text)
         if incoming.method == "OPTIONS":
             await incoming.respond(
                 200,
@@ -333,7 +363,7 @@ class UserAgent:
                     allow,
                     ("Accept", "application/sdp"),
                     ("Supported", ""),
-                    ("Contact", str(self.contact)),
+                    ("Contact", self._contact_text),
                 ],
             )
         else:
@@ -342,19 +372,21 @@ class UserAgent:
     async def _respond_2xx(
         self,
         incoming: IncomingRequest,
-        sdp: SessionDescription | None,
+        sdp: SessionDescription | bytes | None,
         headers: Iterable[tuple[str, str]] = (),
     ) -> Response:
+        """200 to ``incoming`` with our Contact, Allow, Supported, and ``sdp`` (a description
+        or its bytes) as the body."""
         pairs = [
-            ("Contact", str(self.contact)),
-            ("Allow", ", ".join(self._allow())),
+            ("Contact", self._contact_text),
+            ("Allow", self._allow_text),
             ("Supported", ""),
             ("User-Agent", self.user_agent),
         ]
         if sdp is not None:
             pairs.append(("Content-Type", "application/sdp"))
         pairs.extend(headers)
-        body = bytes(sdp) if sdp is not None else b""
+        body = b"" if sdp is None else sdp if isinstance(sdp, bytes) else bytes(sdp)
         return await incoming.respond(200, headers=pairs, body=body)
 
     def _on_stray(self, message: Request | Response, flow: Flow) -> None:

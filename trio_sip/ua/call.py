@@ -84,6 +84,29 @@ class CallFailed(SipError):
         self.reason = reason or what
 
 
+#: A response kept as (status, reason, header text, body, version): the header lines joined
+#: by "\n" as "name:value" (a name is a token and a value holds no CR/LF, so this is exact).
+_Kept = tuple[int, str, str, bytes, str]
+
+
+def _keep(response: Response) -> _Kept:
+    """``response`` in one string and its body (a few hundred bytes instead of the message
+    with its header list and parsed views); :func:`_rebuild` makes an equal Response."""
+    text = "\n".join([f"{name}:{value}" for name, value in response.headers])
+    return (response.status_code, response.reason, text, response.body, response.version)
+
+
+def _rebuild(kept: _Kept) -> Response:
+    status, reason, text, body, version = kept
+    pairs = [line.split(":", 1) for line in text.split("\n")] if text else []
+    return Response(status, reason, [(n, v) for n, v in pairs], body, version=version)
+
+
+def _sdp(value: SessionDescription | bytes | None) -> SessionDescription | None:
+    """An SDP kept as the bytes it was parsed from (or serialised to): parsed on each read."""
+    return parse_sdp(value) if isinstance(value, bytes) else value
+
+
 @final
 class Call:
     """One call. Made by ``UserAgent.call`` (outgoing) or ``IncomingCall.accept`` (incoming).
@@ -91,6 +114,44 @@ class Call:
     ``async with call:`` hangs up (or cancels) when the block is left; ``events`` is the
     receive side of the session event channel (docs/calls.md).
     """
+
+    # Memory (10,000 established calls must fit in 100 MB at the UAS): slots; the event
+    # channel, the ParkingLot of the waits, the INVITE task's scope and the re-INVITE lock are
+    # made when first needed (until ``events`` is read, events wait in a list, and an incoming
+    # call's Answered is only a flag); an incoming call keeps its SDPs as bytes and its 200 as
+    # one string (``local_sdp``, ``remote_sdp`` and ``final_response`` are rebuilt on read) and
+    # its default media as (port, session id).
+    __slots__ = (
+        "_answered",
+        "_answered_event",
+        "_attempts",
+        "_cancel",
+        "_destination",
+        "_digest",
+        "_ended",
+        "_events",
+        "_events_closed",
+        "_failover_ids",
+        "_final",
+        "_local_sdp",
+        "_media",
+        "_pending_events",
+        "_provisional_tx",
+        "_reinvite_lock",
+        "_remote_held",
+        "_remote_sdp",
+        "_request",
+        "_scope",
+        "_send_events",
+        "_ua",
+        "_waiters",
+        "dialog",
+        "end_reason",
+        "held",
+        "outgoing",
+        "session_id",
+        "state",
+    )
 
     def __init__(
         self,
@@ -106,21 +167,18 @@ class Call:
         self.session_id = session_id
         self.state = CallState.CALLING
         self.dialog: Dialog | None = None
-        #: The SDP we last sent (offer or answer) and the one the remote side last sent.
-        self.local_sdp = local_sdp
-        self.remote_sdp: SessionDescription | None = None
-        self._media = media  # our capabilities, for answers to re-offers
-        self.final_response: Response | None = None
+        self._local_sdp: SessionDescription | bytes | None = local_sdp
+        self._remote_sdp: SessionDescription | bytes | None = None
+        # Our capabilities, for answers to re-offers; (port, session id) of the default SDP.
+        self._media: SessionDescription | tuple[int, int] | None = media
+        self._final: Response | _Kept | None = None
         self.end_reason: Ended | None = None
         self.held = False
         self._remote_held = False
-        # Made lazily (most calls never need them; 10,000 calls must fit in 100 MB): the event
-        # channel on the first read of ``events`` (until then events wait in a list), one
-        # ParkingLot for every wait on the flags below (each waiter re-checks its flag), the
-        # INVITE task's scope and the re-INVITE lock.
         self._send_events: trio.MemorySendChannel[SessionEvent] | None = None
         self._events: trio.MemoryReceiveChannel[SessionEvent] | None = None
         self._pending_events: list[SessionEvent] | None = None
+        self._answered_event = False  # an Answered(final_response) is the first pending event
         self._events_closed = False
         self._answered = False
         self._ended = False
@@ -135,6 +193,39 @@ class Call:
         self._destination: object = None
         self._reinvite_lock: trio.Lock | None = None
 
+    @property
+    def local_sdp(self) -> SessionDescription | None:
+        """The SDP we last sent (offer or answer)."""
+        return _sdp(self._local_sdp)
+
+    @local_sdp.setter
+    def local_sdp(self, value: SessionDescription | None) -> None:
+        self._local_sdp = value
+
+    @property
+    def remote_sdp(self) -> SessionDescription | None:
+        """The SDP the remote side last sent."""
+        return _sdp(self._remote_sdp)
+
+    @remote_sdp.setter
+    def remote_sdp(self, value: SessionDescription | None) -> None:
+        self._remote_sdp = value
+
+    @property
+    def final_response(self) -> Response | None:
+        """The final response to the INVITE: the 2xx that answered the call (ours for an
+        incoming call), or the 3xx-6xx that ended it."""
+        final = self._final
+        return _rebuild(final) if isinstance(final, tuple) else final
+
+    @final_response.setter
+    def final_response(self, value: Response | None) -> None:
+        self._final = value
+
+    def _media_sdp(self) -> SessionDescription | None:
+        media = self._media
+        return self._ua._media_sdp(*media) if isinstance(media, tuple) else media
+
     # -- introspection -----------------------------------------------------------------------
 
     @property
@@ -142,6 +233,11 @@ class Call:
         """The receive side of the session event channel (closed after :class:`Ended`)."""
         if self._events is None:
             send, self._events = trio.open_memory_channel[SessionEvent](math.inf)
+            if self._answered_event:
+                self._answered_event = False
+                response = self.final_response
+                assert response is not None
+                send.send_nowait(Answered(response))
             for event in self._pending_events or ():
                 send.send_nowait(event)
             self._pending_events = None
@@ -229,6 +325,15 @@ class Call:
 
     def _move(self, trigger: str) -> None:
         self.state = TRANSITIONS.get((self.state, trigger), self.state)
+
+    def _emit_answered(self) -> None:
+        """Emit Answered(final_response); a flag until someone reads ``events``."""
+        if self._events is None and not self._pending_events and not self._events_closed:
+            self._answered_event = True
+        else:
+            response = self.final_response
+            assert response is not None
+            self._emit(Answered(response))
 
     def _emit(self, event: SessionEvent) -> None:
         if self._send_events is not None:
@@ -473,16 +578,18 @@ class Call:
         """Put the call on hold: re-INVITE with a=sendonly (a=inactive if they hold us)."""
         response = await self._reinvite(lambda sdp: sdp.hold())
         self.held = True
-        assert self.local_sdp is not None
-        self._emit(Held(self.local_sdp.media_direction(0)))
+        local = self.local_sdp
+        assert local is not None
+        self._emit(Held(local.media_direction(0)))
         return response
 
     async def retrieve(self) -> Response:
         """Take the call off hold: re-INVITE with a=sendrecv."""
         response = await self._reinvite(lambda sdp: sdp.retrieve())
         self.held = False
-        assert self.local_sdp is not None
-        self._emit(Retrieved(self.local_sdp.media_direction(0)))
+        local = self.local_sdp
+        assert local is not None
+        self._emit(Retrieved(local.media_direction(0)))
         return response
 
     def _need_dialog(self) -> Dialog:
@@ -503,9 +610,10 @@ class Call:
         async with self._reinvite_lock:
             while True:
                 dialog = self._need_dialog()
-                if self.local_sdp is None:
+                local = self.local_sdp
+                if local is None:
                     raise LocalProtocolError("no SDP to change: the call has no session")
-                offer = change(self.local_sdp)
+                offer = change(local)
                 request = build_reinvite(dialog, via=PLACEHOLDER_VIA, sdp=offer)
                 request = with_auth(strip_via(request), self._digest)
                 final, sent, target = await self._send_reinvite(dialog, request)
@@ -547,11 +655,12 @@ class Call:
         if not message.body:
             return None
         try:
-            self.remote_sdp = parse_sdp(message.body)
+            sdp = parse_sdp(message.body)
         except SdpError as exc:
             logger.info("%r: unreadable SDP: %s", self, exc)
             return None
-        return self.remote_sdp
+        self._remote_sdp = message.body  # parsed again when read
+        return sdp
 
     # -- requests from the remote side ---------------------------------------------------------
 
@@ -576,10 +685,12 @@ class Call:
         assert dialog is not None
         request = incoming.request
         offer = self._take_remote_sdp(request)
-        if offer is not None and self._media is not None:
-            answer = answer_for(offer, self._media, previous=self.local_sdp)
-        elif self.local_sdp is not None:
-            answer = self.local_sdp.next_version()  # an offerless re-INVITE: we offer
+        media = self._media_sdp()
+        local = self.local_sdp
+        if offer is not None and media is not None:
+            answer = answer_for(offer, media, previous=local)
+        elif local is not None:
+            answer = local.next_version()  # an offerless re-INVITE: we offer
         else:
             answer = None
         response = await self._ua._respond_2xx(incoming, answer)

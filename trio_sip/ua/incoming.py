@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Any, final
 
 import trio
 
@@ -27,8 +27,8 @@ from trio_sip.proto.sdp import SdpError, SessionDescription, answer_for, parse_s
 from trio_sip.proto.uri import NameAddress
 from trio_sip.stack import IncomingRequest
 
-from .call import Call, CallFailed
-from .session import Answered, CallState
+from .call import Call, CallFailed, _keep
+from .session import CallState
 
 if TYPE_CHECKING:
     from .agent import UserAgent
@@ -36,25 +36,59 @@ if TYPE_CHECKING:
 __all__ = ["IncomingCall"]
 
 
+def _parse_offer(request: Request) -> SessionDescription | None:
+    if not request.body:
+        return None
+    try:
+        return parse_sdp(request.body)
+    except SdpError:
+        return None
+
+
+_UNREAD: Any = object()
+
+
 @final
 class IncomingCall:
     """A ringing incoming call. Made by the user agent; never constructed by users."""
+
+    __slots__ = (
+        "_decided",
+        "_incoming",
+        "_offer",
+        "_offer_given",
+        "_ua",
+        "_waiter",
+        "call",
+        "request",
+    )
 
     def __init__(self, ua: UserAgent, incoming: IncomingRequest) -> None:
         self._ua = ua
         self._incoming = incoming
         #: The INVITE as received.
         self.request: Request = incoming.request
-        #: The SDP offer of the INVITE (None when it had none or it was unreadable).
-        self.remote_sdp: SessionDescription | None = None
-        if self.request.body:
-            try:
-                self.remote_sdp = parse_sdp(self.request.body)
-            except SdpError:
-                self.remote_sdp = None
+        self._offer: SessionDescription | None = _UNREAD  # parsed on first read
         #: The answered call, once :meth:`accept` returned.
         self.call: Call | None = None
-        self._decided = trio.Event()
+        self._offer_given = False  # remote_sdp was set by the application
+        # True once accepted, rejected or cancelled; the handler task parks in ``_serve``
+        # until then (no trio.Event: one per ringing call, kept by the transaction, adds up).
+        self._decided = False
+        self._waiter: trio.lowlevel.Task | None = None
+
+    @property
+    def remote_sdp(self) -> SessionDescription | None:
+        """The SDP offer of the INVITE (None when it had none or it was unreadable)."""
+        offer = self._offer
+        if offer is _UNREAD:
+            offer = self._offer = _parse_offer(self.request)
+        return offer
+
+    @remote_sdp.setter
+    def remote_sdp(self, value: SessionDescription | None) -> None:
+        self._offer = value
+        self._offer_given = True
 
     @property
     def caller(self) -> NameAddress:
@@ -83,7 +117,7 @@ class IncomingCall:
         if not 101 <= status <= 199:
             raise LocalProtocolError(f"ring() sends 101-199, not {status}")
         self._check_open()
-        headers = [*self._record_routes(()), ("Contact", str(self._ua.contact))]
+        headers = [*self._record_routes(()), ("Contact", self._ua._contact_text)]
         await self._incoming.respond(status, reason, headers=headers)
 
     def _record_routes(self, given: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -107,30 +141,48 @@ class IncomingCall:
         """
         self._check_open()
         ua = self._ua
-        media = sdp if sdp is not None else ua._default_sdp()
+        media_key: tuple[int, int] | None = None
+        if sdp is not None:
+            media = sdp
+        else:
+            media_key = ua._new_media()
+            media = ua._media_sdp(*media_key)
         offer = self.remote_sdp
         local = answer_for(offer, media) if offer is not None else media
+        body = bytes(local)
         headers = [*self._record_routes(headers), *headers]
         try:
-            response = await ua._respond_2xx(self._incoming, local, headers)
+            response = await ua._respond_2xx(self._incoming, body, headers)
         except LocalProtocolError as exc:  # the CANCEL's 487 went out first
-            self._decided.set()
+            self._decide()
             raise CallFailed(self._incoming.final_response, "cancelled") from exc
         dialog = Dialog.from_uas(self.request, response, rng=ua._rng)
         ua.dialogs.add(dialog)
+        # Kept small (see Call): our default media as (port, session id), the SDPs as the
+        # bytes they were parsed from / written to (an answer to our default media always
+        # parses back to itself when the agent's media address does), the 200 as text.
+        compact = media_key is not None and ua._sdp_round_trips
         call = Call(
-            ua, outgoing=False, session_id=ua._new_session_id(), local_sdp=local, media=media
+            ua,
+            outgoing=False,
+            session_id=ua._new_session_id(),
+            local_sdp=None,
+            media=None,
         )
+        call._media = media_key if compact else media
+        call._local_sdp = body if compact else local
+        call._remote_sdp = (
+            self.request.body if offer is not None and not self._offer_given else offer
+        )
+        call._final = _keep(response)
         call.dialog = dialog
-        call.remote_sdp = offer
-        call.final_response = response
         call.state = CallState.ANSWERED
         ua._register(call)
-        call._emit(Answered(response))
+        call._emit_answered()
         call._set_answered()
         self.call = call
         await ua.drivers.start_ack_wait(dialog, response, self._incoming.flow, call._on_no_ack)
-        self._decided.set()
+        self._decide()
         return call
 
     async def reject(
@@ -145,21 +197,40 @@ class IncomingCall:
             raise LocalProtocolError(f"reject() sends 300-699, not {status}")
         self._check_open()
         response = await self._incoming.respond(status, reason, headers=headers)
-        self._decided.set()
+        self._decide()
         return response
 
     def _check_open(self) -> None:
         if self.cancelled:
             raise CallFailed(self._incoming.final_response, "cancelled")
-        if self._decided.is_set():
+        if self._decided:
             raise LocalProtocolError("the call was already accepted or rejected")
+
+    def _decide(self) -> None:
+        """Accepted, rejected or cancelled: let the handler task go."""
+        if self._decided:
+            return
+        self._decided = True
+        self._incoming._cancel_hook = None  # the transaction lingers; it need not keep us
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            trio.lowlevel.reschedule(waiter)
 
     async def _serve(self) -> None:
         """The agent's handler task: stay until a decision or a CANCEL (see module comment).
 
         The stack calls the request's cancel hook synchronously when a CANCEL matches, so no
         watcher task is needed."""
-        self._incoming._cancel_hook = self._decided.set
         if self._incoming.cancelled:
-            self._decided.set()
-        await self._decided.wait()
+            self._decide()
+        if self._decided:
+            await trio.lowlevel.checkpoint()
+            return
+        self._incoming._cancel_hook = self._decide
+        self._waiter = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
