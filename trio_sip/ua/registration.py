@@ -1,7 +1,9 @@
 # Registration tasks for the user agent: RFC 3261 §10.2 (UAC), RFC 5626 §4.4 (flow keep-alive).
 #
 # Theory of operation: one supervised task per binding runs the pure REGISTER machine
-# (``trio_sip.proto.registration.Registration``, docs/dialogs.md). The task performs the
+# (``trio_sip.proto.registration.Registration``, docs/dialogs.md) in the refresh-task loop it
+# shares with SUBSCRIBE (``ua.refresh.RefreshTask``: event streams, history, the shielded
+# close). The task performs the
 # machine's ``SendRequest`` outputs through a *sender* (the UA's ``FailoverClient``, kind
 # REGISTER: one attempt, no immediate retry; its blacklist moves the next attempt to the next
 # target) and feeds the outcome back: a final response as ``ResponseReceived``, a transaction
@@ -27,26 +29,21 @@ from __future__ import annotations
 import logging
 import math
 import random
-import weakref
-from collections import deque
 from collections.abc import Iterable
 from typing import Any, final
 
 import attrs
 import trio
 
-from trio_sip.dns import DnsError
 from trio_sip.failover import Destination, FailoverClient
 from trio_sip.keepalive import KeepAlives
 from trio_sip.proto.auth import CredentialStore, DigestClient
-from trio_sip.proto.errors import SipError, TransactionTimeoutError, TransportError
-from trio_sip.proto.message import Request, Response
+from trio_sip.proto.errors import SipError, TransportError
+from trio_sip.proto.message import Response
 from trio_sip.proto.registration import (
     DEFAULT_REG_INTERVAL,
     RegistrationState,
     RequestFailed,
-    ResponseReceived,
-    SendRequest,
     StateChanged,
 )
 from trio_sip.proto.registration import Registration as RegisterMachine
@@ -55,7 +52,10 @@ from trio_sip.proto.target import Target
 from trio_sip.stack import Stack
 from trio_sip.transports.base import Flow, FlowEvent, FlowFailed
 
+from .refresh import EventStream, RefreshTask, RefreshTasks, send_once
+
 __all__ = [
+    "EventStream",
     "RegistrationEvent",
     "RegistrationFailed",
     "RegistrationStatistics",
@@ -66,26 +66,6 @@ __all__ = [
 
 logger = logging.getLogger("trio_sip.ua.registration")
 RS = RegistrationState
-
-
-async def send_once(
-    sender: FailoverClient, request: Request, destination: Destination, kind: RequestKind
-) -> tuple[Response | None, Target | None, str]:
-    """Run ``request`` (its placeholder Via removed; the stack adds the real one) and map the
-    outcome to (response, target, failure reason)."""
-    request = request.evolve(headers=request.headers.remove("Via"))
-    # Timer F ends the transaction; this bound also covers a TCP connect into a black hole.
-    bound = sender.stack.timer_config.sip_transaction_timeout / 1000 + 2.0
-    try:
-        with trio.fail_after(bound):
-            result = await sender.request(request, destination, kind=kind)
-    except (TransactionTimeoutError, trio.TooSlowError):
-        return None, None, "408 Request Timeout"
-    except TransportError as exc:
-        return None, None, f"transport error: {exc}"
-    except DnsError as exc:
-        return None, None, f"DNS error: {exc}"
-    return result.response, result.target, ""
 
 
 class RegistrationFailed(SipError):
@@ -125,39 +105,11 @@ class RegistrationStatistics:
     reason: str
 
 
-class EventStream:
-    """An async iterator of :class:`RegistrationEvent` (or subscription events) from the
-    moment it was made; it ends when the registration is closed."""
-
-    def __init__(self, maxlen: int = 256) -> None:
-        self._items: deque[Any] = deque(maxlen=maxlen)
-        self._closed = False
-        self._wakeup = trio.Event()
-
-    def _put(self, item: Any) -> None:
-        self._items.append(item)
-        self._wakeup.set()
-
-    def _close(self) -> None:
-        self._closed = True
-        self._wakeup.set()
-
-    def __aiter__(self) -> EventStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        while not self._items:
-            if self._closed:
-                raise StopAsyncIteration
-            self._wakeup = trio.Event()
-            await self._wakeup.wait()
-        await trio.lowlevel.checkpoint()
-        return self._items.popleft()
-
-
 @final
-class UaRegistration:
+class UaRegistration(RefreshTask[RegisterMachine]):
     """One binding kept alive by a task (made by :meth:`Registrations.register`)."""
+
+    history_limit = 100
 
     def __init__(
         self,
@@ -171,29 +123,23 @@ class UaRegistration:
         flow_retry: float,
         unregister_timeout: float,
     ) -> None:
-        self.machine = machine
-        self.destination = destination
-        self._sender = sender
+        super().__init__(
+            machine, sender, destination, RequestKind.REGISTER, close_timeout=unregister_timeout
+        )
         self._stack = stack
         self._keepalives = keepalives
         self._keepalive_period = keepalive_period
         self._flow_retry = flow_retry
-        self._unregister_timeout = unregister_timeout
         self._override: RegistrationState | None = None
         self._state = machine.state
-        self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
-        self._changed = trio.Event()
-        self._wakeup = trio.Event()
-        self._scope = trio.CancelScope()
-        self._done = trio.Event()
         self._flow: Flow | None = None
         self._unwatch: Any = None
         self._flow_dead: str | None = None
         self._last_flow_retry = -math.inf
         self._last_response: Response | None = None
-        self._counts = {"requests": 0, "successes": 0, "failures": 0}
+        self._successes = 0
+        self._failures = 0
         self.target: Target | None = None
-        self.reason = ""
         self.history: list[RegistrationEvent] = []
 
     # -- application side -------------------------------------------------------------------
@@ -205,14 +151,6 @@ class UaRegistration:
     @property
     def aor(self) -> str:
         return str(self.machine.aor.uri)
-
-    def events(self) -> EventStream:
-        """State changes from now on (``async for event in registration.events()``)."""
-        stream = EventStream()
-        if self._done.is_set():
-            stream._close()
-        self._streams.add(stream)
-        return stream
 
     async def wait_registered(self) -> None:
         """Return once REGISTERED (at once if it is); raise :class:`RegistrationFailed` if the
@@ -228,105 +166,76 @@ class UaRegistration:
     def statistics(self) -> RegistrationStatistics:
         return RegistrationStatistics(
             state=self._state,
+            requests=self.requests,
+            successes=self._successes,
+            failures=self._failures,
             granted=self.machine.granted,
             next_attempt=self.machine.deadline,
             target=self.target,
             reason=self.reason,
-            **self._counts,
         )
 
     async def aclose(self) -> None:
         """Stop refreshing and unregister (``Expires: 0``, bounded); waits for the task."""
-        self._scope.cancel()
-        await self._done.wait()
+        await super().aclose()
 
     def __repr__(self) -> str:
         return f"<UaRegistration {self.aor} {self._state.value}: {self.reason!r}>"
 
-    # -- the task ---------------------------------------------------------------------------
+    # -- the task (the loop is RefreshTask.run) ---------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The registration task (``nursery.start(registration.run)``)."""
-        try:
-            with self._scope:
-                task_status.started()
-                await self._perform(self.machine.start(trio.current_time()))
-                while True:
-                    await self._sleep()
-                    now = trio.current_time()
-                    if self._flow_dead is not None:
-                        await self._flow_failed(self._flow_dead, now)
-                    else:
-                        await self._perform(self.machine.handle_timer(now))
-        finally:
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(self._unregister_timeout):
-                    await self._close()
-                self._close_now()  # after a timeout: record the end without sending
-            self._stop_watching()
-            self._done.set()
-            self._changed.set()
-            for stream in list(self._streams):
-                stream._close()
-
-    async def _sleep(self) -> None:
-        deadline = self.machine.deadline
-        self._wakeup = trio.Event()
+    def _sleep_until(self) -> float | None:
         if self._flow_dead is not None:
-            deadline = -math.inf
-        with trio.move_on_at(math.inf if deadline is None else deadline):
-            await self._wakeup.wait()
+            return -math.inf  # wake at once: refresh over a new connection
+        return super()._sleep_until()
+
+    async def _step(self) -> None:
+        if self._flow_dead is not None:
+            await self._flow_failed(self._flow_dead, trio.current_time())
+        else:
+            await super()._step()
 
     async def _close(self) -> None:
         self._stop_watching()
         if self.machine.state is not RS.UNREGISTERING:
             await self._perform(self.machine.close(trio.current_time()))
 
-    def _close_now(self) -> None:
+    def _closed(self) -> None:
         now = trio.current_time()
         if self.machine.state is RS.UNREGISTERING:  # the unregister did not finish in time
             self._publish(self.machine.handle(RequestFailed("unregister timed out"), now))
         elif self.machine.state is not RS.UNREGISTERED:
             self._publish(self.machine.close(now))
+        self._stop_watching()
 
-    async def _perform(self, outputs: Iterable[object]) -> None:
-        pending = deque(outputs)
-        while pending:
-            output = pending.popleft()
-            if isinstance(output, StateChanged):
-                self._publish([output])
-            elif isinstance(output, SendRequest):
-                pending.extend(await self._send(output.request))
-
-    async def _send(self, request: Request) -> list[object]:
-        self._counts["requests"] += 1
-        response, target, failure = await send_once(
-            self._sender, request, self.destination, RequestKind.REGISTER
-        )
-        now = trio.current_time()
+    async def _answered(
+        self, response: Response | None, target: Target | None, outputs: list[object]
+    ) -> None:
         if target is not None:
             self.target = target
         self._last_response = response
-        if response is None:
-            outputs: list[object] = list(self.machine.handle(RequestFailed(failure), now))
-        else:
-            outputs = list(self.machine.handle(ResponseReceived(response), now))
-            if 200 <= response.status_code < 300 and self.machine.state is RS.REGISTERED:
-                self._counts["successes"] += 1
-                await self._watch(target)
+        if (
+            response is not None
+            and 200 <= response.status_code < 300
+            and self.machine.state is RS.REGISTERED
+        ):
+            self._successes += 1
+            await self._watch(target)
         self._override = None
         if not any(isinstance(o, StateChanged) for o in outputs):
             # e.g. a refresh after a dead flow (REGISTERING -> REGISTERED), or a new reason.
             self._set_state(self.machine.state, self.machine.reason)
-        return outputs
 
     def _publish(self, outputs: Iterable[object]) -> None:
         for output in outputs:
-            if isinstance(output, StateChanged):
-                assert isinstance(output.new, RegistrationState)
-                if output.new is RS.FAILED:
-                    self._counts["failures"] += 1
-                self._set_state(output.new, output.reason)
+            self._output(output)
+
+    def _output(self, output: object) -> None:
+        if isinstance(output, StateChanged):
+            assert isinstance(output.new, RegistrationState)
+            if output.new is RS.FAILED:
+                self._failures += 1
+            self._set_state(output.new, output.reason)
 
     def _set_state(self, new: RegistrationState, reason: str) -> None:
         self.reason = reason
@@ -336,12 +245,7 @@ class UaRegistration:
         self._state = new
         event = RegistrationEvent(old, new, reason, trio.current_time())
         logger.info("%s: %s -> %s (%s)", self.aor, old.value, new.value, reason)
-        self.history.append(event)
-        del self.history[:-100]
-        for stream in list(self._streams):
-            stream._put(event)
-        self._changed.set()
-        self._changed = trio.Event()
+        self._announce(event)
 
     # -- flows ------------------------------------------------------------------------------
 
@@ -376,7 +280,7 @@ class UaRegistration:
         self._stop_watching()
         if self.machine.state is not RS.REGISTERED:
             return
-        self._counts["failures"] += 1
+        self._failures += 1
         self._override = RS.REGISTERING
         self._set_state(RS.REGISTERING, reason)
         wait = self._last_flow_retry + self._flow_retry - now
@@ -388,7 +292,7 @@ class UaRegistration:
 
 
 @final
-class Registrations:
+class Registrations(RefreshTasks[UaRegistration]):
     """The registration tasks of one user agent, supervised in ``nursery``.
 
     ``failover`` is the UA's ``FailoverClient`` (default: a new one on ``stack``).
@@ -404,15 +308,8 @@ class Registrations:
         keepalives: KeepAlives | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.stack = stack
-        self._nursery = nursery
-        self.failover = failover if failover is not None else FailoverClient(stack)
+        super().__init__(stack, nursery, failover=failover, rng=rng)
         self._keepalives = keepalives
-        self._rng = rng if rng is not None else random.SystemRandom()
-        self._all: list[UaRegistration] = []
-
-    def __iter__(self) -> Any:
-        return iter(list(self._all))
 
     async def register(
         self,
@@ -455,18 +352,7 @@ class Registrations:
             flow_retry=flow_retry,
             unregister_timeout=unregister_timeout,
         )
-        self._all.append(registration)
-        await self._nursery.start(self._run, registration)
-        return registration
-
-    async def _run(
-        self, registration: UaRegistration, *, task_status: trio.TaskStatus[None]
-    ) -> None:
-        try:
-            await registration.run(task_status=task_status)
-        finally:
-            if registration in self._all:
-                self._all.remove(registration)
+        return await self._start(registration)
 
     async def aclose(self) -> None:
         """Unregister every binding (in parallel, each bounded)."""

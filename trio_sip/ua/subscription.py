@@ -1,10 +1,11 @@
 # SUBSCRIBE / NOTIFY tasks for the user agent: RFC 6665 subscriber and notifier.
 #
 # Theory of operation. *Subscriber*: one supervised task per subscription runs the pure
-# ``proto.subscription.Subscription`` machine exactly as ``ua.registration`` runs the REGISTER
-# machine: ``SendRequest`` outputs go through the failover client with kind SUBSCRIBE (one
-# attempt; a failure waits for the next ``reg_interval`` tick, never when it is 0, and the
-# blacklist then picks the next target), initial SUBSCRIBEs to the configured destination and
+# ``proto.subscription.Subscription`` machine in the refresh-task loop it shares with
+# ``ua.registration`` (``ua.refresh.RefreshTask``): ``SendRequest`` outputs go through the
+# failover client with kind SUBSCRIBE (one attempt; a failure waits for the next
+# ``reg_interval`` tick, never when it is 0, and the blacklist then picks the next target),
+# initial SUBSCRIBEs to the configured destination and
 # in-dialog ones (refreshes, the unsubscribe) to the dialog's next hop (§12.2.1.1). The task
 # sleeps until ``machine.deadline`` (the refresh at ``refresh_delay`` of the granted duration,
 # or the retry). NOTIFYs reach it through :meth:`Subscriptions.handle` (the UA's request
@@ -24,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import weakref
 from collections import deque
 from typing import Any, final
 
@@ -34,13 +36,7 @@ from trio_sip.failover import Destination, FailoverClient
 from trio_sip.proto.dialog import Dialog
 from trio_sip.proto.errors import SipError
 from trio_sip.proto.message import Request
-from trio_sip.proto.registration import (
-    DEFAULT_REG_INTERVAL,
-    RequestFailed,
-    ResponseReceived,
-    SendRequest,
-    StateChanged,
-)
+from trio_sip.proto.registration import DEFAULT_REG_INTERVAL, SendRequest, StateChanged
 from trio_sip.proto.retry import RequestKind
 from trio_sip.proto.subscription import (
     Notified,
@@ -56,7 +52,7 @@ from trio_sip.proto.uri import SipUri
 from trio_sip.stack import IncomingRequest, Stack
 
 from .dialogs import PLACEHOLDER_VIA, next_hop
-from .registration import EventStream, send_once
+from .refresh import EventStream, RefreshTask, RefreshTasks, send_once
 
 __all__ = [
     "Notification",
@@ -90,26 +86,17 @@ class Notification:
 
 
 @final
-class UaSubscription:
+class UaSubscription(RefreshTask[SubscribeMachine]):
     """One subscription kept alive by a task (made by :meth:`Subscriptions.subscribe`)."""
 
     def __init__(
         self, machine: SubscribeMachine, failover: FailoverClient, destination: Destination
     ) -> None:
-        self.machine = machine
-        self.destination = destination
-        self._failover = failover
+        super().__init__(machine, failover, destination, RequestKind.SUBSCRIBE, close_timeout=4.0)
         self._pending: deque[object] = deque()
-        self._wakeup = trio.Event()
-        self._changed = trio.Event()
-        self._scope = trio.CancelScope()
-        self._done = trio.Event()
-        self._streams: list[EventStream] = []
-        self._notes: list[EventStream] = []
+        self._notes: weakref.WeakSet[EventStream] = weakref.WeakSet()
         self.history: list[SubscriptionEvent] = []
         self.last_notification: Notification | None = None
-        self.requests = 0
-        self.reason = ""
 
     @property
     def state(self) -> SubscriptionState:
@@ -117,18 +104,11 @@ class UaSubscription:
 
     def events(self) -> EventStream:
         """State changes (:class:`SubscriptionEvent`) from now on."""
-        return self._stream(self._streams)
+        return super().events()
 
     def notifications(self) -> EventStream:
         """Accepted NOTIFYs (:class:`Notification`) from now on."""
-        return self._stream(self._notes)
-
-    def _stream(self, into: list[EventStream]) -> EventStream:
-        stream = EventStream()
-        if self._done.is_set():
-            stream._close()
-        into.append(stream)
-        return stream
+        return self._new_stream(self._notes)
 
     async def wait_active(self) -> None:
         """Return once ACTIVE; raise ``SubscriptionError`` if it fails or ends first."""
@@ -148,77 +128,48 @@ class UaSubscription:
 
     async def aclose(self) -> None:
         """Unsubscribe (``Expires: 0`` in the dialog, bounded) and wait for the task."""
-        self._scope.cancel()
-        await self._done.wait()
+        await super().aclose()
 
-    # -- the task ---------------------------------------------------------------------------
+    # -- the task (the loop is RefreshTask.run) ---------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        try:
-            with self._scope:
-                task_status.started()
-                await self._perform(self.machine.start(trio.current_time()))
-                while True:
-                    if not self._pending:
-                        deadline = self.machine.deadline
-                        self._wakeup = trio.Event()
-                        with trio.move_on_at(math.inf if deadline is None else deadline):
-                            await self._wakeup.wait()
-                    if self._pending:
-                        await self._perform(list(self._pending))
-                        self._pending.clear()
-                    else:
-                        await self._perform(self.machine.handle_timer(trio.current_time()))
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(4.0):
-                if self.machine.state not in (SS.UNSUBSCRIBING, SS.TERMINATED):
-                    await self._perform(self.machine.close(trio.current_time()))
-            self._done.set()
-            self._changed.set()
-            for stream in self._streams + self._notes:
-                stream._close()
+    def _sleep_until(self) -> float | None:
+        return None if self._pending else super()._sleep_until()
 
-    async def _perform(self, outputs: list[Any]) -> None:
-        pending = deque(outputs)
-        while pending:
-            output = pending.popleft()
-            if isinstance(output, SendRequest):
-                pending.extend(await self._send(output.request))
-            else:
-                self._publish(output)
+    async def _step(self) -> None:
+        if self._pending:
+            await self._perform(list(self._pending))
+            self._pending.clear()
+        else:
+            await super()._step()
 
-    async def _send(self, request: Request) -> list[Any]:
-        self.requests += 1
+    async def _close(self) -> None:
+        if self.machine.state not in (SS.UNSUBSCRIBING, SS.TERMINATED):
+            await self._perform(self.machine.close(trio.current_time()))
+
+    def _closed(self) -> None:
+        for stream in list(self._notes):
+            stream._close()
+
+    def _destination_for(self, request: Request) -> Destination:
         dialog = self.machine.dialog
-        destination: Destination = self.destination
         if dialog is not None and request.to.tag is not None:
             hop = next_hop(dialog)
             if isinstance(hop, SipUri):
-                destination = hop
-        response, _target, failure = await send_once(
-            self._failover, request, destination, RequestKind.SUBSCRIBE
-        )
-        now = trio.current_time()
-        if response is None:
-            return list(self.machine.handle(RequestFailed(failure), now))
-        return list(self.machine.handle(ResponseReceived(response), now))
+                return hop
+        return self.destination
 
-    def _publish(self, output: object) -> None:
+    def _output(self, output: object) -> None:
         if isinstance(output, StateChanged):
             assert isinstance(output.old, SS) and isinstance(output.new, SS)
             self.reason = output.reason
             event = SubscriptionEvent(output.old, output.new, output.reason, trio.current_time())
             logger.info("%s: %s", self.machine.event, event)
-            self.history.append(event)
-            for stream in self._streams:
-                stream._put(event)
-            self._changed.set()
-            self._changed = trio.Event()
+            self._announce(event)
         elif isinstance(output, Notified):
             r = output.request
             note = Notification(output.state, r.body, r.headers.get("Content-Type"), r)
             self.last_notification = note
-            for stream in self._notes:
+            for stream in list(self._notes):
                 stream._put(note)
 
     async def _on_notify(self, incoming: IncomingRequest) -> None:
@@ -230,7 +181,7 @@ class UaSubscription:
                 self._pending.append(output)
                 self._wakeup.set()
             else:
-                self._publish(output)
+                self._output(output)
 
 
 class SubscriptionError(SipError):
@@ -238,22 +189,8 @@ class SubscriptionError(SipError):
 
 
 @final
-class Subscriptions:
+class Subscriptions(RefreshTasks[UaSubscription]):
     """The subscriber side of one user agent: tasks in ``nursery``, NOTIFY dispatch."""
-
-    def __init__(
-        self,
-        stack: Stack,
-        nursery: trio.Nursery,
-        *,
-        failover: FailoverClient | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.stack = stack
-        self._nursery = nursery
-        self.failover = failover if failover is not None else FailoverClient(stack)
-        self._rng = rng if rng is not None else random.SystemRandom()
-        self._all: list[UaSubscription] = []
 
     async def subscribe(
         self,
@@ -279,16 +216,7 @@ class Subscriptions:
             accept=accept,
             config=self.stack.timer_config,
         )
-        sub = UaSubscription(machine, self.failover, destination)
-        self._all.append(sub)
-        await self._nursery.start(self._run, sub)
-        return sub
-
-    async def _run(self, sub: UaSubscription, *, task_status: trio.TaskStatus[None]) -> None:
-        try:
-            await sub.run(task_status=task_status)
-        finally:
-            self._all.remove(sub)
+        return await self._start(UaSubscription(machine, self.failover, destination))
 
     async def handle(self, incoming: IncomingRequest) -> bool:
         """Give a NOTIFY to its subscription (True), or report it is none of ours (False)."""
