@@ -297,3 +297,35 @@ async def test_real_udp_sockets_crlfs_arrive_at_the_period() -> None:
     times = [t for t, _, _ in arrivals[:4]]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(0.5 <= gap <= 2.0 for gap in gaps), gaps
+
+
+async def test_real_tcp_sockets_pings_get_pongs_from_the_site() -> None:
+    with trio.fail_after(15):
+        async with open_proxy([("TCP", "127.0.0.1", 0)], domain=DOMAIN) as site:
+            host, port = site.address[0], site.address[1]
+            config = EndpointConfig(
+                keep_alive_period=1,
+                connections=[
+                    ConnectionConfig(
+                        id="a", user=f"alice@{DOMAIN}", server=f"{host}:{port}", transport="TCP"
+                    )
+                ],
+            )
+            async with open_endpoint(config) as endpoint:
+                await endpoint.wait_registered()
+                target = endpoint.connections["a"].keep_alive
+                assert target is not None and (target.transport, target.port) == ("TCP", port)
+                (flow,) = [
+                    f for f in endpoint.ua.stack.transport_layer.flows if f.remote[1] == port
+                ]
+                for _ in range(60):  # a ping within 0.8-1 s, its pong at once
+                    if flow.last_pong is not None:
+                        break
+                    await trio.sleep(0.05)
+                assert flow.last_pong is not None
+                assert endpoint.keepalives.statistics().watched_flows == 1
+                await trio.sleep(1.5)  # more rounds: the flow stays up, still registered
+                assert flow.usable
+                assert endpoint.connections["a"].status is CS.REGISTERED
+                await endpoint.set_keep_alive_period(0)
+                assert endpoint.keepalives.statistics().watched_flows == 0
