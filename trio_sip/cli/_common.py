@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from types import ModuleType
 
 import attrs
 
 from ..config import EndpointConfig, load_config
-from ..dns import DnspythonResolver
+from ..config._values import is_ip
+from ..dns import DnsError, DnspythonResolver, Resolver
 from ..proto.errors import ConfigError
+from ..proto.resolve import UriParts
 from ..proto.timers import TimerConfig
 
 COMMANDS: list[ModuleType] = []
@@ -126,10 +129,21 @@ def connections_config(
     return attrs.evolve(config, connections=connections)
 
 
-def listen_for(config: EndpointConfig) -> list[tuple[str, str, int]] | None:
+async def listen_for(
+    config: EndpointConfig, resolver: Resolver
+) -> list[tuple[str, str, int]] | None:
     """Listeners for the connections: the configured ones, else port 0 on the address facing
-    the first server, for each transport in use."""
+    the first server, for each transport in use. A server name is looked up with ``resolver``
+    (``--dns-server``), as the requests will be: the system resolver may not know it."""
     if config.listen or not config.connections:
         return None
-    host = local_address_for(config.connections[0].server_host)
-    return [(t, host, 0) for t in sorted({c.transport for c in config.connections})]
+    first = config.connections[0]
+    host = first.server_host
+    if not is_ip(host):
+        scheme = first.server_scheme or "sip"
+        parts = UriParts(scheme, host, first.server_port, first.transport.lower())
+        with contextlib.suppress(DnsError):
+            targets = await resolver.resolve(parts)
+            host = targets[0].host if targets else host
+    local = local_address_for(host)
+    return [(t, local, 0) for t in sorted({c.transport for c in config.connections})]

@@ -46,8 +46,9 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     if not config.connections:
         raise ConfigError("--server", None, "a server, or connections in --config")
     view = View(out)
+    resolver = _common.resolver(args)
     async with open_endpoint(
-        config, resolver=_common.resolver(args), listen=_common.listen_for(config),
+        config, resolver=resolver, listen=await _common.listen_for(config, resolver),
         on_call_event=lambda record: view.call("", record),
     ) as endpoint:  # fmt: skip
         first = next(iter(endpoint.connections))

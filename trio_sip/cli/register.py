@@ -41,7 +41,7 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     view = View(out)
     resolver = _common.resolver(args)
     async with open_endpoint(
-        config, resolver=resolver, listen=_common.listen_for(config),
+        config, resolver=resolver, listen=await _common.listen_for(config, resolver),
         on_status=lambda event: view.status("", event),
     ) as endpoint:  # fmt: skip
         if not args.once:
