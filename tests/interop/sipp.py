@@ -139,3 +139,21 @@ def write_scenario(workdir: Path, name: str, xml: str) -> Path:
     path = workdir / f"{name}.xml"
     path.write_text(xml)
     return path
+
+
+async def wait_udp_bound(address: tuple[str, int], *, timeout: float = 10.0) -> None:
+    """Wait until something (sipp starting up) has bound UDP ``address``: polls by trying to
+    bind it ourselves, every 20 ms, at most ``timeout`` seconds."""
+    import socket
+
+    host, port = address
+    assert_loopback(host)
+    with trio.fail_after(timeout):
+        for _ in range(int(timeout / 0.02) + 1):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                try:
+                    probe.bind(address)
+                except OSError:
+                    return  # taken: sipp is listening
+            await trio.sleep(0.02)
+    raise TimeoutError(f"nothing bound UDP {host}:{port} within {timeout} s")
