@@ -45,7 +45,7 @@ import trio
 from trio_sip.config import ConnectionConfig, EndpointConfig
 from trio_sip.keepalive import KeepAlives
 from trio_sip.proto.auth import CredentialStore, DigestClient
-from trio_sip.proto.errors import ConfigError, SipError
+from trio_sip.proto.errors import ConfigError, SipError, TransportError
 from trio_sip.proto.ids import new_tag
 from trio_sip.proto.message import Request
 from trio_sip.proto.registration import Registration as RegisterMachine
@@ -372,8 +372,7 @@ class ConnectionSet:
         key: object
         try:
             if target.reliable:
-                key = await self.ua.stack.transport_layer.connect(target)
-                assert isinstance(key, Flow)
+                key = self._flow_to(target)
                 if conn._keep_alive_key is not key:
                     await self._drop_keep_alive(conn)
                 elif retime:
@@ -396,6 +395,13 @@ class ConnectionSet:
             return
         self._keep_alive_users.setdefault(key, set()).add(conn.id)
         conn._keep_alive_key, conn.keep_alive = key, target
+
+    def _flow_to(self, target: Target) -> Flow:
+        """The open flow the REGISTER to ``target`` went over (never a new connection)."""
+        for flow in self.ua.stack.transport_layer.flows:
+            if flow.transport == target.transport and flow.remote == (target.host, target.port):
+                return flow
+        raise TransportError(f"no open {target.transport} flow to {target.host}:{target.port}")
 
     async def _drop_keep_alive(self, conn: Connection) -> None:
         key, conn._keep_alive_key, conn.keep_alive = conn._keep_alive_key, None, None
@@ -425,8 +431,10 @@ class ConnectionSet:
             if conn.registration is not registration:
                 return
             if event.new is RS.REGISTERED:
+                await self.keep_alive(conn)  # in place when the application sees REGISTERED
+                if conn.registration is not registration:
+                    return
                 self.set_status(conn, CS.REGISTERED, event.reason, event.time)
-                await self.keep_alive(conn)
             elif event.new is RS.FAILED:
                 self.set_status(conn, CS.UNAVAILABLE, event.reason, event.time)
             elif event.new is RS.REGISTERING and conn.status is not CS.UNAVAILABLE:
