@@ -46,10 +46,20 @@ RETRANS_MAX = 0.01
 RATE_MIN = 0.95
 START_RATES = (50, 100, 200, 400, 800, 1600, 3200)
 
+#: The compiled build's UAS: ``-P`` puts no script/cwd directory in front of ``sys.path`` and the
+#: repository root goes at the *end* (for ``benchmarks`` only), so the installed trio_sip (a
+#: ``TRIO_SIP_COMPILE=1`` wheel) is imported; the peer exits at once if it is not compiled.
+_COMPILED_BOOT = (
+    f"import sys; sys.path.append({str(ROOT)!r}); "
+    "from benchmarks.peers.trio_sip_uas import main; main(sys.argv[1:], compiled=True)"
+)
+
 #: label -> (stack name for --only, argv after the Python executable)
 UASES: dict[str, tuple[str, list[str]]] = {
     "trio-sip (ua)": ("trio-sip", ["-m", "benchmarks.peers.trio_sip_uas", "ua"]),
     "trio-sip (stack)": ("trio-sip", ["-m", "benchmarks.peers.trio_sip_uas", "stack"]),
+    "trio-sip-mypyc (ua)": ("trio-sip-mypyc", ["-P", "-c", _COMPILED_BOOT, "ua"]),
+    "trio-sip-mypyc (stack)": ("trio-sip-mypyc", ["-P", "-c", _COMPILED_BOOT, "stack"]),
     "sippy": ("sippy", ["-m", "benchmarks.peers.sippy_uas"]),
 }
 
@@ -293,7 +303,7 @@ def _search(
             f"UAS cpu {result['server_cpu_us_per_call']:.0f} us/call "
             f"({result['server_cpu_share']:.0%} of a core)"
         )
-        print(f"  {label:<17} {rate:>7g} calls/s: {mark:<13} {detail}", file=sys.stderr)
+        print(f"  {label:<23} {rate:>7g} calls/s: {mark:<13} {detail}", file=sys.stderr)
         return bool(result["sustained"])
 
     best, worst = 0.0, None
@@ -373,18 +383,20 @@ def _report(result: dict[str, Any]) -> None:
         f"UAS calls/s on one core: sipp -sn uac, {result['pause_ms']} ms calls, "
         f"{result['step_seconds']:g} s per step, sustained = >= 99% ok and <= 1% retransmissions"
     )
-    print(f"{'UAS':<18} {'max sustained calls/s':>22} {'first failed':>13} {'UAS CPU/call':>13}")
+    print(f"{'UAS':<24} {'max sustained calls/s':>22} {'first failed':>13} {'UAS CPU/call':>13}")
     uases = result["uases"]
     for label, r in uases.items():
         if "unavailable" in r:
-            print(f"{label:<18} UNAVAILABLE: {r['unavailable']}")
+            print(f"{label:<24} UNAVAILABLE: {r['unavailable']}")
             continue
         failed = f"{r['first_failed_rate']:g}" if r["first_failed_rate"] else "-"
         cpu = f"{r['cpu_us_per_call']:.0f} us" if r["cpu_us_per_call"] else "-"
-        print(f"{label:<18} {r['max_sustained_rate']:>22g} {failed:>13} {cpu:>13}")
+        print(f"{label:<24} {r['max_sustained_rate']:>22g} {failed:>13} {cpu:>13}")
     peer = uases.get("sippy", {})
     ratios: dict[str, Any] = {}
-    for label in ("trio-sip (ua)", "trio-sip (stack)"):
+    for label in uases:
+        if label == "sippy":
+            continue
         ours = uases.get(label, {})
         if not ours.get("max_sustained_rate") or not peer.get("max_sustained_rate"):
             continue

@@ -1,7 +1,8 @@
 """trio-sip UASes for the ``uas`` and ``memory`` benchmarks: every call is rung and answered.
 
-Run as a process: ``python -m benchmarks.peers.trio_sip_uas KIND HOST PORT LIFETIME``, where
-``KIND`` is
+Run as a process: ``python -m benchmarks.peers.trio_sip_uas KIND HOST PORT LIFETIME`` (the
+source tree), or through :func:`main` with ``compiled=True`` (the installed compiled build, see
+``benchmarks/uas_bench.py``), where ``KIND`` is
 
 * ``ua``: the simplest correct UAS on the public user-agent API: an ``open_user_agent``
   incoming-call loop that rings (180) and accepts (200 with ``answer_for(offer)``); the agent
@@ -101,5 +102,16 @@ async def _main(kind: str, host: str, port: int, lifetime: float) -> None:
             print(f"READY {bound}", flush=True)
 
 
+def main(argv: list[str], *, compiled: bool = False) -> None:
+    """``KIND HOST PORT LIFETIME``; ``compiled``: refuse to run unless the imported core is the
+    mypyc-compiled build (the ``trio-sip-mypyc`` rows of the benchmark)."""
+    if compiled:
+        from trio_sip.proto import is_compiled
+
+        if not is_compiled():
+            sys.exit("the imported trio_sip core is not the compiled build")
+    trio.run(_main, argv[0], argv[1], int(argv[2]), float(argv[3]))
+
+
 if __name__ == "__main__":
-    trio.run(_main, sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    main(sys.argv[1:])
