@@ -46,8 +46,8 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Iterable, Mapping
+from typing import Final, TypeVar
 
 import attrs
 
@@ -69,7 +69,9 @@ __all__ = [
     "ResponseReceived",
     "SendRequest",
     "StateChanged",
+    "move_state",
     "refresh_delay",
+    "retry_after_503",
     "same_binding",
 ]
 
@@ -146,6 +148,28 @@ class StateChanged:
 
 
 RegistrationOutput = SendRequest | StateChanged
+
+_S = TypeVar("_S", bound=enum.Enum)
+
+
+def move_state(
+    what: str, table: Mapping[tuple[_S, str], _S], old: _S, trigger: str, reason: str
+) -> tuple[_S, list[StateChanged]]:
+    """One table-driven step of a refresh machine (REGISTER, SUBSCRIBE): the next state and
+    the ``StateChanged`` to report (none when the state stays). A (state, trigger) pair not in
+    ``table`` raises LocalProtocolError naming ``what``."""
+    try:
+        new = table[(old, trigger)]
+    except KeyError:
+        raise LocalProtocolError(f"{what}: {trigger!r} in state {old.value}") from None
+    return new, ([] if new is old else [StateChanged(old, new, reason)])
+
+
+def retry_after_503(response: Response, now: float) -> float | None:
+    """When a 503 with Retry-After lets the next attempt go (§21.5.4); None for anything else."""
+    if response.status_code == 503 and response.retry_after is not None:
+        return now + response.retry_after.seconds
+    return None
 
 
 def refresh_delay(granted: float, config: TimerConfig | None = None) -> float:
@@ -247,13 +271,9 @@ class Registration:
         return SendRequest(self.last_request)
 
     def _move(self, trigger: str, reason: str) -> list[RegistrationOutput]:
-        old = self.state
-        try:
-            self.state = TRANSITIONS[(old, trigger)]
-        except KeyError:
-            raise LocalProtocolError(f"registration: {trigger!r} in state {old.value}") from None
+        self.state, changed = move_state("registration", TRANSITIONS, self.state, trigger, reason)
         self.reason = reason
-        return [] if self.state is old else [StateChanged(old, self.state, reason)]
+        return [*changed]
 
     # ------------------------------------------------------------------ contract 2
 
@@ -313,10 +333,7 @@ class Registration:
                 return self._fail(f"{why} without a usable Min-Expires", now)
             self.expires = minimum
             return [*self._move("resend", why), self._send(minimum)]
-        retry_at = None
-        if status == 503 and response.retry_after is not None:
-            retry_at = now + response.retry_after.seconds
-        return self._fail(why, now, retry_at)
+        return self._fail(why, now, retry_after_503(response, now))
 
     # ------------------------------------------------------------------ helpers
 

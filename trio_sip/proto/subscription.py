@@ -50,7 +50,9 @@ from .registration import (
     ResponseReceived,
     SendRequest,
     StateChanged,
+    move_state,
     refresh_delay,
+    retry_after_503,
 )
 from .timers import TimerConfig
 from .uri import parse_name_addr, parse_params
@@ -245,13 +247,9 @@ class Subscription:
         return SendRequest(request)
 
     def _move(self, trigger: str, reason: str) -> list[SubscriptionOutput]:
-        old = self.state
-        try:
-            self.state = TRANSITIONS[(old, trigger)]
-        except KeyError:
-            raise LocalProtocolError(f"subscription: {trigger!r} in state {old.value}") from None
+        self.state, changed = move_state("subscription", TRANSITIONS, self.state, trigger, reason)
         self.reason = reason
-        return [] if self.state is old else [StateChanged(old, self.state, reason)]
+        return [*changed]
 
     # ------------------------------------------------------------------ contract 2
 
@@ -306,10 +304,7 @@ class Subscription:
         if status == 423 and response.min_expires and response.min_expires > self.expires:
             self.expires = response.min_expires
             return [*self._move("resend", why), self._send(self.expires)]
-        retry_at = None
-        if status == 503 and response.retry_after is not None:
-            retry_at = now + response.retry_after.seconds
-        return self._fail(why, now, retry_at)
+        return self._fail(why, now, retry_after_503(response, now))
 
     # ------------------------------------------------------------------ helpers
 
