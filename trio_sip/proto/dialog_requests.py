@@ -264,6 +264,8 @@ def _step(table: Mapping[tuple[E, str], E], state: E, trigger: str) -> E:
 class AckWait:
     """UAS: resend our 2xx to an INVITE until its ACK arrives (§13.3.1.4)."""
 
+    __slots__ = ("_give_up", "_interval", "_next", "config", "deadline", "response", "state")
+
     def __init__(self, response: Response, config: TimerConfig | None = None) -> None:
         self.response = response
         self.config = config if config is not None else TimerConfig()
@@ -325,6 +327,8 @@ ACK_RESENDER_TRANSITIONS: dict[tuple[AckResenderState, str], AckResenderState] =
 
 class AckResender:
     """UAC: send the ACK, then send it again for each 2xx retransmission for 64*T1."""
+
+    __slots__ = ("ack", "config", "deadline", "state")
 
     def __init__(self, ack: Request, config: TimerConfig | None = None) -> None:
         self.ack = ack

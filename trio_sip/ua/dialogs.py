@@ -1,9 +1,11 @@
-# Dialog drivers: the 2xx/ACK machines on the generic driver, and in-dialog requests sent
-# through the failover client (RFC 3261 §12.2.1.1, §13.2.2.4, §13.3.1.4, §22; RFC 6026).
+# Dialog drivers: the 2xx/ACK machines, and in-dialog requests sent through the failover
+# client (RFC 3261 §12.2.1.1, §13.2.2.4, §13.3.1.4, §22; RFC 6026).
 #
 # Theory of operation: the two 2xx machines of ``proto.dialog_requests`` have the Contract 2
-# shape but know nothing of transports, so each runs under ``drivers.run_machine`` in the user
-# agent's nursery, with a small adapter giving it the ``terminated`` flag the driver reads:
+# shape but know nothing of transports. They run without a task each (a UAC keeps one for
+# 64*T1 after every answered call): inputs are handled where they arrive, every deadline waits
+# in one ``drivers.TimerQueue`` served by one task in the user agent's nursery, and a
+# Transmit (only ever a retransmission) is sent by a short task:
 #
 # * AckWait (UAS): the server transaction sent our 2xx once (it must see it, to move to RFC
 #   6026's Accepted state); the machine resends that 2xx at T1, 2*T1, ... capped at T2, routed
@@ -13,9 +15,10 @@
 #   statelessly to the dialog's next hop, and sent again for every retransmitted 2xx for 64*T1.
 #
 # The stack hands ACKs for a 2xx and retransmitted 2xx responses to its ``on_stray`` hook;
-# :class:`DialogDrivers` routes each to the driver inbox of its (dialog, CSeq). The machines
+# :class:`DialogDrivers` gives each to the machine of its (dialog, CSeq) at once. The machines
 # start *after* their first transmission (the 2xx by the transaction, the ACK by
-# ``send_stateless``, which stamps the Via), so the adapter swallows the start output.
+# ``send_stateless``, which stamps the Via), so their start output is dropped. A failed
+# retransmission is dropped too: the next one, or the give-up timer, follows.
 #
 # In-dialog requests are built with the core's builders (dialog routing, CSeq) without a Via
 # (the stack adds one per attempt, with a fresh branch) and sent to the dialog's next hop --
@@ -26,25 +29,20 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
-from trio_sip.drivers import Inbox, InboxItem, run_machine
+from trio_sip.drivers import TimerQueue
 from trio_sip.proto.auth import AuthenticationFailed, DigestClient
 from trio_sip.proto.dialog import Dialog, DialogId
-from trio_sip.proto.dialog_requests import (
-    AckResender,
-    AckResenderState,
-    AckTimeout,
-    AckWait,
-    AckWaitState,
-)
+from trio_sip.proto.dialog_requests import AckResender, AckTimeout, AckWait
+from trio_sip.proto.errors import TransportError
 from trio_sip.proto.message import Request, Response
-from trio_sip.proto.outputs import MessageReceived, Output, TransportFailed
+from trio_sip.proto.outputs import MessageReceived, Terminated, Transmit
 from trio_sip.proto.target import Target
 from trio_sip.proto.uri import SipUri
 from trio_sip.transports.base import Flow
@@ -100,64 +98,50 @@ def challenge(digest: DigestClient | None, request: Request, response: Response)
     return True
 
 
-class _Adapter:
-    """Gives AckWait / AckResender the surface ``run_machine`` reads (``terminated``)."""
+class _Running:
+    """One running 2xx/ACK machine: no task of its own (see the module comment)."""
 
-    def __init__(self, inner: AckWait | AckResender, *, skip_start: bool = True) -> None:
-        self.inner = inner
-        self._skip = skip_start
+    __slots__ = ("done", "key", "machine", "on_timeout", "resender", "send", "sending", "timer_at")
 
-    @property
-    def state(self) -> Any:
-        return self.inner.state
-
-    @property
-    def deadline(self) -> float | None:
-        return self.inner.deadline
-
-    @property
-    def terminated(self) -> bool:
-        if isinstance(self.inner, AckWait):
-            return self.inner.state is not AckWaitState.WAITING
-        return self.inner.state is AckResenderState.TERMINATED
-
-    def start(self, now: float) -> list[Any]:
-        out = self.inner.start(now)
-        return [] if self._skip else list(out)
-
-    def handle(self, event: Any, now: float) -> list[Any]:
-        if isinstance(event, TransportFailed):
-            return []  # a lost retransmission: the next one (or the give-up timer) follows
-        return list(self.inner.handle(event, now))
-
-    def handle_timer(self, now: float) -> list[Any]:
-        return list(self.inner.handle_timer(now))
-
-
-class _Owner:
-    def __init__(self, on_timeout: Callable[[str], object] | None) -> None:
+    def __init__(
+        self,
+        key: tuple[DialogId, int],
+        machine: AckWait | AckResender,
+        send: Callable[[Request | Response], Awaitable[object]],
+        on_timeout: Callable[[str], object] | None,
+    ) -> None:
+        self.key = key
+        self.machine = machine
+        self.send = send
         self.on_timeout = on_timeout
-
-    def on_output(self, output: Output | AckTimeout) -> None:
-        if isinstance(output, AckTimeout) and self.on_timeout is not None:
-            self.on_timeout(output.reason)
+        self.resender = isinstance(machine, AckResender)
+        #: The deadline pushed on the drivers' TimerQueue (stale entries are ignored).
+        self.timer_at: float | None = None
+        #: Messages waiting for this machine's sender task (None: no sender running).
+        self.sending: deque[Request | Response] | None = None
+        self.done = False
 
 
 class DialogDrivers:
-    """The running 2xx/ACK machines of one user agent, keyed by (dialog id, CSeq number)."""
+    """The running 2xx/ACK machines of one user agent, keyed by (dialog id, CSeq number).
+
+    No task per machine: inputs (the ACK, a retransmitted 2xx) are handled where they arrive,
+    every deadline waits in one TimerQueue, and a Transmit (a retransmission: the first 2xx /
+    ACK went out before the machine started) is sent by a short task.
+    """
 
     def __init__(self, stack: Stack, nursery: trio.Nursery) -> None:
         self._stack = stack
         self._nursery = nursery
-        self._inboxes: dict[tuple[DialogId, int], Inbox[InboxItem]] = {}
-        self._scopes: dict[tuple[DialogId, int], trio.CancelScope] = {}
-        self._resenders: set[tuple[DialogId, int]] = set()
+        self._running: dict[tuple[DialogId, int], _Running] = {}
         #: dialog id -> the CSeq numbers of its running machines (``stop`` is O(machines of
         #: that dialog), not O(every running machine)).
         self._by_dialog: dict[DialogId, set[int]] = {}
+        self._timers: TimerQueue[_Running] = TimerQueue(self._fire)
+        nursery.start_soon(self._timers.serve)
 
     def __len__(self) -> int:
-        return len(self._inboxes)
+        return len(self._running)
 
     async def start_ack_wait(
         self,
@@ -167,72 +151,109 @@ class DialogDrivers:
         on_timeout: Callable[[str], object],
     ) -> None:
         """Resend ``response`` (already sent once by the transaction) until its ACK."""
-        machine = _Adapter(AckWait(response, self._stack.timer_config))
+        stack = self._stack
 
         async def send(message: Request | Response) -> None:
-            await self._stack.send_stateless(message, flow=flow)
+            await stack.send_stateless(message, flow=flow)
 
-        await self._start((dialog.id, response.cseq.seq), machine, send, _Owner(on_timeout))
+        machine = AckWait(response, stack.timer_config)
+        self._start((dialog.id, response.cseq.seq), machine, send, on_timeout)
+        await trio.lowlevel.checkpoint()
 
     async def send_ack(self, dialog: Dialog, ack: Request, target: Target) -> Request:
         """Send the ACK for a 2xx statelessly (Via stamped by the stack) and keep it for the
         2xx retransmissions for 64*T1. Returns the ACK as sent."""
-        sent = await self._stack.send_stateless(strip_via(ack), target)
+        stack = self._stack
+        sent = await stack.send_stateless(strip_via(ack), target)
         assert isinstance(sent, Request)
-        machine = _Adapter(AckResender(sent, self._stack.timer_config))
 
         async def send(message: Request | Response) -> None:
-            await self._stack.send_stateless(message, target, new_via=False)
+            await stack.send_stateless(message, target, new_via=False)
 
         key = (dialog.id, sent.cseq.seq)
-        old = self._scopes.get(key)
+        old = self._running.get(key)
         if old is not None:
-            old.cancel()
-        await self._start(key, machine, send, _Owner(None))
-        self._resenders.add(key)
+            self._end(old)
+        self._start(key, AckResender(sent, stack.timer_config), send, None)
         return sent
 
-    async def _start(
+    def _start(
         self,
         key: tuple[DialogId, int],
-        machine: _Adapter,
-        send: Callable[[Request | Response], Any],
-        owner: _Owner,
+        machine: AckWait | AckResender,
+        send: Callable[[Request | Response], Awaitable[object]],
+        on_timeout: Callable[[str], object] | None,
     ) -> None:
         # The machine's first transmission already happened (the 2xx by its transaction, the
-        # ACK by send_stateless) and its start outputs are skipped, so the driver needs no
-        # ``nursery.start`` handshake: its scope is made here, and the task is only spawned.
-        inbox: Inbox[InboxItem] = Inbox()
-        scope = trio.CancelScope()
-        self._inboxes[key] = inbox
-        self._scopes[key] = scope
+        # ACK by send_stateless): its start outputs are dropped, only its deadlines are set.
+        machine.start(trio.current_time())
+        running = _Running(key, machine, send, on_timeout)
+        self._running[key] = running
         self._by_dialog.setdefault(key[0], set()).add(key[1])
-        drive = functools.partial(self._drive, key, machine, inbox, send, owner, scope=scope)
-        self._nursery.start_soon(drive)
-        await trio.lowlevel.checkpoint()
+        self._settle(running)
 
-    async def _drive(
-        self,
-        key: tuple[DialogId, int],
-        machine: _Adapter,
-        inbox: Inbox[InboxItem],
-        send: Callable[[Request | Response], Any],
-        owner: _Owner,
-        *,
-        scope: trio.CancelScope,
-    ) -> None:
+    def _end(self, running: _Running) -> None:
+        running.done = True
+        key = running.key
+        if self._running.get(key) is running:
+            del self._running[key]
+            seqs = self._by_dialog.get(key[0])
+            if seqs is not None:
+                seqs.discard(key[1])
+                if not seqs:
+                    del self._by_dialog[key[0]]
+
+    def _fire(self, running: _Running, deadline: float, now: float) -> None:
+        if running.done or running.timer_at != deadline:
+            return  # stale: the machine ended or moved its deadline
+        running.timer_at = None
+        self._perform(running, running.machine.handle_timer(now))
+
+    def _perform(self, running: _Running, outputs: Sequence[object]) -> None:
+        for output in outputs:
+            if isinstance(output, Transmit):
+                self._transmit(running, output.message)
+            elif isinstance(output, Terminated):
+                self._end(running)
+            elif isinstance(output, AckTimeout) and running.on_timeout is not None:
+                try:
+                    running.on_timeout(output.reason)
+                except Exception:
+                    logger.exception("2xx/ACK machine owner failed on %r", output)
+        self._settle(running)
+
+    def _settle(self, running: _Running) -> None:
+        if running.done:
+            return
+        deadline = running.machine.deadline
+        if deadline is None:
+            running.timer_at = None
+        elif deadline != running.timer_at:
+            running.timer_at = deadline
+            self._timers.push(deadline, running)
+
+    def _transmit(self, running: _Running, message: Request | Response) -> None:
+        if running.sending is not None:  # an earlier send still waits: keep the order
+            running.sending.append(message)
+            return
+        running.sending = deque([message])
+        self._nursery.start_soon(self._drain, running)
+
+    async def _drain(self, running: _Running) -> None:
+        """Send the machine's queued retransmissions in order. A failed one is dropped, with
+        the rest (§17.1.4: the next one, or the give-up timer, follows)."""
+        queue = running.sending
+        assert queue is not None
         try:
-            await run_machine(machine, inbox, send, owner, scope=scope)  # type: ignore[arg-type]
+            while queue and not running.done:
+                try:
+                    await running.send(queue[0])
+                except TransportError:
+                    queue.clear()
+                    break
+                queue.popleft()
         finally:
-            if self._inboxes.get(key) is inbox:
-                del self._inboxes[key]
-                self._scopes.pop(key, None)
-                self._resenders.discard(key)
-                seqs = self._by_dialog.get(key[0])
-                if seqs is not None:
-                    seqs.discard(key[1])
-                    if not seqs:
-                        del self._by_dialog[key[0]]
+            running.sending = None
 
     def deliver(self, message: Request | Response) -> bool:
         """An ACK for our 2xx (UAS) or a retransmitted 2xx (UAC): give it to its machine.
@@ -242,17 +263,18 @@ class DialogDrivers:
             local, remote = remote, local
         if local is None or remote is None:
             return False
-        inbox = self._inboxes.get((DialogId(message.call_id, local, remote), message.cseq.seq))
-        if inbox is None:
+        key = (DialogId(message.call_id, local, remote), message.cseq.seq)
+        running = self._running.get(key)
+        if running is None:
             return False
-        inbox.put(MessageReceived(message))
+        now = trio.current_time()
+        self._perform(running, running.machine.handle(MessageReceived(message), now))
         return True
 
     def stop(self, dialog: Dialog, *, keep_ack: bool = False) -> None:
         """Stop the machines of ``dialog`` (the call ended); ``keep_ack`` leaves the
         AckResenders running (2xx retransmissions still get their ACK for 64*T1)."""
         for seq in tuple(self._by_dialog.get(dialog.id, ())):
-            key = (dialog.id, seq)
-            scope = self._scopes.get(key)
-            if scope is not None and not (keep_ack and key in self._resenders):
-                scope.cancel()
+            running = self._running.get((dialog.id, seq))
+            if running is not None and not (keep_ack and running.resender):
+                self._end(running)
