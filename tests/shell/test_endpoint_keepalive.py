@@ -111,6 +111,33 @@ async def test_udp_crlfs_at_the_period_changed_and_stopped_at_run_time(
         nursery.cancel_scope.cancel()
 
 
+async def test_a_connection_that_is_down_gets_the_new_period_when_it_registers_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = FakeNetwork()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_site, net, SITE_A, [("UDP", 5060)])
+        await nursery.start(run_site, net, SITE_B, [("UDP", 5060)])
+        conns = [connection("a", f"{SITE_A}:5060"), connection("b", f"{SITE_B}:5060")]
+        async with alice(net, conns, 10) as (endpoint, events):
+            net.partition(ALICE, SITE_B)  # site B goes dark; its refresh at 568 s times out
+            await trio.sleep(575)
+            assert [(e.connection_id, e.new, e.time) for e in events[4:]] == [
+                ("b", CS.UNAVAILABLE, 570.0)
+            ]
+            await endpoint.set_keep_alive_period(30)
+            assert endpoint.keepalives.statistics().null_loops == {(SITE_A, 5060): 30.0}
+            net.heal(ALICE, SITE_B)
+            await endpoint.wait_registered("b")
+            back = trio.current_time()
+            await trio.sleep(61)
+            assert crlfs(net, (SITE_B, 5060), since=575) == [back, back + 30, back + 60]
+            now = trio.current_time()  # A: re-timed onto the 30 s grid of its loop at once
+            grid = [600.0 + 30 * k for k in range(10) if 600.0 + 30 * k <= now]
+            assert len(grid) >= 2 and crlfs(net, (SITE_A, 5060), since=575) == grid
+        nursery.cancel_scope.cancel()
+
+
 async def test_connections_sharing_a_site_share_one_loop_until_the_last_one_goes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

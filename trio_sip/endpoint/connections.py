@@ -355,10 +355,10 @@ class ConnectionSet:
         """Change ``keep_alive_period`` at run time (0 stops every keep-alive)."""
         self.config = attrs.evolve(self.config, keep_alive_period=seconds)
         for conn in self:
-            if seconds == 0:
-                await self._drop_keep_alive(conn)
-            elif conn.status is CS.REGISTERED:
+            if seconds > 0 and conn.status is CS.REGISTERED:
                 await self.keep_alive(conn, retime=True)
+            else:  # off, or not registered now: back at the new period once registered
+                await self._drop_keep_alive(conn)
 
     async def keep_alive(self, conn: Connection, *, retime: bool = False) -> None:
         """Point ``conn``'s keep-alives at the target its registration reached (module

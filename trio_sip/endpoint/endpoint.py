@@ -113,8 +113,8 @@ class Endpoint:
 
     async def set_keep_alive_period(self, seconds: int) -> None:
         """Change ``keep_alive_period`` at run time: every registered connection's keep-alive
-        is re-timed (started when it was off); 0 stops them all. Raises ``ConfigError``
-        outside 0..3600."""
+        is re-timed (started when it was off), the others get theirs when they register
+        again; 0 stops them all. Raises ``ConfigError`` outside 0..3600."""
         self.config = attrs.evolve(self.config, keep_alive_period=seconds)
         await self._set.set_keep_alive_period(self.config.keep_alive_period)
 
