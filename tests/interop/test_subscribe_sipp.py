@@ -2,9 +2,10 @@
 
 * sipp as the notifier: it answers our SUBSCRIBE with 200 and ``Expires: 6`` (we asked for
   10: §4.2.1.1, the notifier may shorten it), sends a NOTIFY ``active;expires=6``, takes our
-  refresh (in the dialog, to its Contact; due ``refresh_delay(6)`` = 3 s after the 2xx,
-  §4.1.2.2), answers it and sends another NOTIFY (§4.2.1.2), then ends the subscription with
-  ``terminated;reason=noresource`` (§4.1.3: no new subscription after that reason).
+  refresh (in the dialog, to its Contact; due ``refresh_delay(6)`` = 3 s after the 2xx and
+  the NOTIFY that made it active, §4.1.2.2), answers it and sends another NOTIFY (§4.2.1.2),
+  then ends the subscription with ``terminated;reason=noresource`` (§4.1.3: no new
+  subscription after that reason).
 * sipp sends a NOTIFY for a subscription it already terminated: §4.1.3 says the subscriber
   "MUST return a 481 Subscription does not exist" (expected to fail today: see the marker).
 * sipp as the subscriber: our ``Notifier`` answers its SUBSCRIBE with 200 and Expires, sends
@@ -250,8 +251,8 @@ async def test_our_subscriber_against_a_sipp_notifier(tmp_path: Path) -> None:
         first: Notification = await anext(notes)
         assert (first.state.value, first.state.expires) == ("active", GRANTED)
         assert (first.content_type, first.body.strip()) == ("text/plain", b"open")
-        # The refresh is due refresh_delay(6) = 3 s after the 2xx (a little less after the
-        # NOTIFY, which came just after it).
+        # The refresh is due refresh_delay(6) = 3 s after the NOTIFY active;expires=6 that
+        # made the subscription active (the 2xx just before it asked for the same).
         refresh_at = sub.statistics()["next_attempt"]
         assert refresh_at is not None
         assert refresh_delay(GRANTED) == 3.0
