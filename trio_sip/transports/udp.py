@@ -140,7 +140,11 @@ class TrioDatagramSocket(DatagramSocket):
 
     def try_sendto(self, data: bytes, address: Address) -> bool:
         raw = self._raw
-        if raw is None or not is_ip_literal(address[0]):
+        host = address[0]
+        # Only an IP literal of the socket's own family (trio's sendto maps the rest).
+        if raw is None or (":" in host) != (raw.family == socket.AF_INET6):
+            return False
+        if not is_ip_literal(host):
             return False
         try:
             raw.sendto(data, address)
