@@ -114,17 +114,16 @@ def _sent_by(via: Via) -> tuple[str, int]:
     return via.host.lower(), port
 
 
-def _server_key(
-    request: Request, method: str, *, to_tag: str | None
-) -> ServerKey | LegacyServerKey:
+def _server_key(request: Request, method: str) -> ServerKey | LegacyServerKey:
     via = _top_via(request)
     branch = via.branch
     host, port = _sent_by(via)
     if branch is not None and branch.startswith(MAGIC_COOKIE):
         return ServerKey(branch, host, port, method)
+    # The To tag is read only for an RFC 2543 key: an RFC 3261 key needs no To header.
     return LegacyServerKey(
         request_uri=request.uri_text,
-        to_tag=to_tag,
+        to_tag=request.to.tag,
         from_tag=request.from_.tag,
         call_id=request.call_id,
         cseq=request.cseq.seq,
@@ -136,7 +135,7 @@ def _server_key(
 def server_key(request: Request) -> ServerKey | LegacyServerKey:
     """The server transaction key of a received request (an ACK maps to its INVITE)."""
     method = "INVITE" if request.method == "ACK" else request.method
-    return _server_key(request, method, to_tag=request.to.tag)
+    return _server_key(request, method)
 
 
 def server_key_candidates(request: Request) -> list[ServerKey | LegacyServerKey]:
@@ -149,4 +148,4 @@ def server_key_candidates(request: Request) -> list[ServerKey | LegacyServerKey]
 
 def cancel_target_key(cancel: Request) -> ServerKey | LegacyServerKey:
     """The key of the INVITE server transaction that ``cancel`` cancels (§9.2)."""
-    return _server_key(cancel, "INVITE", to_tag=cancel.to.tag)
+    return _server_key(cancel, "INVITE")
