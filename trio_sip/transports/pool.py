@@ -427,7 +427,7 @@ class TransportLayer:
         return None
 
     def _datagram_received(self, data: bytes, flow: Flow) -> None:
-        if not data.strip(b"\r\n"):
+        if data[:1] in (b"\r", b"\n", b"") and not data.strip(b"\r\n"):
             return  # a NULL keep-alive (bare CRLFs) over UDP
         try:
             message = parse_message(data)
