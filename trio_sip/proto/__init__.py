@@ -282,7 +282,16 @@ __all__ = [
 # The message-layer modules a TRIO_SIP_COMPILE=1 build compiles with mypyc: the list in
 # pyproject.toml, [tool.hatch.build.targets.wheel.hooks.custom] (docs/messages.md, "Compiled
 # core").
-_COMPILED_MODULES = ("abnf", "fields", "headers", "message", "parse", "serialize", "uri")
+_COMPILED_MODULES = (
+    "abnf",
+    "fields",
+    "headers",
+    "message",
+    "parse",
+    "serialize",
+    "uri",
+    "uri_parts",
+)
 
 
 def is_compiled() -> bool:
