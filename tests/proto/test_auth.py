@@ -384,3 +384,17 @@ def test_nonces_are_valid_then_stale_and_cannot_be_forged() -> None:
     assert check_nonce(b"secret", forged, 1000.0) is NonceStatus.INVALID
     assert check_nonce(b"secret", "not a nonce!", 1000.0) is NonceStatus.INVALID
     assert make_nonce(b"secret", 1000.0, random.Random(6)) != nonce
+
+
+def test_proto_auth_is_the_public_face_of_its_split_modules() -> None:
+    import importlib
+
+    face = importlib.import_module("trio_sip.proto.auth")
+    parts = [
+        importlib.import_module(f"trio_sip.proto.{n}")
+        for n in ("auth_values", "auth_digest", "auth_client")
+    ]
+    assert sorted(face.__all__) == sorted(n for part in parts for n in part.__all__)
+    for part in parts:
+        for name in part.__all__:
+            assert getattr(face, name) is getattr(part, name), name

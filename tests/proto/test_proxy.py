@@ -451,3 +451,17 @@ def test_static_bindings_never_expire() -> None:
     out = loc.register(reg("*", expires=0), AOR, 1.0)
     assert (out.status, contacts_of(out)) == (200, [])
     assert loc.count(1.0) == 1
+
+
+def test_proto_proxy_is_the_public_face_of_its_split_modules() -> None:
+    import importlib
+
+    face = importlib.import_module("trio_sip.proto.proxy")
+    parts = [
+        importlib.import_module(f"trio_sip.proto.{n}")
+        for n in ("proxy_request", "proxy_forward", "proxy_response")
+    ]
+    assert sorted(face.__all__) == sorted(n for part in parts for n in part.__all__)
+    for part in parts:
+        for name in part.__all__:
+            assert getattr(face, name) is getattr(part, name), name

@@ -120,3 +120,10 @@ def test_name_addr_forms() -> None:
 def test_bad_name_addr(text: str) -> None:
     with pytest.raises(ParseError):
         _ = parse_name_addr(text).uri  # the URI itself is parsed on first read
+
+
+def test_proto_uri_reexports_the_pieces_it_shares_with_via() -> None:
+    from trio_sip.proto import uri, uri_parts
+
+    for name in [*uri_parts.__all__, "_ascii_hostname", "_ascii_port", "_token_params"]:
+        assert getattr(uri, name) is getattr(uri_parts, name), name

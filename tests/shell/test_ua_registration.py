@@ -364,3 +364,15 @@ async def test_missing_pong_on_tcp_registration_reregisters_over_a_new_connectio
         assert "no CRLF pong within 10 s" in flow_events[0][2]
         assert flow_events[1] == (RS.REGISTERING, RS.REGISTERED, "200 OK")
         assert reg.statistics().failures == 1
+
+
+def test_old_import_paths_name_the_shared_refresh_scaffolding() -> None:
+    # endpoint/ imports EventStream from ua.registration: the split must keep that path.
+    from trio_sip.ua import refresh, registration, subscription
+
+    assert registration.EventStream is refresh.EventStream
+    assert registration.send_once is refresh.send_once
+    assert issubclass(registration.UaRegistration, refresh.RefreshTask)
+    assert issubclass(subscription.UaSubscription, refresh.RefreshTask)
+    assert issubclass(registration.Registrations, refresh.RefreshTasks)
+    assert issubclass(subscription.Subscriptions, refresh.RefreshTasks)

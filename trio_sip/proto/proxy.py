@@ -77,6 +77,7 @@ __all__ = [
     "Cancel",
     "Forward",
     "Forwarded",
+    "Lookup",
     "ProxyIdentity",
     "Respond",
     "ResponseContext",
