@@ -157,3 +157,24 @@ async def test_real_tcp_ping_pong_keeps_the_flow_and_silence_kills_it() -> None:
             assert "no CRLF pong" in str(failure)
             assert flow.usable  # the healthy flow is unaffected
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the transport builds every StreamFramer with expect_pongs=True (the pinging role); "
+    "an accepted connection answers pings and should set expect_pongs=False (docs/messages.md)",
+)
+async def test_real_tcp_listener_answers_a_ping_split_across_two_reads() -> None:
+    answer = None
+    with trio.fail_after(10):
+        async with open_transport_layer() as server, trio.open_nursery() as nursery:
+            address = await nursery.start(server.listen, "TCP", "127.0.0.1", 0)
+            stream = await trio.open_tcp_stream(*address)
+            await stream.send_all(b"\r\n")  # RFC 5626 §4.4.1 ping, cut in two by the network
+            await trio.sleep(0.2)  # the listener reads the first half on its own
+            await stream.send_all(b"\r\n")
+            with trio.move_on_after(1):
+                answer = await stream.receive_some(10)
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+    assert answer == b"\r\n"  # one pong
