@@ -104,12 +104,13 @@ def _check(
             status_hint=501,
             headers=[("Allow", ", ".join(sorted(methods)))],
         )
+    values = h._values  # canonical names: no spelling lookups
     for name in _SINGLE:
-        n = h.count(name)
+        n = len(values(name))
         if n != 1:
             what = "missing" if n == 0 else "duplicated"
             return Rejection(f"{what} {long_name(name)} header")
-    if h.count("max-forwards") > 1:
+    if len(values("max-forwards")) > 1:
         return Rejection("duplicated Max-Forwards header")
     if not req.vias:
         return Rejection("missing Via header")
@@ -119,7 +120,7 @@ def _check(
         return Rejection("Via branch is only the magic cookie (RFC 4475 §3.2.1)")
     if req.cseq.method != method:
         return Rejection(f"CSeq method {req.cseq.method} does not match {method}")
-    date = h.get("date")
+    date = h._first_value("date")
     if date is not None and not date.rstrip().endswith("GMT"):
         return Rejection(f"Date must be in GMT: {date!r}")
     # Addresses parse their URI lazily: touch them so a malformed one is a 400 here.
