@@ -369,14 +369,14 @@ class UserAgent:
         else:
             await incoming.respond(405, headers=[allow])
 
-    async def _respond_2xx(
+    def _make_2xx(
         self,
         incoming: IncomingRequest,
         sdp: SessionDescription | bytes | None,
         headers: Iterable[tuple[str, str]] = (),
     ) -> Response:
-        """200 to ``incoming`` with our Contact, Allow, Supported, and ``sdp`` (a description
-        or its bytes) as the body."""
+        """The 200 to ``incoming`` (not sent) with our Contact, Allow, Supported, and ``sdp``
+        (a description or its bytes) as the body."""
         pairs = [
             ("Contact", self._contact_text),
             ("Allow", self._allow_text),
@@ -387,7 +387,7 @@ class UserAgent:
             pairs.append(("Content-Type", "application/sdp"))
         pairs.extend(headers)
         body = b"" if sdp is None else sdp if isinstance(sdp, bytes) else bytes(sdp)
-        return await incoming.respond(200, headers=pairs, body=body)
+        return incoming.make_response(200, headers=pairs, body=body)
 
     def _on_stray(self, message: Request | Response, flow: Flow) -> None:
         """ACKs for our 2xx and retransmitted 2xx responses (§13.2.2.4, §13.3.1.4)."""

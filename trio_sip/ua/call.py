@@ -693,10 +693,16 @@ class Call:
             answer = local.next_version()  # an offerless re-INVITE: we offer
         else:
             answer = None
-        response = await self._ua._respond_2xx(incoming, answer)
+        response = self._ua._make_2xx(incoming, answer)
+        # The ACK wait first: the stack sends the 200 at once (see IncomingCall.accept).
+        self._ua.drivers.ack_wait(dialog, response, incoming.flow, self._on_no_ack)
+        try:
+            await incoming.respond(response)
+        except BaseException:
+            self._ua.drivers.stop(dialog, keep_ack=True)
+            raise
         dialog.response_sent(request, response)
         self.local_sdp = answer
-        await self._ua.drivers.start_ack_wait(dialog, response, incoming.flow, self._on_no_ack)
         if offer is not None:
             theirs = offer.media_direction(0)
             if theirs in _HOLD and not self._remote_held:

@@ -143,14 +143,16 @@ class DialogDrivers:
     def __len__(self) -> int:
         return len(self._running)
 
-    async def start_ack_wait(
+    def ack_wait(
         self,
         dialog: Dialog,
         response: Response,
         flow: Flow,
         on_timeout: Callable[[str], object],
     ) -> None:
-        """Resend ``response`` (already sent once by the transaction) until its ACK."""
+        """Resend ``response`` until its ACK. Call it *before* the transaction sends the 2xx
+        the first time (the stack sends at once, and the ACK may be back before the sender's
+        next checkpoint is over); the first retransmission is due T1 from now."""
         stack = self._stack
 
         async def send(message: Request | Response) -> None:
@@ -158,6 +160,16 @@ class DialogDrivers:
 
         machine = AckWait(response, stack.timer_config)
         self._start((dialog.id, response.cseq.seq), machine, send, on_timeout)
+
+    async def start_ack_wait(
+        self,
+        dialog: Dialog,
+        response: Response,
+        flow: Flow,
+        on_timeout: Callable[[str], object],
+    ) -> None:
+        """:meth:`ack_wait` for a 2xx already sent, and a checkpoint."""
+        self.ack_wait(dialog, response, flow, on_timeout)
         await trio.lowlevel.checkpoint()
 
     async def send_ack(self, dialog: Dialog, ack: Request, target: Target) -> Request:

@@ -151,13 +151,8 @@ class IncomingCall:
         local = answer_for(offer, media) if offer is not None else media
         body = bytes(local)
         headers = [*self._record_routes(headers), *headers]
-        try:
-            response = await ua._respond_2xx(self._incoming, body, headers)
-        except LocalProtocolError as exc:  # the CANCEL's 487 went out first
-            self._decide()
-            raise CallFailed(self._incoming.final_response, "cancelled") from exc
+        response = ua._make_2xx(self._incoming, body, headers)
         dialog = Dialog.from_uas(self.request, response, rng=ua._rng)
-        ua.dialogs.add(dialog)
         # Kept small (see Call): our default media as (port, session id), the SDPs as the
         # bytes they were parsed from / written to (an answer to our default media always
         # parses back to itself when the agent's media address does), the 200 as text.
@@ -177,11 +172,23 @@ class IncomingCall:
         call._final = _keep(response)
         call.dialog = dialog
         call.state = CallState.ANSWERED
-        ua._register(call)
         call._emit_answered()
         call._set_answered()
+        # The dialog, the call and the ACK wait exist before the 200 leaves: the stack sends
+        # it at once, and the ACK (or a BYE) may arrive before ``respond`` returns.
+        ua.dialogs.add(dialog)
+        ua._register(call)
+        ua.drivers.ack_wait(dialog, response, self._incoming.flow, call._on_no_ack)
+        try:
+            await self._incoming.respond(response)
+        except BaseException as exc:
+            ua.drivers.stop(dialog)
+            ua._forget(call)
+            self._decide()
+            if isinstance(exc, LocalProtocolError):  # the CANCEL's 487 went out first
+                raise CallFailed(self._incoming.final_response, "cancelled") from exc
+            raise
         self.call = call
-        await ua.drivers.start_ack_wait(dialog, response, self._incoming.flow, call._on_no_ack)
         self._decide()
         return call
 
