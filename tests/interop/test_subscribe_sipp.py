@@ -321,15 +321,6 @@ async def test_sipp_subscriber_against_our_notifier(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "RFC 6665 §4.1.3 (481 for a NOTIFY matching no outstanding subscription): "
-        "trio_sip/proto/subscription.py Subscription._notify answers 200 (and reports a "
-        "Notification) in TERMINATED/FAILED/IDLE, line 344; trio_sip/ua/subscription.py "
-        "Subscriptions.handle still matches the ended subscription (its task never ends)"
-    ),
-)
 async def test_notify_after_the_subscription_ended_gets_481(tmp_path: Path) -> None:
     sipp_address = (HOST, free_port(HOST))
     scenario = write_scenario(tmp_path, "stale", STALE_NOTIFY)

@@ -193,3 +193,40 @@ async def test_notifier_ends_an_unrefreshed_subscription_with_timeout(
         ends = [p.time for p in net.packets() if b"terminated;reason=timeout" in p.data]
         assert ends[0] == 600.0  # the granted 600 s, unrefreshed (the refresh at 568 was lost)
         assert trio.current_time() == 632.0  # that NOTIFY's own Timer F: nobody answers
+
+
+async def test_terminated_by_the_notifier_ends_the_task_and_a_late_notify_gets_481(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = Server()
+    net = FakeNetwork()
+    async with setup(server, net) as (subscriptions, _net):
+        sub = await subscribe(subscriptions, expires=600)
+        events = sub.events()
+        await sub.wait_active()
+        await trio.sleep(1)
+        (accepted,) = server.accepted
+        await accepted.terminate("noresource")
+        with trio.fail_after(5):
+            seen = [event async for event in events]  # the stream ends with the task
+        assert [(e.old, e.new, e.time) for e in seen] == [
+            (SS.SUBSCRIBING, SS.ACTIVE, 0.0),
+            (SS.ACTIVE, SS.TERMINATED, 1.0),
+        ]
+        assert seen[-1].reason == "NOTIFY terminated;reason=noresource"
+        assert list(subscriptions) == []  # no task left behind
+        # RFC 6665 §4.1.3: a NOTIFY in the ended subscription's dialog gets 481.
+        await accepted.notify(b"late", "application/pidf+xml")
+        answers = [
+            p.data.split(b"\r\n", 1)[0]
+            for p in net.packets()
+            if p.src[0] == WATCHER and b"CSeq: " in p.data and b" NOTIFY\r\n" in p.data
+        ]
+        assert answers == [
+            b"SIP/2.0 200 OK",
+            b"SIP/2.0 200 OK",
+            b"SIP/2.0 481 Call/Transaction Does Not Exist",
+        ]
+        assert sub.last_notification is not None and sub.last_notification.body == b""
+        assert sub.state is SS.TERMINATED and await trio.sleep(700) is None
+        assert [t for t, _ in server.subscribes()] == [0.0]  # never refreshed or resubscribed

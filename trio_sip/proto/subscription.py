@@ -325,6 +325,10 @@ class Subscription:
         if not ours or sub.value not in ("active", "pending", "terminated"):
             status = 481 if not ours else 400
             return [SendResponse(make_response(notify, status))]
+        if self.state in (S.TERMINATED, S.FAILED, S.IDLE):
+            # RFC 6665 §4.1.3: a NOTIFY that matches no outstanding subscription gets 481
+            # (an ended one included), which tells the notifier to stop.
+            return [SendResponse(make_response(notify, 481))]
         if self.dialog is None:
             self.dialog = _dialog_from_notify(self, notify)
         elif notify.from_.tag != self.dialog.id.remote_tag:
@@ -336,8 +340,6 @@ class Subscription:
             SendResponse(make_response(notify, 200)),
             Notified(notify, sub),
         ]
-        if self.state in (S.TERMINATED, S.FAILED, S.IDLE):
-            return out
         why = f"NOTIFY {sub}"
         if sub.value != "terminated":
             if sub.expires is not None and self.state is not S.UNSUBSCRIBING:

@@ -163,7 +163,7 @@ class RefreshTask(Generic[M]):
             with self._scope:
                 task_status.started()
                 await self._perform(self.machine.start(trio.current_time()))
-                while True:
+                while not self._finished():
                     await self._sleep()
                     await self._step()
         finally:
@@ -175,6 +175,10 @@ class RefreshTask(Generic[M]):
             self._changed.set()
             for stream in list(self._streams):
                 stream._close()
+
+    def _finished(self) -> bool:
+        """True when the machine has ended for good and the task should return."""
+        return False
 
     def _sleep_until(self) -> float | None:
         """When the task next wakes by itself (None: do not sleep, there is work)."""

@@ -132,6 +132,11 @@ class UaSubscription(RefreshTask[SubscribeMachine]):
 
     # -- the task (the loop is RefreshTask.run) ---------------------------------------------
 
+    def _finished(self) -> bool:
+        # Ended by the notifier (a terminated NOTIFY, no retry): the task returns, so the
+        # subscription leaves ``ua.subscriptions`` and its streams end.
+        return self.machine.state is SS.TERMINATED and not self._pending
+
     def _sleep_until(self) -> float | None:
         return None if self._pending else super()._sleep_until()
 
@@ -182,6 +187,8 @@ class UaSubscription(RefreshTask[SubscribeMachine]):
                 self._wakeup.set()
             else:
                 self._output(output)
+        if self.machine.state is SS.TERMINATED:
+            self._wakeup.set()  # the task sees it has finished
 
 
 class SubscriptionError(SipError):
@@ -224,7 +231,10 @@ class Subscriptions(RefreshTasks[UaSubscription]):
         if request.method != "NOTIFY":
             return False
         for sub in self._all:
-            if sub.machine.call_id == request.call_id and sub.machine.from_tag == request.to.tag:
+            machine = sub.machine
+            if machine.state is SS.TERMINATED:
+                continue  # ended: the NOTIFY matches nothing (481 from the agent)
+            if machine.call_id == request.call_id and machine.from_tag == request.to.tag:
                 await sub._on_notify(incoming)
                 return True
         return False
