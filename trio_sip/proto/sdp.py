@@ -233,7 +233,8 @@ class MediaDescription:
         return result
 
     def with_direction(self, direction: str | None) -> MediaDescription:
-        return attrs.evolve(self, lines=_set_direction(self.lines, direction))
+        lines = _set_direction(self.lines, direction)
+        return type(self)(self.media, self.port, self.proto, self.formats, lines, self.port_count)
 
 
 @attrs.frozen(slots=True)
@@ -350,7 +351,8 @@ def _parse_line(kind: str, value: str, number: int) -> SdpLine:
     return Line(kind, value)
 
 
-def _parse_media(value: str, number: int) -> MediaDescription:
+def _parse_media(value: str, number: int) -> tuple[str, int, str, tuple[str, ...], int | None]:
+    """The fields of an ``m=`` line: media, port, proto, formats, port count."""
     parts = value.split(" ")
     if len(parts) < 4 or not all(parts):
         raise SdpError(f"SDP line {number}: m= needs '<media> <port> <proto> <fmt> ...': {value!r}")
@@ -358,7 +360,7 @@ def _parse_media(value: str, number: int) -> MediaDescription:
     if not port_text.isdigit() or int(port_text) > 65535 or (sep and not count_text.isdigit()):
         raise SdpError(f"SDP line {number}: bad port {parts[1]!r} in m= line")
     count = int(count_text) if sep else None
-    return MediaDescription(parts[0], int(port_text), parts[2], tuple(parts[3:]), (), count)
+    return parts[0], int(port_text), parts[2], tuple(parts[3:]), count
 
 
 def parse_sdp(data: bytes | str) -> SessionDescription:
@@ -389,7 +391,7 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
         raise SdpError(f"SDP line 2: malformed o= line: {ov!r}")
     origin = Origin(fields[0], fields[1], int(fields[2]), fields[5], fields[3], fields[4])
     session: list[SdpLine] = []
-    media: list[tuple[MediaDescription, list[SdpLine]]] = []
+    media: list[tuple[tuple[str, int, str, tuple[str, ...], int | None], list[SdpLine]]] = []
     current = session
     for number, (kind, value) in enumerate(pairs[3:], 4):
         if kind == "m":
@@ -403,7 +405,10 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
         current.append(_parse_line(kind, value, number))
     if not any(isinstance(x, Timing) for x in session):
         raise SdpError("SDP body has no t= line (RFC 4566 §5: at least one is required)")
-    sections = tuple(attrs.evolve(m, lines=tuple(lines)) for m, lines in media)
+    sections = tuple(
+        MediaDescription(name, port, proto, formats, tuple(lines), count)
+        for (name, port, proto, formats, count), lines in media
+    )
     return SessionDescription(origin, sv, tuple(session), sections)
 
 
@@ -447,7 +452,10 @@ def _negotiate(offered: MediaDescription, local: MediaDescription) -> MediaDescr
             lines.append(line)
         elif pt in chosen and isinstance(line, Attribute) and line.value is not None:
             lines.append(Attribute(line.name, f"{chosen[pt]} {line.value.partition(' ')[2]}"))
-    return attrs.evolve(local, formats=tuple(chosen.values()), lines=tuple(lines))
+    formats = tuple(chosen.values())
+    return type(local)(
+        local.media, local.port, local.proto, formats, tuple(lines), local.port_count
+    )
 
 
 def answer_for(
@@ -486,9 +494,8 @@ def answer_for(
                 accepted = accepted.with_direction(direction)
                 break
         media.append(accepted or MediaDescription(om.media, 0, om.proto, om.formats))
-    answer = attrs.evolve(
-        local_sdp, lines=_set_direction(local_sdp.lines, None), media=tuple(media)
-    )
+    lines = _set_direction(local_sdp.lines, None)
+    answer = type(local_sdp)(local_sdp.origin, local_sdp.name, lines, tuple(media))
     if previous is not None:
         same = attrs.evolve(answer, origin=previous.origin) == previous
         version = previous.origin.version + (0 if same else 1)
