@@ -15,7 +15,10 @@ Two measurements, both of trio-sip only:
 * **UAS process** (what a deployment sees): the same ``ua`` UAS in its own process on loopback
   UDP, called by sipp (``-sn uac``, ``-d`` longer than the run, ``-l CALLS``) at ``RATE`` calls
   per second.  Measured: the UAS process's RSS (from /proc) after it is ready, when sipp has
-  set up every call, and 40 s later.  Needs sipp (else reported as skipped).
+  set up every call, and 40 s later.  A second run of ``TRACED_CALLS`` calls with the UAS under
+  tracemalloc (``python -m benchmarks.memory_bench traced-uas ...``, snapshots on SIGUSR1)
+  gives the UAS's Python heap per call at the same points and its largest allocation sites.
+  Needs sipp (else reported as skipped).
 
 Target: < 100 MB for 10,000 calls on the UAS (< 10,000 bytes per call).  The run reports;
 nothing here fails.
@@ -26,10 +29,13 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +73,14 @@ def _top_sites(calls: int, limit: int = 15) -> list[dict[str, Any]]:
     """Where the steady-state bytes were allocated (last snapshot against the first)."""
     if len(_snapshots) < 2:
         return []
+    return _compare(_snapshots[-1], _snapshots[0], calls, limit)
+
+
+def _compare(
+    new: tracemalloc.Snapshot, old: tracemalloc.Snapshot, calls: int, limit: int = 15
+) -> list[dict[str, Any]]:
     rows = []
-    for stat in _snapshots[-1].compare_to(_snapshots[0], "lineno")[:limit]:
+    for stat in new.compare_to(old, "lineno")[:limit]:
         frame = stat.traceback[0]
         where = frame.filename.split("site-packages/")[-1].replace(str(uas_bench.ROOT) + "/", "")
         rows.append(
@@ -155,6 +167,47 @@ def measure_in_process(calls: int, *, trace: bool) -> dict[str, Any]:
 
 def measure_uas_process(calls: int, rate: float) -> dict[str, Any]:
     """Our ``ua`` UAS in its own process, called by sipp over loopback UDP."""
+    argv = ["-m", "benchmarks.peers.trio_sip_uas", "ua"]
+    return _uas_process(calls, rate, argv, lambda proc: {"rss": uas_bench.rss_bytes(proc.pid)})
+
+
+def measure_uas_traced(calls: int, rate: float) -> dict[str, Any]:
+    """The same, with the UAS under tracemalloc: its Python heap and allocation sites."""
+    with tempfile.TemporaryDirectory(prefix="memory-traced-") as tmp:
+        outdir = Path(tmp)
+        taken: list[tracemalloc.Snapshot] = []
+
+        def sample(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+            n = len(taken) + 1
+            os.kill(proc.pid, signal.SIGUSR1)
+            done = outdir / f"done{n}"
+            deadline = time.monotonic() + 120
+            while not done.exists() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.2)
+            if not done.exists():
+                raise RuntimeError("the traced UAS took no snapshot")
+            taken.append(tracemalloc.Snapshot.load(str(outdir / f"snap{n}.pickle")))
+            return {"traced": int(done.read_text())}
+
+        argv = ["-m", "benchmarks.memory_bench", "traced-uas"]
+        result = _uas_process(calls, rate, argv, sample, extra_args=[str(outdir)])
+        if len(taken) >= 2 and result.get("samples"):
+            up = max(1, result["samples"][-1]["calls"])
+            result["top_sites"] = _compare(taken[-1], taken[0], up)
+            result["top_sites_peak"] = _compare(taken[1], taken[0], up)
+        return result
+
+
+def _uas_process(
+    calls: int,
+    rate: float,
+    server_argv: list[str],
+    sample: Callable[[subprocess.Popen[bytes]], dict[str, Any]],
+    *,
+    extra_args: list[str] | None = None,
+) -> dict[str, Any]:
+    """Start the UAS (``server_argv`` HOST PORT LIFETIME ``extra_args``), let sipp set up
+    ``calls`` calls and keep them; ``sample(proc)`` at ready, all set up, and SETTLE_S later."""
     sipp, why = uas_bench.find_sipp()
     if sipp is None:
         return {"skipped": why}
@@ -164,19 +217,18 @@ def measure_uas_process(calls: int, rate: float) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     proc, port = uas_bench.start_server(
         [
-            "-m",
-            "benchmarks.peers.trio_sip_uas",
-            "ua",
+            *server_argv,
             uas_bench.HOST,
             str(uas_bench.free_port()),
             f"{lifetime:g}",
+            *(extra_args or []),
         ],
         server_core,
     )
     sipp_proc = None
     try:
         time.sleep(1)
-        samples.append({"at": "ready", "calls": 0, "rss": uas_bench.rss_bytes(proc.pid)})
+        samples.append({"at": "ready", "calls": 0, **sample(proc)})
         with tempfile.TemporaryDirectory(prefix="memory-bench-") as tmp:
             workdir = Path(tmp)
             argv = uas_bench.sipp_argv(
@@ -212,16 +264,14 @@ def measure_uas_process(calls: int, rate: float) -> dict[str, Any]:
             stats = uas_bench.sipp_stats(workdir / "stat.csv")
             up = int(stats.get("CurrentCall", 0))
             failed = int(stats.get("FailedCall(C)", 0))
-            samples.append(
-                {"at": "sipp set up every call", "calls": up, "rss": uas_bench.rss_bytes(proc.pid)}
-            )
+            samples.append({"at": "sipp set up every call", "calls": up, **sample(proc)})
             time.sleep(SETTLE_S)
             stats = uas_bench.sipp_stats(workdir / "stat.csv")
             samples.append(
                 {
                     "at": f"{SETTLE_S:g} s later (transactions ended)",
                     "calls": int(stats.get("CurrentCall", 0)),
-                    "rss": uas_bench.rss_bytes(proc.pid),
+                    **sample(proc),
                 }
             )
             retrans = int(stats.get("Retransmissions(C)", 0))
@@ -265,10 +315,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result[key] = measure_in_process(calls, trace=trace)
         except RuntimeError as exc:
             result[key] = {"error": str(exc)}
-    try:
-        result["uas_process"] = measure_uas_process(CALLS, RATE)
-    except (RuntimeError, OSError) as exc:
-        result["uas_process"] = {"error": f"{type(exc).__name__}: {exc}"}
+    for key, measure, calls in (
+        ("uas_process", measure_uas_process, CALLS),
+        ("uas_process_traced", measure_uas_traced, TRACED_CALLS),
+    ):
+        try:
+            result[key] = measure(calls, RATE)
+        except (RuntimeError, OSError) as exc:
+            result[key] = {"error": f"{type(exc).__name__}: {exc}"}
     _report(result)
     print(f"({time.monotonic() - started:.0f} s)")
     return result
@@ -285,10 +339,13 @@ def _report(result: dict[str, Any]) -> None:
         ("in_process", "UAC+UAS, FakeNetwork", ("rss",)),
         ("in_process_traced", "UAC+UAS, FakeNetwork, traced", ("traced",)),
         ("uas_process", "UAS process, sipp, UDP", ("rss",)),
+        ("uas_process_traced", "UAS process, sipp, traced", ("traced",)),
     ):
         part = result.get(where, {})
         if "skipped" in part or "error" in part:
             print(f"{title:<30} {part.get('skipped') or 'ERROR: ' + part['error']}")
+            continue
+        if "samples" not in part:
             continue
         part["per_call"] = {}
         for key in keys:
@@ -312,14 +369,51 @@ def _report(result: dict[str, Any]) -> None:
                     f"  (sipp: {part['failed_calls']} failed calls, "
                     f"{part['retransmissions']} retransmissions)"
                 )
-    top = result.get("in_process_traced", {}).get("top_sites")
-    if top:
-        print("largest steady-state allocation sites (UAC+UAS, traced run):")
-        for row in top[:10]:
-            print(f"  {row['bytes_per_call']:>7,.0f} B/call  {row['site']}")
+    for where, key, title in (
+        ("in_process_traced", "top_sites", "steady state, UAC+UAS, traced run"),
+        ("uas_process_traced", "top_sites_peak", "every call set up, UAS process, traced run"),
+        ("uas_process_traced", "top_sites", "steady state, UAS process, traced run"),
+    ):
+        top = result.get(where, {}).get(key)
+        if top:
+            print(f"largest allocation sites ({title}):")
+            for row in top[:10]:
+                print(f"  {row['bytes_per_call']:>7,.0f} B/call  {row['site']}")
     for line in verdicts:
         print(line)
 
 
+def _dump_snapshot(outdir: str, n: int) -> None:
+    gc.collect()
+    tracemalloc.take_snapshot().dump(os.path.join(outdir, f"snap{n}.pickle"))
+    Path(outdir, f"done{n}").write_text(str(tracemalloc.get_traced_memory()[0]))
+
+
+def _traced_uas(host: str, port: int, lifetime: float, outdir: str) -> None:
+    """The ``ua`` UAS under tracemalloc: on SIGUSR1, ``gc.collect()``, then the snapshot goes
+    to OUTDIR/snapN.pickle and the traced bytes to OUTDIR/doneN (written last)."""
+    tracemalloc.start(1)
+    taken = 0
+
+    async def snapshots() -> None:
+        nonlocal taken
+        with trio.open_signal_receiver(signal.SIGUSR1) as signals:
+            async for _ in signals:
+                taken += 1
+                _dump_snapshot(outdir, taken)  # blocks the UAS on purpose: a still picture
+
+    async def main() -> None:
+        with trio.move_on_after(lifetime):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(snapshots)
+                bound = await nursery.start(serve_ua, host, port)
+                print(f"READY {bound}", flush=True)
+
+    trio.run(main)
+
+
 if __name__ == "__main__":
-    run(argparse.Namespace(seconds=2.0, only=None))
+    if sys.argv[1:2] == ["traced-uas"]:
+        _traced_uas(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
+    else:
+        run(argparse.Namespace(seconds=2.0, only=None))
