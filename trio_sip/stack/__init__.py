@@ -2,8 +2,9 @@
 
 ``open_stack(...)`` gives a :class:`Stack`: client transactions (``request``,
 ``send_request``), server transactions handed to a handler or to ``requests()`` as
-:class:`IncomingRequest` handles, ``send_stateless`` and ``statistics()``. Each transaction is
-one ``trio_sip.drivers.run_machine`` task (RFC 3261 §17, RFC 6026).
+:class:`IncomingRequest` handles, ``send_stateless`` and ``statistics()``. Transactions (RFC 3261
+§17, RFC 6026) have no task of their own: their machines are driven where their inputs arrive,
+and one ``trio_sip.drivers.TimerQueue`` task keeps every deadline.
 """
 
 from __future__ import annotations
