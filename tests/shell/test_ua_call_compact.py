@@ -14,7 +14,7 @@ from trio_sip.proto.message import Response
 from trio_sip.proto.sdp import SessionDescription, parse_sdp
 from trio_sip.proto.uri import NameAddress, parse_uri
 from trio_sip.testing import FakeNetwork
-from trio_sip.ua import Answered, Call, Ended, Held, IncomingCall, Retrieved
+from trio_sip.ua import Answered, Call, Ended, Held, IncomingCall, Progress, Retrieved
 
 from .test_ua_calls import ALICE, BOB, BOB_URI, answer_next, sent, two_agents
 
@@ -151,3 +151,32 @@ async def test_contact_change_reaches_the_responses(autojump_clock: trio.testing
         for status in (180, 200):
             (_, response), *_ = sent(net, src=BOB, status=status)
             assert response.headers["Contact"] == f"<sip:bob@{BOB}:5060;ob>"
+
+
+async def test_outgoing_call_reads_back_what_went_on_the_wire(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # An answered outgoing call keeps its 200 and its unread Progress/Answered as text, and
+    # its default SDP as bytes; reading them gives the messages as received.
+    net = FakeNetwork()
+    async with two_agents(net) as (alice, bob), trio.open_nursery() as nursery:
+        nursery.start_soon(answer_next, bob)
+        async with alice.call(BOB_URI) as call:
+            ok = await call.wait_answered()
+            (_, ringing), *_ = sent(net, src=BOB, status=180)
+            (_, wire_ok), *_ = sent(net, src=BOB, status=200)
+            (_, invite), *_ = sent(net, src=ALICE, method="INVITE")
+            assert ok == wire_ok == call.final_response
+            assert call.local_sdp == parse_sdp(invite.body)
+            assert call.remote_sdp == parse_sdp(wire_ok.body)
+            await trio.sleep(40)  # the INVITE transaction is over: the call alone keeps these
+            assert call.final_response == wire_ok
+            await call.hold()
+            assert call.local_sdp is not None
+            assert call.local_sdp.media_direction(0) == "sendonly"
+            assert call.local_sdp.origin.session_id == parse_sdp(invite.body).origin.session_id
+        events = [e async for e in call.events]
+        assert [type(e) for e in events] == [Progress, Answered, Held, Ended]
+        progress, answered = events[0], events[1]
+        assert isinstance(progress, Progress) and progress.response == ringing
+        assert isinstance(answered, Answered) and answered.response == wire_ok

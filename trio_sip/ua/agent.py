@@ -185,7 +185,13 @@ class UserAgent:
     ) -> AsyncIterator[Call]:
         """Place a call; leaving the block hangs up (BYE) or cancels (CANCEL after a 1xx)."""
         uri = parse_uri(destination) if isinstance(destination, str) else destination
-        media = sdp if sdp is not None else self._default_sdp()
+        media_key: tuple[int, int] | None = None
+        if sdp is None:
+            media_key = self._new_media()
+            media = self._media_sdp(*media_key)
+        else:
+            media = sdp
+        body = bytes(media)
         hop: Uri = uri
         routes: list[tuple[str, str]] = []
         if outbound_proxy is not None:
@@ -193,11 +199,11 @@ class UserAgent:
             if isinstance(hop, SipUri) and "lr" not in hop.params:
                 hop = hop.evolve(params=hop.params.with_param("lr"))
             routes.append(("Route", f"<{hop}>"))
-        request = self._new_request(
-            "INVITE", uri, [*routes, *headers], bytes(media), "application/sdp"
-        )
+        request = self._new_request("INVITE", uri, [*routes, *headers], body, "application/sdp")
         call = Call(self, outgoing=True, session_id=self._new_session_id(), local_sdp=media,
                     media=media)  # fmt: skip
+        if media_key is not None and self._sdp_round_trips:  # kept small (see Call)
+            call._media, call._local_sdp = media_key, body
         self._live.add(call)
         try:
             await self._nursery.start(call._run_invite, request, hop)

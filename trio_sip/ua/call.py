@@ -177,7 +177,8 @@ class Call:
         self._remote_held = False
         self._send_events: trio.MemorySendChannel[SessionEvent] | None = None
         self._events: trio.MemoryReceiveChannel[SessionEvent] | None = None
-        self._pending_events: list[SessionEvent] | None = None
+        # Events nobody read yet; a Progress or Answered as (0 or 1, the response kept small).
+        self._pending_events: list[SessionEvent | tuple[int, _Kept]] | None = None
         self._answered_event = False  # an Answered(final_response) is the first pending event
         self._events_closed = False
         self._answered = False
@@ -239,6 +240,10 @@ class Call:
                 assert response is not None
                 send.send_nowait(Answered(response))
             for event in self._pending_events or ():
+                if isinstance(event, tuple):
+                    kind, kept = event
+                    response = _rebuild(kept)
+                    event = Answered(response) if kind else Progress(response)
                 send.send_nowait(event)
             self._pending_events = None
             if self._events_closed:
@@ -335,6 +340,16 @@ class Call:
             assert response is not None
             self._emit(Answered(response))
 
+    def _emit_response(self, kind: int, response: Response, kept: _Kept | None = None) -> None:
+        """Emit Progress (``kind`` 0) or Answered (1); until someone reads ``events`` the
+        response waits as text (``kept``: already made)."""
+        if self._events is None and not self._events_closed:
+            if self._pending_events is None:
+                self._pending_events = []
+            self._pending_events.append((kind, kept or _keep(response)))
+        else:
+            self._emit(Answered(response) if kind else Progress(response))
+
     def _emit(self, event: SessionEvent) -> None:
         if self._send_events is not None:
             with contextlib.suppress(trio.ClosedResourceError):
@@ -392,8 +407,11 @@ class Call:
                 if not started[0]:
                     raise CallFailed(None, str(exc)) from exc
         report()
+        self._scope = None
         if self.dialog is None:
             self._finish(EndReason.FAILED, self.final_response, "the INVITE ended")
+        else:  # answered: the INVITE, its attempts and transaction are not needed any more
+            self._request = self._attempts = self._provisional_tx = self._destination = None
 
     async def _invite_loop(
         self, request: Request, destination: object, report: Callable[[], None]
@@ -468,7 +486,7 @@ class Call:
         self._ua.dialogs.uac_response(sent, response)
         if self.state in (CallState.CALLING, CallState.RINGING):
             self._move("1xx")
-            self._emit(Progress(response))
+            self._emit_response(0, response)
 
     async def _on_final(self, sent: Request, response: Response, target: Target) -> None:
         if response.status_code >= 300:
@@ -478,7 +496,7 @@ class Call:
         if dialog is None:
             return
         self.dialog = dialog
-        self.final_response = response
+        kept = self._final = _keep(response)  # rebuilt when read (the call may last hours)
         self._ua._register(self)
         self._take_remote_sdp(response)
         await self._send_ack(sent, target)
@@ -487,7 +505,7 @@ class Call:
             await self.hangup()
             return
         self._move("2xx")
-        self._emit(Answered(response))
+        self._emit_response(1, response, kept)
         self._set_answered()
 
     async def _send_ack(self, invite: Request, fallback: Target) -> None:
