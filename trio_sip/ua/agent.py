@@ -207,7 +207,6 @@ class UserAgent:
         self._live.add(call)
         try:
             await self._nursery.start(call._run_invite, request, hop)
-            self._nursery.start_soon(call._canceller)
         except BaseException:
             self._live.discard(call)
             raise

@@ -8,7 +8,7 @@
 # on the next target gets a new Call-ID (``rebuild``) and reports ``Failover`` (DISCONNECTED,
 # then CALLING again, same ``session_id``). A 401/407 is answered with the digest client and
 # the INVITE goes again with CSeq + 1 (§22.2). Cancelling (leaving ``async with`` before the
-# answer) sets an event; a sibling task then waits for a provisional response -- "If no
+# answer) sets a flag and starts a sibling task, which waits for a provisional response -- "If no
 # provisional response has been received, the CANCEL request MUST NOT be sent" (§9.1) -- and
 # sends the CANCEL through the failover client; a 2xx that still arrives is ACKed and BYEd.
 #
@@ -297,6 +297,10 @@ class Call:
         self._wake()
 
     def _set_cancel(self) -> None:
+        if not self._cancel and self.outgoing and self.dialog is None:
+            # The canceller task exists only once there is something to cancel (no task per
+            # call for its whole life).
+            self._ua._nursery.start_soon(self._canceller)
         self._cancel = True
         self._wake()
 
