@@ -118,7 +118,7 @@ class Stack(_Receiver):
         self._starts: Inbox[IncomingRequest] = Inbox()
         self._counts = {"client": 0, "server": 0, "handlers": 0, "senders": 0}
         #: Every machine's next deadline; served by the ``_timers.serve`` task.
-        self._timers: TimerQueue[_Transaction] = TimerQueue(_fire)
+        self._timers: TimerQueue[_Transaction] = TimerQueue(_fire, _timer_live)
         self._queue_in, self._queue_out = trio.open_memory_channel[IncomingRequest](
             request_queue_size
         )
@@ -353,7 +353,9 @@ class Stack(_Receiver):
         """The machine of ``tx`` is Terminated: forget the transaction."""
         if not tx._done:
             tx._done = True
-            tx._timer_at = None
+            if tx._timer_at is not None:
+                tx._timer_at = None
+                self._timers.prune()
             self._counts["client" if isinstance(tx, ClientTransaction) else "server"] -= 1
             self._forget(tx)
             if isinstance(tx, ClientTransaction):
@@ -437,10 +439,14 @@ class _BufferedSystemRandom(random.SystemRandom):
         return int.from_bytes(self._buffer[pos : pos + n], "big") >> (8 * n - k)
 
 
+def _timer_live(tx: _Transaction, deadline: float) -> bool:
+    """Whether a TimerQueue entry is still the transaction's next deadline."""
+    return tx._timer_at == deadline and not tx._done
+
+
 def _fire(tx: _Transaction, deadline: float, now: float) -> None:
-    """The TimerQueue's callback: run the machine's timers unless the entry is stale."""
-    if tx._timer_at == deadline and not tx._done:
-        tx._fire(now)
+    """The TimerQueue's callback (for live entries): run the machine's timers."""
+    tx._fire(now)
 
 
 def _with_length(message: Request) -> Request:

@@ -135,11 +135,13 @@ class _Transaction:
         if self._done:
             return
         deadline = machine.deadline
-        if deadline is None:
-            self._timer_at = None
-        elif deadline != self._timer_at:
-            self._timer_at = deadline
-            self._stack._timers.push(deadline, self)
+        if deadline == self._timer_at:
+            return
+        timers = self._stack._timers
+        self._timer_at = deadline
+        if deadline is not None:
+            timers.push(deadline, self)
+        timers.prune()  # the entry this one replaces may be at the top
 
     def _output(self, output: Output) -> None:
         try:
