@@ -165,12 +165,15 @@ SdpLine = Line | Connection | Bandwidth | Timing | Attribute
 
 
 def _attributes(lines: Iterable[SdpLine]) -> tuple[Attribute, ...]:
-    return tuple(x for x in lines if isinstance(x, Attribute))
+    return tuple([x for x in lines if isinstance(x, Attribute)])
 
 
-def _direction_in(lines: Iterable[SdpLine]) -> str | None:
-    found = [a.name for a in _attributes(lines) if a.name in _FLAGS and a.value is None]
-    return found[-1] if found else None
+def _direction_in(lines: Sequence[SdpLine]) -> str | None:
+    """The last direction attribute among ``lines`` (None if there is none)."""
+    for x in reversed(lines):
+        if isinstance(x, Attribute) and x.value is None and x.name in _FLAGS:
+            return x.name
+    return None
 
 
 def _set_direction(lines: Sequence[SdpLine], direction: str | None) -> tuple[SdpLine, ...]:
