@@ -122,6 +122,11 @@ class _Running:
         self.done = False
 
 
+def _live(running: _Running, deadline: float) -> bool:
+    """Whether a timer entry still counts (not ended, not moved to another deadline)."""
+    return not running.done and running.timer_at == deadline
+
+
 class DialogDrivers:
     """The running 2xx/ACK machines of one user agent, keyed by (dialog id, CSeq number).
 
@@ -137,7 +142,7 @@ class DialogDrivers:
         #: dialog id -> the CSeq numbers of its running machines (``stop`` is O(machines of
         #: that dialog), not O(every running machine)).
         self._by_dialog: dict[DialogId, set[int]] = {}
-        self._timers: TimerQueue[_Running] = TimerQueue(self._fire)
+        self._timers: TimerQueue[_Running] = TimerQueue(self._fire, _live)
         nursery.start_soon(self._timers.serve)
 
     def __len__(self) -> int:
@@ -214,6 +219,9 @@ class DialogDrivers:
                 seqs.discard(key[1])
                 if not seqs:
                     del self._by_dialog[key[0]]
+        # Its timer entry is dead now (most AckWaits end within milliseconds, long before
+        # T1): drop the dead entries at the top so the timer task does not wake for them.
+        self._timers.prune()
 
     def _fire(self, running: _Running, deadline: float, now: float) -> None:
         if running.done or running.timer_at != deadline:
