@@ -159,11 +159,6 @@ async def test_real_tcp_ping_pong_keeps_the_flow_and_silence_kills_it() -> None:
             nursery.cancel_scope.cancel()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the transport builds every StreamFramer with expect_pongs=True (the pinging role); "
-    "an accepted connection answers pings and should set expect_pongs=False (docs/messages.md)",
-)
 async def test_real_tcp_listener_answers_a_ping_split_across_two_reads() -> None:
     answer = None
     with trio.fail_after(10):

@@ -376,7 +376,7 @@ class TransportLayer:
             except (TransportError, OSError) as exc:
                 logger.info("dropping incoming %s connection: %s", transport, exc)
                 return
-            flow = StreamFlow(transport, stream, local, remote)
+            flow = StreamFlow(transport, stream, local, remote, accepted=True)
             if self._closed:  # accepted while the layer was closing
                 await flow.aclose()
                 return

@@ -90,12 +90,20 @@ class StreamFlow(Flow):
     reliable = True
 
     def __init__(
-        self, transport: str, stream: trio.abc.Stream, local: Address, remote: Address
+        self,
+        transport: str,
+        stream: trio.abc.Stream,
+        local: Address,
+        remote: Address,
+        *,
+        accepted: bool = False,
     ) -> None:
         super().__init__(transport, local, remote)
         self.stream = stream
         self._send_lock = trio.Lock()
-        self._framer = StreamFramer()
+        # RFC 5626 §3.5.1 roles: we ping on connections we opened and answer pings on the
+        # ones we accepted, where a lone CRLF may be the first half of a split CRLFCRLF.
+        self._framer = StreamFramer(expect_pongs=not accepted)
         self._context = f"{transport} to {format_address(remote)}"
 
     async def send(self, data: bytes) -> None:
