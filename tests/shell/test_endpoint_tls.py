@@ -4,15 +4,11 @@ calls Bob through the site; a certificate the endpoint does not trust, or one fo
 name, shows in the connection's status reason.
 
 The endpoint takes its TLS settings as ``transport_config`` (a TransportConfig with the client
-and server SSL contexts), which it hands to ``open_user_agent`` with its other options. Until
-``open_user_agent`` accepts ``transport_config`` (and passes it to ``open_stack``), an
-endpoint cannot use TLS at all: these tests are then expected to fail (TypeError: unexpected
-keyword argument 'transport_config'), and run as soon as it does.
+and server SSL contexts), which it hands to ``open_user_agent`` with its other options.
 """
 
 from __future__ import annotations
 
-import inspect
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,17 +21,10 @@ from trio_sip.config import ConnectionConfig, EndpointConfig
 from trio_sip.endpoint import ConnectionStatus, Endpoint, open_endpoint
 from trio_sip.proxy import ProxySite, open_proxy
 from trio_sip.transports import TransportConfig
-from trio_sip.ua import open_user_agent
 
 CS = ConnectionStatus
 DOMAIN = "tls.example"
 HOST = "127.0.0.1"
-
-pytestmark = pytest.mark.xfail(
-    "transport_config" not in inspect.signature(open_user_agent).parameters,
-    reason="open_user_agent takes no transport_config: the endpoint cannot be given TLS contexts",
-    strict=True,
-)
 
 
 def tls_config(issuer: trustme.CA, trusted: trustme.CA, *names: str) -> TransportConfig:

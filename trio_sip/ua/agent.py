@@ -46,6 +46,7 @@ from trio_sip.proto.target import Target
 from trio_sip.proto.timers import TimerConfig
 from trio_sip.proto.uri import NameAddress, SipUri, Uri, parse_name_addr, parse_uri
 from trio_sip.stack import IncomingRequest, Stack, open_stack
+from trio_sip.transports import TransportConfig
 from trio_sip.transports.base import Flow, NetworkBackend
 
 from .call import Call
@@ -470,6 +471,7 @@ async def open_user_agent(
     resolver: Resolver | None = None,
     blacklist: Blacklist | None = None,
     backend: NetworkBackend | None = None,
+    transport_config: TransportConfig | None = None,
     rng: random.Random | None = None,
     media_address: str | None = None,
     media_port: int = 40000,
@@ -501,6 +503,7 @@ async def open_user_agent(
         handler=handler,
         on_stray=on_stray,
         backend=backend,
+        transport_config=transport_config,
         rng=rng,
     ) as stack:
         transport, (host, port) = stack.listening[0]
