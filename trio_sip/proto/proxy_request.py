@@ -101,10 +101,15 @@ def _sent_by(via: Via) -> str:
 
 
 def loop_hash(request: Request, top_via: Via | None) -> str:
-    """16 hex digits over what affects the request's processing (not the method)."""
+    """16 hex digits over what affects the request's processing (not the method).
+
+    An ACK's To tag is left out: the ACK for a non-2xx carries the tag the UAS put in its
+    response, which the INVITE did not have, yet it "MUST have the same branch value as the
+    corresponding request" (§16.6 step 8) so a stateless proxy's ACK matches the downstream
+    INVITE transaction (a 2xx's ACK is a transaction of its own: nothing to match)."""
     parts = [
         request.uri_text,
-        request.to.tag or "",
+        (request.to.tag or "") if request.method != "ACK" else "",
         request.from_.tag or "",
         request.call_id,
         str(request.cseq.seq),
