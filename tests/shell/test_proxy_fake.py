@@ -14,6 +14,7 @@ import trio.testing
 from trio_sip.proto.errors import TransactionTimeoutError
 from trio_sip.proto.location import LocationService
 from trio_sip.proto.message import Request, Response
+from trio_sip.proto.proxy import stateless_branch
 from trio_sip.proto.timers import TimerConfig
 from trio_sip.proto.transaction import TimeoutRole
 from trio_sip.proxy import ProxySite, open_proxy
@@ -147,11 +148,28 @@ async def test_call_through_stateful_proxy(autojump_clock: trio.testing.MockCloc
         assert stats.forwarded_requests == 3  # INVITE, ACK, BYE
 
 
-async def test_cancel_through_the_proxy(autojump_clock: trio.testing.MockClock) -> None:
+def _sent(net: FakeNetwork, src: str, dst: str, what: str | int) -> list[Request | Response]:
+    """Messages ``src`` sent to ``dst``: requests by method, responses by status code."""
+    out: list[Request | Response] = []
+    for p in net.packets():
+        if p.src[0] != src or p.dst[0] != dst:
+            continue
+        m = p.message
+        if (isinstance(m, Request) and m.method == what) or (
+            isinstance(m, Response) and m.status_code == what
+        ):
+            out.append(m)
+    return out
+
+
+@pytest.mark.parametrize("role", ["stateful", "stateless"])
+async def test_cancel_through_the_proxy(autojump_clock: trio.testing.MockClock, role: str) -> None:
+    # §16.10: the CANCEL gets 200 hop by hop, the branch is CANCELled (same branch as the
+    # forwarded INVITE) and the caller's final response is the callee's 487, not the proxy's.
     net = FakeNetwork()
     callee = Phone(BOB, answer=None)
     async with (
-        site(net) as proxy,
+        site(net, role=role) as proxy,
         phone_stack(net, callee) as bob,
         phone_stack(net, Phone(ALICE)) as alice,
     ):
@@ -162,9 +180,54 @@ async def test_cancel_through_the_proxy(autojump_clock: trio.testing.MockClock) 
                     break
             cancel = await alice.request(tx.make_cancel(), TO_PROXY, new_via=False)
             assert cancel.status_code == 200
-            assert (await tx.wait_final()).status_code == 487
+            final = await tx.wait_final()
         await trio.sleep(1)
-        assert callee.received[0].cancelled  # the proxy CANCELled its branch
+        ringing = callee.received[0]
+        assert ringing.cancelled  # the proxy CANCELled its branch
+        assert final.status_code == 487
+        assert final.to.tag == ringing.to_tag  # the callee's 487, not one the proxy made
+        (invite,) = _sent(net, PROXY, BOB, "INVITE")
+        (bob_cancel,) = _sent(net, PROXY, BOB, "CANCEL")
+        assert bob_cancel.vias[0].branch == invite.vias[0].branch
+        assert [r.to.tag for r in _sent(net, BOB, PROXY, 487)] == [ringing.to_tag]
+        upstream = _sent(net, PROXY, ALICE, 487)
+        assert len(upstream) == 1 and upstream[0].to.tag == ringing.to_tag
+        # The ACK for the 487 reaches the callee's INVITE transaction (same branch, with the
+        # To tag it did not have in the INVITE), so the callee sent its 487 once.
+        (ack,) = _sent(net, PROXY, BOB, "ACK")
+        assert ack.vias[0].branch == invite.vias[0].branch
+        await trio.sleep(40)
+        assert proxy.statistics().stack.tasks == 0
+
+
+@pytest.mark.parametrize("role", ["stateful", "stateless"])
+async def test_unmatched_cancel_is_forwarded_statelessly(
+    autojump_clock: trio.testing.MockClock, role: str
+) -> None:
+    # §16.10: "If a response context is not found, the element ... MUST statelessly forward
+    # the CANCEL request" (§16.11 branch), rather than answer 481 itself.
+    net = FakeNetwork()
+    callee = Phone(BOB)
+    async with (
+        site(net, role=role) as proxy,
+        phone_stack(net, callee) as bob,
+        phone_stack(net, Phone(ALICE)) as alice,
+    ):
+        await bob.request(register("bob", BOB), TO_PROXY)
+        await trio.sleep(40)  # the REGISTER's transactions are gone
+        cancel = request("CANCEL", f"sip:bob@{DOMAIN}")
+        via = f"SIP/2.0/UDP {ALICE}:5060;branch=z9hG4bKnever-seen;rport"
+        cancel = cancel.evolve(headers=cancel.headers.prepend("Via", via))
+        answer = await alice.request(cancel, TO_PROXY, new_via=False)
+        (forwarded,) = _sent(net, PROXY, BOB, "CANCEL")
+        (received,) = _sent(net, ALICE, PROXY, "CANCEL")
+        assert forwarded.vias[0].branch == stateless_branch(received)
+        assert [v.host for v in forwarded.vias] == [PROXY, ALICE]
+        # Bob's stack has no such INVITE either: its 481 comes back through the proxy.
+        assert answer.status_code == 481
+        (bobs,) = _sent(net, BOB, PROXY, 481)
+        assert answer.to.tag == bobs.to.tag
+        assert proxy.statistics().stack.server_transactions == 0
         await trio.sleep(40)
         assert proxy.statistics().stack.tasks == 0
 

@@ -237,6 +237,46 @@ async def test_cancel_gets_200_and_invite_487(autojump_clock: trio.testing.MockC
         assert server.statistics().handlers == 0
 
 
+async def test_cancel_in_the_stateful_proxy_role(autojump_clock: trio.testing.MockClock) -> None:
+    # §16.10: the stack answers the CANCEL 200 and wakes wait_cancelled, but sends no 487 of
+    # its own (the proxy forwards its branches' best response); a CANCEL matching nothing
+    # goes to on_stray without a transaction (to be forwarded statelessly), not 481.
+    net = FakeNetwork()
+    net.set_link(CLIENT, SERVER, delay=0.01)
+    strays = Strays()
+    woke: list[float] = []
+
+    async def proxy_like(incoming: IncomingRequest) -> None:
+        await incoming.respond(180)
+        await incoming.wait_cancelled()
+        woke.append(trio.current_time())
+        await trio.sleep(1)  # the branches' 487 takes a while to come back
+        await incoming.respond(487, headers=[("X-From", "downstream")])
+
+    server_kw = {"role": TimeoutRole.STATEFUL_PROXY, "on_stray": strays}
+    async with stack_pair(net, proxy_like, server_kw=server_kw) as (client, server, target):
+        async with client.send_request(make_request("INVITE", call_id="px"), target) as tx:
+            first = await tx.__anext__()
+            assert isinstance(first, Response) and first.status_code == 180
+            cancel = await client.request(tx.make_cancel(), target, new_via=False)
+            assert cancel.status_code == 200
+            final = await tx.wait_final()
+        assert woke and final.status_code == 487 and final.headers["X-From"] == "downstream"
+        assert trio.current_time() - woke[0] == pytest.approx(1.01)
+        finals = [p for p in net.captured if p.data.startswith(b"SIP/2.0 487")]
+        assert len(finals) == 1
+        before = server.statistics().server_transactions
+        stray = make_request("INVITE", call_id="nothing")
+        orphan = client.add_via(stray, tx.flow).evolve(method="CANCEL")
+        orphan = orphan.evolve(headers=orphan.headers.replace("CSeq", "1 CANCEL"))
+        await client.send_stateless(orphan, target, new_via=False)
+        await trio.sleep(0.1)
+        (got,) = strays.of(Request)
+        assert got.method == "CANCEL" and got.call_id == "nothing"
+        assert not [p for p in net.captured if p.data.startswith(b"SIP/2.0 481")]
+        assert server.statistics().server_transactions == before
+
+
 async def test_application_retransmit_role(autojump_clock: trio.testing.MockClock) -> None:
     net = FakeNetwork()
     net.partition(CLIENT, SERVER)

@@ -8,9 +8,11 @@
 # * ``TimeoutRole.STATEFUL_PROXY``: the stack keeps server and client transactions and reports
 #   TRANSACTION timeouts only (a branch's Timer B/F becomes a 408 in the response context),
 #   never RETRANSMIT; new requests go to ``_stateful.handle_stateful``. The stack's stray hook
-#   gets the ACK for a 2xx (forwarded statelessly, §16.11 rules: it is its own transaction),
-#   2xx retransmissions and responses without a transaction (forwarded upstream if the top Via
-#   is ours, "using the stateless forwarding rules", §16.7 step 1).
+#   gets the ACK for a 2xx (forwarded statelessly, §16.11 rules: it is its own transaction), a
+#   CANCEL that matches no server transaction (§16.10: "If a response context is not found,
+#   the element ... MUST statelessly forward the CANCEL request"), 2xx retransmissions and
+#   responses without a transaction (forwarded upstream if the top Via is ours, "using the
+#   stateless forwarding rules", §16.7 step 1).
 # * ``TimeoutRole.STATELESS_PROXY``: no transactions, timers or timeouts at all; every message
 #   reaches the stray hook and is forwarded in a task of the site's nursery: requests to one
 #   target (§16.11: "MUST choose one and only one target"; the first binding by q) with a
@@ -255,7 +257,7 @@ class ProxySite:
             stripped = strip_own_via(message)
             if stripped is not None:
                 self._spawn(self._send_response, stripped)
-        elif self.role is TimeoutRole.STATELESS_PROXY or message.method == "ACK":
+        elif self.role is TimeoutRole.STATELESS_PROXY or message.method in ("ACK", "CANCEL"):
             self._spawn(self._stateless_request, message, flow)
 
     def _spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:

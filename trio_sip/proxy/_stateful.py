@@ -13,9 +13,13 @@
 # sends ``tx.make_cancel()`` in its own non-INVITE transaction. Timer C (> 3 min, reset by
 # every provisional) bounds an INVITE branch: "If the client transaction has received a
 # provisional response, the proxy MUST generate a CANCEL ... If [not] ... the proxy MUST behave
-# as if the transaction received a 408". A CANCEL from upstream is answered by the stack (200,
-# and 487 to the INVITE); ``wait_cancelled`` then cancels the pending branches. The handler
-# returns when every branch task has ended, so nothing of a request outlives its context.
+# as if the transaction received a 408". A CANCEL from upstream that matches the server
+# transaction is answered 200 by the stack, which in the STATEFUL_PROXY role sends no 487 of its
+# own (§16.10); ``wait_cancelled`` then cancels the pending branches, and the INVITE's final
+# response is the best of the branches' (normally the callee's 487, with its To tag). Only an
+# INVITE cancelled before any branch exists is answered 487 here. A CANCEL that matches nothing
+# is forwarded statelessly by the site (``_site``). The handler returns when every branch task
+# has ended, so nothing of a request outlives its context.
 """Stateful forwarding: branches, Timer C, CANCEL, best response."""
 
 from __future__ import annotations
@@ -74,8 +78,7 @@ class _Request:
     async def forward(self, response: Response) -> None:
         site, incoming = self.site, self.incoming
         site.counters["forwarded_responses"] += 1
-        final_sent = incoming.final_response is not None
-        if not final_sent and not incoming.cancelled:
+        if incoming.final_response is None:
             try:
                 await incoming.respond(response)
                 return
@@ -113,7 +116,7 @@ class _Request:
                     self.ctx.add_branch(branch)
                     nursery.start_soon(self._branch, fwd, branch)
             watcher.cancel()
-        if self.incoming.final_response is None and not self.incoming.cancelled:
+        if self.incoming.final_response is None:
             await self.forward(self.ctx.best())
 
     async def _watch_cancel(self, scope: trio.CancelScope) -> None:
@@ -187,6 +190,9 @@ async def handle_stateful(site: ProxySite, incoming: IncomingRequest) -> None:
         return
     pre, targets = decided
     if incoming.method == "INVITE":
+        if incoming.cancelled:  # §16.10: cancelled before any branch exists
+            await _respond(incoming, Respond(487))
+            return
         await incoming.respond(100)
     forwarded = [_forwarded(site, pre, target) for target in targets]
     site.counters["contexts"] += 1

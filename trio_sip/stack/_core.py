@@ -11,7 +11,10 @@
 # statelessly when it fails; otherwise it gets a server transaction and an IncomingRequest,
 # handed to the handler callback (run in the stack's nursery; an exception becomes a 500) or
 # queued for ``requests()``. A CANCEL gets its own transaction, answered 200 (481 without a
-# match) by the stack, and the INVITE it names gets 487 unless a final response went out.
+# match) by the stack, and the INVITE it names gets 487 unless a final response went out;
+# in the STATEFUL_PROXY role (§16.10) there is no 487 (the proxy forwards the best response of
+# the branches it cancels) and a CANCEL without a match goes to ``on_stray`` untouched, to be
+# forwarded statelessly.
 #
 # No transaction has a task of its own (``_driving``): a machine is fed where its inputs
 # arrive (the transport callback, the TU's ``respond``, a flow failure) and its outputs are
@@ -475,7 +478,10 @@ async def open_stack(
 
     ``handler(incoming)`` answers new requests (else iterate ``stack.requests()``);
     ``on_stray(message, flow)`` receives ACKs for 2xx, unmatched responses, late 2xx to an
-    INVITE and, in ``TimeoutRole.STATELESS_PROXY``, every message. ``backend`` swaps the
+    INVITE and, in ``TimeoutRole.STATELESS_PROXY``, every message. In
+    ``TimeoutRole.STATEFUL_PROXY`` a matched CANCEL gets 200 but no 487 for the INVITE (the
+    handler forwards its branches' best response, RFC 3261 §16.10), and an unmatched CANCEL
+    goes to ``on_stray`` instead of getting 481 (to be forwarded statelessly). ``backend`` swaps the
     sockets (``FakeNetwork.backend(host)`` in tests). Closing cancels everything.
     """
     try:

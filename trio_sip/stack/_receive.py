@@ -164,17 +164,26 @@ class _Receiver:
         # §9.2: "the UAS ... responds to the CANCEL with a 200 (OK)" if it matches, else 481;
         # "if the original request was an INVITE and no final response was sent, the UAS
         # SHOULD immediately respond to the INVITE with a 487 (Request Terminated)."
+        # §16.10, in the STATEFUL_PROXY role: a CANCEL matching a response context gets 200,
+        # but the INVITE's final response is the best one from the branches the proxy then
+        # cancels (the downstream 487), so the stack sends no 487; "If a response context is
+        # not found, the element ... MUST statelessly forward the CANCEL request": it goes to
+        # ``on_stray`` without a transaction, as in the stateless role.
+        proxy = self.role is TimeoutRole.STATEFUL_PROXY
+        invite = self._live.get(where.invite_key) if where.invite_key is not None else None
+        if proxy and not isinstance(invite, IncomingRequest):
+            self._stray(cancel, flow)
+            return
         handle = self._new_server(cancel, flow, where.key, internal=True)
         if handle is None:
             return
-        invite = self._live.get(where.invite_key) if where.invite_key is not None else None
         if not isinstance(invite, IncomingRequest):
             handle._respond_now(handle.make_response(481))
             return
         handle.to_tag = invite.to_tag
         handle._respond_now(handle.make_response(200))
         invite._cancel()
-        if invite.final_response is None:
+        if invite.final_response is None and not proxy:
             try:
                 invite._respond_now(invite.make_response(487))
             except LocalProtocolError as exc:  # the transaction just ended
@@ -202,6 +211,9 @@ class _Receiver:
             if incoming.final_response is None and not incoming.cancelled:
                 logger.warning("handler returned without a final response: 500 to %r", incoming)
                 self._respond_quietly(incoming, 500)
+            elif incoming.final_response is None and self.role is TimeoutRole.STATEFUL_PROXY:
+                # The 487 the stack held back for the proxy (§16.10): nothing else will come.
+                self._respond_quietly(incoming, 487)
         finally:
             self._counts["handlers"] -= 1
             incoming._handled = True

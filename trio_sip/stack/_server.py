@@ -111,7 +111,8 @@ class IncomingRequest(_Transaction):
 
     @property
     def cancelled(self) -> bool:
-        """True once a CANCEL for this INVITE arrived (the stack answered 487 if it could)."""
+        """True once a CANCEL for this INVITE arrived (the stack answered 487 if it could,
+        except in the STATEFUL_PROXY role, where the proxy forwards its branches' best)."""
         return self._cancelled is not None and self._cancelled.is_set()
 
     async def wait_cancelled(self) -> None:
