@@ -250,6 +250,50 @@ async def test_401_on_invite_is_answered(autojump_clock: trio.testing.MockClock)
         assert ack.cseq.seq == 2 and ack.authorization  # §13.2.2.4: the INVITE's credentials
 
 
+async def test_a_call_with_its_own_aor_and_credentials(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = FakeNetwork()
+    seen: list[Request] = []
+    challenge = Challenge.digest("example.com", "nonce2")
+
+    async def raw_handler(incoming: IncomingRequest) -> None:
+        request = incoming.request
+        seen.append(request)
+        if request.method == "INVITE" and not request.authorization:
+            await incoming.respond(401, headers=[("WWW-Authenticate", str(challenge))])
+        elif request.method == "INVITE":
+            credentials = request.authorization[0]
+            assert credentials.username == "carol"
+            assert verify(credentials, "INVITE", "carols-secret")
+            await incoming.respond(200, headers=[("Contact", f"<sip:raw@{BOB}:5060>")])
+        else:
+            await incoming.respond(200)
+
+    async with (
+        open_stack([("UDP", BOB, 5060)], backend=net.backend(BOB), handler=raw_handler),
+        open_user_agent(
+            [("UDP", ALICE, 5060)], aor=f"sip:alice@{ALICE}", backend=net.backend(ALICE),
+            credentials=CredentialStore(default=("alice", "secret")),
+        ) as agent,
+    ):  # fmt: skip
+        carol = CredentialStore(default=("carol", "carols-secret"))
+        async with agent.call(
+            BOB_URI, aor="Carol <sip:carol@example.com>", credentials=carol
+        ) as call:
+            await call.wait_answered()
+        # The agent's own identity is untouched.
+        assert (
+            str(agent.aor) == f"<sip:alice@{ALICE}>" or str(agent.aor.uri) == f"sip:alice@{ALICE}"
+        )
+        invite, authorised, bye = seen[0], seen[1], seen[2]
+        for request in (invite, authorised, bye):
+            assert request.from_.uri == invite.from_.uri
+            assert str(request.from_.uri) == "sip:carol@example.com"
+            assert request.from_.display_name == "Carol"
+        assert bye.method == "BYE"
+
+
 async def test_options_message_info_and_405(autojump_clock: trio.testing.MockClock) -> None:
     net = linked()
     async with two_agents(net) as (alice, bob), trio.open_nursery() as nursery:

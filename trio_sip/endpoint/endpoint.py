@@ -198,18 +198,16 @@ class Endpoint:
         started = False
         previous: tuple[str, str] | None = None  # (connection id, Call-ID) of the failed try
         ua = self.ua
-        default = (ua.aor, ua.credentials)
         last: Ended | None = None
         for conn in candidates:
             if ecall._hangup.is_set() or conn.status is CS.REMOVED:
                 break
             uri = destination_uri(destination, conn)
-            ua.aor, ua.credentials = conn.aor, conn.credentials  # read when the INVITE is built
             try:
                 async with ua.call(
-                    uri, sdp=sdp, outbound_proxy=conn.proxy, headers=headers
-                ) as call:
-                    ua.aor, ua.credentials = default
+                    uri, sdp=sdp, outbound_proxy=conn.proxy, headers=headers,
+                    aor=conn.aor, credentials=conn.credentials,
+                ) as call:  # fmt: skip
                     ecall._attach(conn.id, call)
                     if previous is not None:
                         why = f"connection {previous[0]}: {reasons[-1].partition(': ')[2]}"
@@ -229,7 +227,6 @@ class Endpoint:
                     previous = (conn.id, call.call_id or "")
                     self._set.mark_unavailable(conn, reason)
             except CallFailed as exc:  # nothing was sent on this connection (DNS, transport)
-                ua.aor, ua.credentials = default
                 reasons.append(f"{conn.id}: {exc.reason}")
                 self._set.mark_unavailable(conn, exc.reason)
         detail = "; ".join(reasons) or "hung up"

@@ -183,9 +183,16 @@ class UserAgent:
         sdp: SessionDescription | None = None,
         outbound_proxy: str | Uri | None = None,
         headers: Iterable[tuple[str, str]] = (),
+        aor: str | NameAddress | None = None,
+        credentials: CredentialStore | None = None,
     ) -> AsyncIterator[Call]:
-        """Place a call; leaving the block hangs up (BYE) or cancels (CANCEL after a 1xx)."""
+        """Place a call; leaving the block hangs up (BYE) or cancels (CANCEL after a 1xx).
+
+        ``aor`` (the From of this call) and ``credentials`` (for its 401/407 challenges,
+        in-dialog ones included) default to the agent's; a multi-account application passes
+        each account's own."""
         uri = parse_uri(destination) if isinstance(destination, str) else destination
+        caller = _as_name_addr(aor) if aor is not None else None
         media_key: tuple[int, int] | None = None
         if sdp is None:
             media_key = self._new_media()
@@ -200,9 +207,13 @@ class UserAgent:
             if isinstance(hop, SipUri) and "lr" not in hop.params:
                 hop = hop.evolve(params=hop.params.with_param("lr"))
             routes.append(("Route", f"<{hop}>"))
-        request = self._new_request("INVITE", uri, [*routes, *headers], body, "application/sdp")
+        request = self._new_request(
+            "INVITE", uri, [*routes, *headers], body, "application/sdp", aor=caller
+        )
         call = Call(self, outgoing=True, session_id=self._new_session_id(), local_sdp=media,
                     media=media)  # fmt: skip
+        if credentials is not None:
+            call._digest = self._digest_client(credentials)
         if media_key is not None and self._sdp_round_trips:  # kept small (see Call)
             call._media, call._local_sdp = media_key, body
         self._live.add(call)
@@ -221,11 +232,13 @@ class UserAgent:
         headers: Iterable[tuple[str, str]],
         body: bytes = b"",
         content_type: str | None = None,
+        *,
+        aor: NameAddress | None = None,
     ) -> Request:
         """A request outside any dialog (§8.1.1), without Via (the stack adds it)."""
         pairs = [
             ("Max-Forwards", "70"),
-            ("From", str(self.aor.with_tag(new_tag(self._rng)))),
+            ("From", str((aor or self.aor).with_tag(new_tag(self._rng)))),
             ("To", str(NameAddress(uri))),
             ("Call-ID", new_call_id(self._rng, self.host)),
             ("CSeq", f"1 {method}"),
@@ -255,8 +268,9 @@ class UserAgent:
     def _new_session_id(self) -> str:
         return new_tag(self._rng)
 
-    def _digest_client(self) -> DigestClient | None:
-        return DigestClient(self.credentials, self._rng) if self.credentials else None
+    def _digest_client(self, credentials: CredentialStore | None = None) -> DigestClient | None:
+        store = credentials if credentials is not None else self.credentials
+        return DigestClient(store, self._rng) if store else None
 
     # -- out-of-dialog requests ------------------------------------------------------------------
 
@@ -458,6 +472,13 @@ class UserAgent:
         self._closing.set()
 
 
+def _as_name_addr(aor: str | NameAddress) -> NameAddress:
+    """``"sip:alice@example.com"``, ``"Alice <sip:alice@...>"`` or a NameAddress."""
+    if isinstance(aor, NameAddress):
+        return aor
+    return parse_name_addr(aor) if "<" in aor else NameAddress(parse_uri(aor))
+
+
 @asynccontextmanager
 async def open_user_agent(
     listen: Iterable[tuple[str, str, int]] = (("UDP", "127.0.0.1", 0),),
@@ -492,9 +513,7 @@ async def open_user_agent(
         if holder:
             holder[0]._on_stray(message, flow)
 
-    address = parse_name_addr(aor) if isinstance(aor, str) and "<" in aor else None
-    if address is None:
-        address = aor if isinstance(aor, NameAddress) else NameAddress(parse_uri(aor))
+    address = _as_name_addr(aor)
     if display_name is not None:
         address = address.evolve(display_name=display_name)
     async with open_stack(
