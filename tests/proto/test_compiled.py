@@ -41,7 +41,7 @@ def test_all_or_nothing() -> None:
 
 def test_pure_sources_ship_beside_the_extensions() -> None:
     for name, path in _files().items():
-        assert Path(path).with_name(f"{name}.py").is_file(), path
+        assert Path(path).with_name(f"{name.rpartition('.')[2]}.py").is_file(), path
 
 
 def test_module_list_matches_the_build_hook() -> None:
@@ -49,4 +49,6 @@ def test_module_list_matches_the_build_hook() -> None:
         pytest.skip("pyproject.toml not beside the tests")
     config = tomllib.loads(PYPROJECT.read_text())
     modules = config["tool"]["hatch"]["build"]["targets"]["wheel"]["hooks"]["custom"]["modules"]
-    assert sorted(modules) == [f"trio_sip/proto/{name}.py" for name in proto._COMPILED_MODULES]
+    assert sorted(modules) == sorted(
+        f"trio_sip/proto/{name.replace('.', '/')}.py" for name in proto._COMPILED_MODULES
+    )

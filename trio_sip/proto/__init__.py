@@ -279,18 +279,29 @@ __all__ = [
     "is_compiled",
 ]
 
-# The message-layer modules a TRIO_SIP_COMPILE=1 build compiles with mypyc: the list in
-# pyproject.toml, [tool.hatch.build.targets.wheel.hooks.custom] (docs/messages.md, "Compiled
-# core").
+# The core modules (message layer, transactions, validation) a TRIO_SIP_COMPILE=1 build
+# compiles with mypyc: the list in pyproject.toml, [tool.hatch.build.targets.wheel.hooks.custom]
+# (docs/messages.md, "Compiled core"). Submodules of proto are named with dots.
 _COMPILED_MODULES = (
     "abnf",
     "fields",
     "headers",
+    "ids",
     "message",
+    "outputs",
     "parse",
     "serialize",
+    "timers",
+    "transaction.client_invite",
+    "transaction.client_non_invite",
+    "transaction.keys",
+    "transaction.machine",
+    "transaction.server_invite",
+    "transaction.server_non_invite",
+    "transaction.table",
     "uri",
     "uri_parts",
+    "validate",
 )
 
 

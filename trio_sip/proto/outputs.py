@@ -21,14 +21,15 @@ Outputs
     :class:`Terminated` always the last output of a machine, with a :class:`TerminationReason`
     that tells a normal end from a timeout and from a transport error.
 
-All records are frozen and slotted; dispatch on ``type(output)``. Don't subclass them.
+All records are immutable and slotted, equal and hashable by value; dispatch on
+``type(output)``. Don't subclass them. They are plain classes rather than attrs classes, so
+that the compiled build (mypyc) makes them native classes.
 """
 
 from __future__ import annotations
 
 import enum
-
-import attrs
+from typing import Any, Final
 
 from .message import Request, Response
 
@@ -51,30 +52,111 @@ __all__ = [
 # --------------------------------------------------------------------------- inputs
 
 
-@attrs.frozen(slots=True)
 class MessageReceived:
     """A request or response that the table routed to this machine."""
 
-    message: Request | Response
+    __slots__ = ("_message",)
+    __match_args__: Final = ("message",)
+
+    def __init__(self, message: Request | Response) -> None:
+        self._message: Final = message
+
+    @property
+    def message(self) -> Request | Response:
+        return self._message
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, MessageReceived)
+        return self._message == other._message
+
+    def __hash__(self) -> int:
+        return hash((self._message,))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return MessageReceived, (self._message,)
+
+    def __repr__(self) -> str:
+        return f"MessageReceived(message={self._message!r})"
 
 
-@attrs.frozen(slots=True)
 class SendResponse:
     """The TU's response for a server transaction (provisional or final)."""
 
-    response: Response
+    __slots__ = ("_response",)
+    __match_args__: Final = ("response",)
+
+    def __init__(self, response: Response) -> None:
+        self._response: Final = response
+
+    @property
+    def response(self) -> Response:
+        return self._response
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, SendResponse)
+        return self._response == other._response
+
+    def __hash__(self) -> int:
+        return hash((self._response,))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return SendResponse, (self._response,)
+
+    def __repr__(self) -> str:
+        return f"SendResponse(response={self._response!r})"
 
 
-@attrs.frozen(slots=True)
 class TransportFailed:
     """The transport could not deliver a message of this transaction."""
 
-    reason: str
+    __slots__ = ("_reason",)
+    __match_args__: Final = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self._reason: Final = reason
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, TransportFailed)
+        return self._reason == other._reason
+
+    def __hash__(self) -> int:
+        return hash((self._reason,))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return TransportFailed, (self._reason,)
+
+    def __repr__(self) -> str:
+        return f"TransportFailed(reason={self._reason!r})"
 
 
-@attrs.frozen(slots=True)
 class ApplicationRetransmit:
     """Resend the request now (only in ``TimeoutRole.USER_AGENT_APP_RETRANSMIT``)."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return True
+
+    def __hash__(self) -> int:
+        return hash("ApplicationRetransmit")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ApplicationRetransmit, ()
+
+    def __repr__(self) -> str:
+        return "ApplicationRetransmit()"
 
 
 Input = MessageReceived | SendResponse | TransportFailed | ApplicationRetransmit
@@ -93,42 +175,160 @@ class TerminationReason(enum.Enum):
     TRANSPORT_ERROR = "transport-error"
 
 
-@attrs.frozen(slots=True)
 class Transmit:
     """Send ``message`` on the transaction's flow."""
 
-    message: Request | Response
+    __slots__ = ("_message",)
+    __match_args__: Final = ("message",)
+
+    def __init__(self, message: Request | Response) -> None:
+        self._message: Final = message
+
+    @property
+    def message(self) -> Request | Response:
+        return self._message
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Transmit)
+        return self._message == other._message
+
+    def __hash__(self) -> int:
+        return hash((self._message,))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Transmit, (self._message,)
+
+    def __repr__(self) -> str:
+        return f"Transmit(message={self._message!r})"
 
 
-@attrs.frozen(slots=True)
 class Deliver:
     """Pass ``message`` up to the transaction user."""
 
-    message: Request | Response
+    __slots__ = ("_message",)
+    __match_args__: Final = ("message",)
+
+    def __init__(self, message: Request | Response) -> None:
+        self._message: Final = message
+
+    @property
+    def message(self) -> Request | Response:
+        return self._message
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Deliver)
+        return self._message == other._message
+
+    def __hash__(self) -> int:
+        return hash((self._message,))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Deliver, (self._message,)
+
+    def __repr__(self) -> str:
+        return f"Deliver(message={self._message!r})"
 
 
-@attrs.frozen(slots=True)
 class RetransmitTimeout:
     """A retransmission timer (Timer A) fired."""
 
+    __slots__ = ()
 
-@attrs.frozen(slots=True)
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return True
+
+    def __hash__(self) -> int:
+        return hash("RetransmitTimeout")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return RetransmitTimeout, ()
+
+    def __repr__(self) -> str:
+        return "RetransmitTimeout()"
+
+
 class TransactionTimeout:
     """The transaction timed out (Timer B, F or H)."""
 
+    __slots__ = ()
 
-@attrs.frozen(slots=True)
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return True
+
+    def __hash__(self) -> int:
+        return hash("TransactionTimeout")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return TransactionTimeout, ()
+
+    def __repr__(self) -> str:
+        return "TransactionTimeout()"
+
+
 class TransportErrorOccurred:
     """The transport failed; ``reason`` is the shell's description."""
 
-    reason: str
+    __slots__ = ("_reason",)
+    __match_args__: Final = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self._reason: Final = reason
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, TransportErrorOccurred)
+        return self._reason == other._reason
+
+    def __hash__(self) -> int:
+        return hash((self._reason,))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return TransportErrorOccurred, (self._reason,)
+
+    def __repr__(self) -> str:
+        return f"TransportErrorOccurred(reason={self._reason!r})"
 
 
-@attrs.frozen(slots=True)
 class Terminated:
     """The machine is finished; the table should drop it."""
 
-    reason: TerminationReason
+    __slots__ = ("_reason",)
+    __match_args__: Final = ("reason",)
+
+    def __init__(self, reason: TerminationReason) -> None:
+        self._reason: Final = reason
+
+    @property
+    def reason(self) -> TerminationReason:
+        return self._reason
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Terminated)
+        return self._reason == other._reason
+
+    def __hash__(self) -> int:
+        return hash((self._reason,))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Terminated, (self._reason,)
+
+    def __repr__(self) -> str:
+        return f"Terminated(reason={self._reason!r})"
 
 
 Output = (

@@ -25,6 +25,7 @@ numbers. Timer M (RFC 6026 §8.4) and Timer L (RFC 6026 §8.7) are both 64*T1.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import attrs
 
@@ -55,11 +56,32 @@ TIMER_TABLE: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def _check_positive(name: str, value: float) -> None:
+def _check_positive(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(name, value, "a finite number of seconds > 0")
     if value <= 0:
         raise ConfigError(name, value, "a finite number of seconds > 0")
+
+
+def _validate(config: Any) -> None:
+    # ``config`` is untyped on purpose: in the compiled build a read of a field typed float or
+    # int checks the type and would raise TypeError where ConfigError is the answer.
+    _check_positive("t1", config.t1)
+    _check_positive("t2", config.t2)
+    _check_positive("t4", config.t4)
+    if config.t2 < config.t1:
+        raise ConfigError("t2", config.t2, f"seconds >= t1 ({config.t1})")
+    timeout = config.sip_transaction_timeout
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int)
+        or not 1 <= timeout <= MAX_TRANSACTION_TIMEOUT_MS
+    ):
+        raise ConfigError(
+            "sip_transaction_timeout",
+            timeout,
+            f"an integer number of milliseconds in 1..{MAX_TRANSACTION_TIMEOUT_MS}",
+        )
 
 
 @attrs.frozen(slots=True)
@@ -95,22 +117,7 @@ class TimerConfig:
     sip_transaction_timeout: int = MAX_TRANSACTION_TIMEOUT_MS
 
     def __attrs_post_init__(self) -> None:
-        _check_positive("t1", self.t1)
-        _check_positive("t2", self.t2)
-        _check_positive("t4", self.t4)
-        if self.t2 < self.t1:
-            raise ConfigError("t2", self.t2, f"seconds >= t1 ({self.t1})")
-        timeout = self.sip_transaction_timeout
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int)
-            or not 1 <= timeout <= MAX_TRANSACTION_TIMEOUT_MS
-        ):
-            raise ConfigError(
-                "sip_transaction_timeout",
-                timeout,
-                f"an integer number of milliseconds in 1..{MAX_TRANSACTION_TIMEOUT_MS}",
-            )
+        _validate(self)
 
     @property
     def transaction_timeout(self) -> float:

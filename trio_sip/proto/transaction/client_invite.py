@@ -32,6 +32,7 @@ States: CALLING -> PROCEEDING -> COMPLETED / ACCEPTED -> TERMINATED (RFC 6026 Fi
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 from ..errors import LocalProtocolError
 from ..message import Request, Response
@@ -124,10 +125,11 @@ def ack_for_failure(request: Request, response: Response) -> Request:
 class ClientInviteTransaction(Machine[ClientInviteState]):
     """Sends an INVITE and retransmits it until a response; ACKs 300-699 itself."""
 
-    TRANSITIONS = TRANSITIONS
-    INITIAL = S.CALLING
-    TERMINATED = S.TERMINATED
-    TIMER_ORDER = (T.TIMER_B, T.TIMER_D, T.TIMER_M, T.TIMER_A)
+    # Annotated as in Machine: mypyc needs a subclass's attribute types to match the base's.
+    TRANSITIONS: Mapping[ClientInviteState, Mapping[Trigger, ClientInviteState]] = TRANSITIONS
+    INITIAL: enum.Enum = S.CALLING
+    TERMINATED: enum.Enum = S.TERMINATED
+    TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_B, T.TIMER_D, T.TIMER_M, T.TIMER_A)
 
     def __init__(
         self,

@@ -25,6 +25,7 @@ States: TRYING -> PROCEEDING -> COMPLETED -> TERMINATED (Figure 6).
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 from ..errors import LocalProtocolError
 from ..message import Request, Response
@@ -85,10 +86,11 @@ TRANSITIONS: dict[ClientNonInviteState, dict[Trigger, ClientNonInviteState]] = {
 class ClientNonInviteTransaction(Machine[ClientNonInviteState]):
     """Sends a non-INVITE request and retransmits it (capped at T2) until a final response."""
 
-    TRANSITIONS = TRANSITIONS
-    INITIAL = S.TRYING
-    TERMINATED = S.TERMINATED
-    TIMER_ORDER = (T.TIMER_F, T.TIMER_K, T.TIMER_E)
+    # Annotated as in Machine: mypyc needs a subclass's attribute types to match the base's.
+    TRANSITIONS: Mapping[ClientNonInviteState, Mapping[Trigger, ClientNonInviteState]] = TRANSITIONS
+    INITIAL: enum.Enum = S.TRYING
+    TERMINATED: enum.Enum = S.TERMINATED
+    TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_F, T.TIMER_K, T.TIMER_E)
 
     def __init__(
         self,

@@ -29,9 +29,15 @@ offers the key with no To tag (the INVITE's own, untagged To); the table tries t
 
 Hosts compare case-insensitively and a missing Via port means the transport's default port.
 A message with no Via at all raises RemoteProtocolError (400): it matches nothing.
+
+:class:`ClientKey` and :class:`ServerKey` are plain immutable classes (equal and hashable by
+value), not attrs classes, so that the compiled build (mypyc) makes them native classes: they
+are built and hashed for every message. :class:`LegacyServerKey` is a frozen attrs class.
 """
 
 from __future__ import annotations
+
+from typing import Any, Final
 
 import attrs
 
@@ -57,22 +63,90 @@ __all__ = [
 MAGIC_COOKIE = "z9hG4bK"
 
 
-@attrs.frozen(slots=True)
 class ClientKey:
     """Top Via branch + method of the request that created a client transaction."""
 
-    branch: str
-    method: str
+    __slots__ = ("_branch", "_method")
+    __match_args__: Final = ("branch", "method")
+
+    def __init__(self, branch: str, method: str) -> None:
+        self._branch: Final = branch
+        self._method: Final = method
+
+    @property
+    def branch(self) -> str:
+        return self._branch
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, ClientKey)
+        return self._branch == other._branch and self._method == other._method
+
+    def __hash__(self) -> int:
+        return hash((self._branch, self._method))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ClientKey, (self._branch, self._method)
+
+    def __repr__(self) -> str:
+        return f"ClientKey(branch={self._branch!r}, method={self._method!r})"
 
 
-@attrs.frozen(slots=True)
 class ServerKey:
     """RFC 3261 server key: branch, top Via sent-by, method (ACK counts as INVITE)."""
 
-    branch: str
-    host: str
-    port: int
-    method: str
+    __slots__ = ("_branch", "_host", "_method", "_port")
+    __match_args__: Final = ("branch", "host", "port", "method")
+
+    def __init__(self, branch: str, host: str, port: int, method: str) -> None:
+        self._branch: Final = branch
+        self._host: Final = host
+        self._port: Final = port
+        self._method: Final = method
+
+    @property
+    def branch(self) -> str:
+        return self._branch
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, ServerKey)
+        return (
+            self._branch == other._branch
+            and self._host == other._host
+            and self._port == other._port
+            and self._method == other._method
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._branch, self._host, self._port, self._method))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ServerKey, (self._branch, self._host, self._port, self._method)
+
+    def __repr__(self) -> str:
+        return (
+            f"ServerKey(branch={self._branch!r}, host={self._host!r}, port={self._port!r}, "
+            f"method={self._method!r})"
+        )
 
 
 @attrs.frozen(slots=True)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from ..errors import ConfigError, LocalProtocolError
 from ..outputs import (
@@ -133,9 +133,11 @@ class Machine(Generic[StateT]):
     ``_start``, ``_on_input`` and ``_on_timer``.
     """
 
+    # INITIAL and TERMINATED are typed as the base Enum, not StateT: mypyc compiles the
+    # subclasses only if their class attributes have the very types declared here.
     TRANSITIONS: Mapping[StateT, Mapping[Trigger, StateT]]
-    INITIAL: StateT
-    TERMINATED: StateT
+    INITIAL: enum.Enum
+    TERMINATED: enum.Enum
     TIMER_ORDER: tuple[Trigger, ...]
 
     def __init__(
@@ -160,7 +162,7 @@ class Machine(Generic[StateT]):
         self.first_interval = (
             retransmit_interval if retransmit_interval is not None else self.config.t1
         )
-        self._state: StateT = self.INITIAL
+        self._state: StateT = cast(StateT, self.INITIAL)
         self._started = False
         self._armed: dict[Trigger, float] = {}
 

@@ -32,6 +32,7 @@ TERMINATED for a 2xx (RFC 6026 Figure 7). ``start(now)`` delivers the INVITE to 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 from ..errors import LocalProtocolError
 from ..message import Request, Response, make_response
@@ -102,10 +103,11 @@ TRANSITIONS: dict[ServerInviteState, dict[Trigger, ServerInviteState]] = {
 class ServerInviteTransaction(Machine[ServerInviteState]):
     """Answers an INVITE: 100 Trying at 200 ms, final-response retransmission, RFC 6026."""
 
-    TRANSITIONS = TRANSITIONS
-    INITIAL = S.PROCEEDING
-    TERMINATED = S.TERMINATED
-    TIMER_ORDER = (T.TIMER_H, T.TIMER_I, T.TIMER_L, T.TIMER_G, T.TIMER_TRYING)
+    # Annotated as in Machine: mypyc needs a subclass's attribute types to match the base's.
+    TRANSITIONS: Mapping[ServerInviteState, Mapping[Trigger, ServerInviteState]] = TRANSITIONS
+    INITIAL: enum.Enum = S.PROCEEDING
+    TERMINATED: enum.Enum = S.TERMINATED
+    TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_H, T.TIMER_I, T.TIMER_L, T.TIMER_G, T.TIMER_TRYING)
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ does (the shell bounds the TU's work).
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 from ..errors import LocalProtocolError
 from ..message import Request, Response
@@ -83,10 +84,11 @@ TRANSITIONS: dict[ServerNonInviteState, dict[Trigger, ServerNonInviteState]] = {
 class ServerNonInviteTransaction(Machine[ServerNonInviteState]):
     """Answers a non-INVITE request and absorbs its retransmissions until Timer J."""
 
-    TRANSITIONS = TRANSITIONS
-    INITIAL = S.TRYING
-    TERMINATED = S.TERMINATED
-    TIMER_ORDER = (T.TIMER_J,)
+    # Annotated as in Machine: mypyc needs a subclass's attribute types to match the base's.
+    TRANSITIONS: Mapping[ServerNonInviteState, Mapping[Trigger, ServerNonInviteState]] = TRANSITIONS
+    INITIAL: enum.Enum = S.TRYING
+    TERMINATED: enum.Enum = S.TERMINATED
+    TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_J,)
 
     def __init__(
         self,

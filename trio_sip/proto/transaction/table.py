@@ -19,14 +19,15 @@ and acts on the answer (httpcore's "decide, then act"):
 
 The table holds machines by key. It is bounded: :meth:`add` first drops terminated machines,
 and refuses with ``LocalProtocolError(status_hint=503)`` when still full.
+
+The classifications are plain immutable classes (equal and hashable by value), not attrs
+classes, so that the compiled build (mypyc) makes them native classes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
-
-import attrs
+from typing import Any, Final
 
 from ..errors import LocalProtocolError
 from ..message import Request, Response
@@ -55,38 +56,147 @@ __all__ = [
 DEFAULT_MAX_SIZE = 50_000
 
 
-@attrs.frozen(slots=True)
 class ToTransaction:
     """Feed the message to the existing transaction ``key``."""
 
-    key: Key
+    __slots__ = ("_key",)
+    __match_args__: Final = ("key",)
+
+    def __init__(self, key: Key) -> None:
+        self._key: Final = key
+
+    @property
+    def key(self) -> Key:
+        return self._key
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, ToTransaction)
+        return self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash((self._key,))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ToTransaction, (self._key,)
+
+    def __repr__(self) -> str:
+        return f"ToTransaction(key={self._key!r})"
 
 
-@attrs.frozen(slots=True)
 class NewServerTransaction:
     """A new request: build a server transaction under ``key``."""
 
-    key: ServerKey | LegacyServerKey
+    __slots__ = ("_key",)
+    __match_args__: Final = ("key",)
+
+    def __init__(self, key: ServerKey | LegacyServerKey) -> None:
+        self._key: Final = key
+
+    @property
+    def key(self) -> ServerKey | LegacyServerKey:
+        return self._key
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, NewServerTransaction)
+        return self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash((self._key,))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return NewServerTransaction, (self._key,)
+
+    def __repr__(self) -> str:
+        return f"NewServerTransaction(key={self._key!r})"
 
 
-@attrs.frozen(slots=True)
 class AckFor2xx:
     """An ACK that matches no transaction: it acknowledges a 2xx; hand it to the dialog."""
 
+    __slots__ = ()
 
-@attrs.frozen(slots=True)
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return True
+
+    def __hash__(self) -> int:
+        return hash("AckFor2xx")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return AckFor2xx, ()
+
+    def __repr__(self) -> str:
+        return "AckFor2xx()"
+
+
 class CancelFor:
     """A new CANCEL: its own server transaction ``key``; ``invite_key`` is what it cancels."""
 
-    key: ServerKey | LegacyServerKey
-    invite_key: ServerKey | LegacyServerKey | None
+    __slots__ = ("_invite_key", "_key")
+    __match_args__: Final = ("key", "invite_key")
+
+    def __init__(
+        self, key: ServerKey | LegacyServerKey, invite_key: ServerKey | LegacyServerKey | None
+    ) -> None:
+        self._key: Final = key
+        self._invite_key: Final = invite_key
+
+    @property
+    def key(self) -> ServerKey | LegacyServerKey:
+        return self._key
+
+    @property
+    def invite_key(self) -> ServerKey | LegacyServerKey | None:
+        return self._invite_key
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, CancelFor)
+        return self._key == other._key and self._invite_key == other._invite_key
+
+    def __hash__(self) -> int:
+        return hash((self._key, self._invite_key))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return CancelFor, (self._key, self._invite_key)
+
+    def __repr__(self) -> str:
+        return f"CancelFor(key={self._key!r}, invite_key={self._invite_key!r})"
 
 
-@attrs.frozen(slots=True)
 class Stray:
     """A response no client transaction owns: drop it (RFC 6026 §8.9)."""
 
-    reason: str
+    __slots__ = ("_reason",)
+    __match_args__: Final = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self._reason: Final = reason
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Stray)
+        return self._reason == other._reason
+
+    def __hash__(self) -> int:
+        return hash((self._reason,))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Stray, (self._reason,)
+
+    def __repr__(self) -> str:
+        return f"Stray(reason={self._reason!r})"
 
 
 Classification = ToTransaction | NewServerTransaction | AckFor2xx | CancelFor | Stray
