@@ -1,7 +1,8 @@
 """Hatchling build hook: the optional mypyc-compiled core (off unless ``TRIO_SIP_COMPILE=1``).
 
-``TRIO_SIP_COMPILE=1 pip install .`` (or ``pip wheel .``) compiles the hot message-layer
-modules listed in ``[tool.hatch.build.targets.wheel.hooks.custom] modules`` with mypyc and puts
+``TRIO_SIP_COMPILE=1 pip install .`` (or ``pip wheel .``) compiles the hot core modules (the
+message layer, validation and the transaction layer) listed in
+``[tool.hatch.build.targets.wheel.hooks.custom] modules`` with mypyc and puts
 the extension modules into a platform wheel *beside* the unchanged ``.py`` files; Python
 imports the extension when there is one. Without the variable, and for every editable install,
 this hook does nothing: the wheel is pure Python and no compiler dependency is installed.
