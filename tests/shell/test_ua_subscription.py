@@ -230,3 +230,21 @@ async def test_terminated_by_the_notifier_ends_the_task_and_a_late_notify_gets_4
         assert sub.last_notification is not None and sub.last_notification.body == b""
         assert sub.state is SS.TERMINATED and await trio.sleep(700) is None
         assert [t for t, _ in server.subscribes()] == [0.0]  # never refreshed or resubscribed
+
+
+async def test_history_keeps_the_last_100_state_changes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = Server()
+    async with setup(server) as (subscriptions, _net):
+        sub = await subscribe(subscriptions, expires=600)
+        await sub.wait_active()
+        await trio.sleep(1)
+        (accepted,) = server.accepted
+        for _ in range(60):  # bounded: 120 more state changes
+            await accepted.notify(state="pending")
+            await accepted.notify(state="active")
+        assert sub.state is SS.ACTIVE
+        assert len(sub.history) == 100
+        assert (sub.history[-1].old, sub.history[-1].new) == (SS.PENDING, SS.ACTIVE)
+        assert sub.history[0].old is SS.ACTIVE  # the oldest ones (IDLE -> ...) are gone

@@ -89,6 +89,8 @@ class Notification:
 class UaSubscription(RefreshTask[SubscribeMachine]):
     """One subscription kept alive by a task (made by :meth:`Subscriptions.subscribe`)."""
 
+    history_limit = 100  # a long-lived subscription must not grow without bound
+
     def __init__(
         self, machine: SubscribeMachine, failover: FailoverClient, destination: Destination
     ) -> None:
