@@ -49,10 +49,39 @@ __all__ = [
     "TransportFailed",
 ]
 
+
+class _Record:
+    """Value semantics for the records below: equal and hashable by type and fields, picklable,
+    and a ``Name(field=value)`` repr; a subclass lists its fields in ``__match_args__`` and
+    returns their values from ``_values``."""
+
+    __slots__ = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return ()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _Record)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, *self._values()))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), self._values()
+
+    def __repr__(self) -> str:
+        names: tuple[str, ...] = getattr(type(self), "__match_args__", ())
+        fields = ", ".join(f"{n}={v!r}" for n, v in zip(names, self._values(), strict=True))
+        return f"{type(self).__name__}({fields})"
+
+
 # --------------------------------------------------------------------------- inputs
 
 
-class MessageReceived:
+class MessageReceived(_Record):
     """A request or response that the table routed to this machine."""
 
     __slots__ = ("_message",)
@@ -65,23 +94,11 @@ class MessageReceived:
     def message(self) -> Request | Response:
         return self._message
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, MessageReceived)
-        return self._message == other._message
-
-    def __hash__(self) -> int:
-        return hash((self._message,))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return MessageReceived, (self._message,)
-
-    def __repr__(self) -> str:
-        return f"MessageReceived(message={self._message!r})"
+    def _values(self) -> tuple[Any, ...]:
+        return (self._message,)
 
 
-class SendResponse:
+class SendResponse(_Record):
     """The TU's response for a server transaction (provisional or final)."""
 
     __slots__ = ("_response",)
@@ -94,23 +111,11 @@ class SendResponse:
     def response(self) -> Response:
         return self._response
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, SendResponse)
-        return self._response == other._response
-
-    def __hash__(self) -> int:
-        return hash((self._response,))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return SendResponse, (self._response,)
-
-    def __repr__(self) -> str:
-        return f"SendResponse(response={self._response!r})"
+    def _values(self) -> tuple[Any, ...]:
+        return (self._response,)
 
 
-class TransportFailed:
+class TransportFailed(_Record):
     """The transport could not deliver a message of this transaction."""
 
     __slots__ = ("_reason",)
@@ -123,40 +128,14 @@ class TransportFailed:
     def reason(self) -> str:
         return self._reason
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, TransportFailed)
-        return self._reason == other._reason
-
-    def __hash__(self) -> int:
-        return hash((self._reason,))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return TransportFailed, (self._reason,)
-
-    def __repr__(self) -> str:
-        return f"TransportFailed(reason={self._reason!r})"
+    def _values(self) -> tuple[Any, ...]:
+        return (self._reason,)
 
 
-class ApplicationRetransmit:
+class ApplicationRetransmit(_Record):
     """Resend the request now (only in ``TimeoutRole.USER_AGENT_APP_RETRANSMIT``)."""
 
     __slots__ = ()
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return True
-
-    def __hash__(self) -> int:
-        return hash("ApplicationRetransmit")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return ApplicationRetransmit, ()
-
-    def __repr__(self) -> str:
-        return "ApplicationRetransmit()"
 
 
 Input = MessageReceived | SendResponse | TransportFailed | ApplicationRetransmit
@@ -175,7 +154,7 @@ class TerminationReason(enum.Enum):
     TRANSPORT_ERROR = "transport-error"
 
 
-class Transmit:
+class Transmit(_Record):
     """Send ``message`` on the transaction's flow."""
 
     __slots__ = ("_message",)
@@ -188,23 +167,11 @@ class Transmit:
     def message(self) -> Request | Response:
         return self._message
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, Transmit)
-        return self._message == other._message
-
-    def __hash__(self) -> int:
-        return hash((self._message,))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return Transmit, (self._message,)
-
-    def __repr__(self) -> str:
-        return f"Transmit(message={self._message!r})"
+    def _values(self) -> tuple[Any, ...]:
+        return (self._message,)
 
 
-class Deliver:
+class Deliver(_Record):
     """Pass ``message`` up to the transaction user."""
 
     __slots__ = ("_message",)
@@ -217,63 +184,23 @@ class Deliver:
     def message(self) -> Request | Response:
         return self._message
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, Deliver)
-        return self._message == other._message
-
-    def __hash__(self) -> int:
-        return hash((self._message,))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return Deliver, (self._message,)
-
-    def __repr__(self) -> str:
-        return f"Deliver(message={self._message!r})"
+    def _values(self) -> tuple[Any, ...]:
+        return (self._message,)
 
 
-class RetransmitTimeout:
+class RetransmitTimeout(_Record):
     """A retransmission timer (Timer A) fired."""
 
     __slots__ = ()
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return True
 
-    def __hash__(self) -> int:
-        return hash("RetransmitTimeout")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return RetransmitTimeout, ()
-
-    def __repr__(self) -> str:
-        return "RetransmitTimeout()"
-
-
-class TransactionTimeout:
+class TransactionTimeout(_Record):
     """The transaction timed out (Timer B, F or H)."""
 
     __slots__ = ()
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return True
 
-    def __hash__(self) -> int:
-        return hash("TransactionTimeout")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return TransactionTimeout, ()
-
-    def __repr__(self) -> str:
-        return "TransactionTimeout()"
-
-
-class TransportErrorOccurred:
+class TransportErrorOccurred(_Record):
     """The transport failed; ``reason`` is the shell's description."""
 
     __slots__ = ("_reason",)
@@ -286,23 +213,11 @@ class TransportErrorOccurred:
     def reason(self) -> str:
         return self._reason
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, TransportErrorOccurred)
-        return self._reason == other._reason
-
-    def __hash__(self) -> int:
-        return hash((self._reason,))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return TransportErrorOccurred, (self._reason,)
-
-    def __repr__(self) -> str:
-        return f"TransportErrorOccurred(reason={self._reason!r})"
+    def _values(self) -> tuple[Any, ...]:
+        return (self._reason,)
 
 
-class Terminated:
+class Terminated(_Record):
     """The machine is finished; the table should drop it."""
 
     __slots__ = ("_reason",)
@@ -315,20 +230,8 @@ class Terminated:
     def reason(self) -> TerminationReason:
         return self._reason
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, Terminated)
-        return self._reason == other._reason
-
-    def __hash__(self) -> int:
-        return hash((self._reason,))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return Terminated, (self._reason,)
-
-    def __repr__(self) -> str:
-        return f"Terminated(reason={self._reason!r})"
+    def _values(self) -> tuple[Any, ...]:
+        return (self._reason,)
 
 
 Output = (
