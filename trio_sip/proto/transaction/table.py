@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from ..errors import LocalProtocolError
 from ..message import Request, Response
+from ..outputs import _Record
 from .keys import (
     Key,
     LegacyServerKey,
@@ -56,7 +57,7 @@ __all__ = [
 DEFAULT_MAX_SIZE = 50_000
 
 
-class ToTransaction:
+class ToTransaction(_Record):
     """Feed the message to the existing transaction ``key``."""
 
     __slots__ = ("_key",)
@@ -69,23 +70,11 @@ class ToTransaction:
     def key(self) -> Key:
         return self._key
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, ToTransaction)
-        return self._key == other._key
-
-    def __hash__(self) -> int:
-        return hash((self._key,))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return ToTransaction, (self._key,)
-
-    def __repr__(self) -> str:
-        return f"ToTransaction(key={self._key!r})"
+    def _values(self) -> tuple[Any, ...]:
+        return (self._key,)
 
 
-class NewServerTransaction:
+class NewServerTransaction(_Record):
     """A new request: build a server transaction under ``key``."""
 
     __slots__ = ("_key",)
@@ -98,43 +87,17 @@ class NewServerTransaction:
     def key(self) -> ServerKey | LegacyServerKey:
         return self._key
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, NewServerTransaction)
-        return self._key == other._key
-
-    def __hash__(self) -> int:
-        return hash((self._key,))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return NewServerTransaction, (self._key,)
-
-    def __repr__(self) -> str:
-        return f"NewServerTransaction(key={self._key!r})"
+    def _values(self) -> tuple[Any, ...]:
+        return (self._key,)
 
 
-class AckFor2xx:
+class AckFor2xx(_Record):
     """An ACK that matches no transaction: it acknowledges a 2xx; hand it to the dialog."""
 
     __slots__ = ()
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return True
 
-    def __hash__(self) -> int:
-        return hash("AckFor2xx")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return AckFor2xx, ()
-
-    def __repr__(self) -> str:
-        return "AckFor2xx()"
-
-
-class CancelFor:
+class CancelFor(_Record):
     """A new CANCEL: its own server transaction ``key``; ``invite_key`` is what it cancels."""
 
     __slots__ = ("_invite_key", "_key")
@@ -154,23 +117,11 @@ class CancelFor:
     def invite_key(self) -> ServerKey | LegacyServerKey | None:
         return self._invite_key
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, CancelFor)
-        return self._key == other._key and self._invite_key == other._invite_key
-
-    def __hash__(self) -> int:
-        return hash((self._key, self._invite_key))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return CancelFor, (self._key, self._invite_key)
-
-    def __repr__(self) -> str:
-        return f"CancelFor(key={self._key!r}, invite_key={self._invite_key!r})"
+    def _values(self) -> tuple[Any, ...]:
+        return (self._key, self._invite_key)
 
 
-class Stray:
+class Stray(_Record):
     """A response no client transaction owns: drop it (RFC 6026 §8.9)."""
 
     __slots__ = ("_reason",)
@@ -183,20 +134,8 @@ class Stray:
     def reason(self) -> str:
         return self._reason
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, Stray)
-        return self._reason == other._reason
-
-    def __hash__(self) -> int:
-        return hash((self._reason,))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return Stray, (self._reason,)
-
-    def __repr__(self) -> str:
-        return f"Stray(reason={self._reason!r})"
+    def _values(self) -> tuple[Any, ...]:
+        return (self._reason,)
 
 
 Classification = ToTransaction | NewServerTransaction | AckFor2xx | CancelFor | Stray
