@@ -51,6 +51,7 @@ from .proto.sdp import answer_for as answer_for
 from .proto.sdp import audio_offer as audio_offer
 from .proto.sdp import parse_sdp as parse_sdp
 from .proto.target import Target as Target
+from .proto.limits import Limits as Limits
 from .proto.timers import TimerConfig as TimerConfig
 from .proto.transaction import TimeoutRole as TimeoutRole
 from .proto.uri import AbsoluteUri as AbsoluteUri
@@ -206,6 +207,7 @@ __all__ = [
     "Target",
     "TelUri",
     "TimeoutRole",
+    "Limits",
     "TimerConfig",
     "TransactionError",
     "TransactionTimeoutError",

@@ -108,6 +108,7 @@ from .subscription import SubscriptionState as SubscriptionState
 from .subscription import answer_subscribe as answer_subscribe
 from .subscription import build_notify as build_notify
 from .target import Target as Target
+from .limits import Limits as Limits
 from .timers import TimerConfig as TimerConfig
 from .timers import Timers as Timers
 from .transaction import AckFor2xx as AckFor2xx
@@ -242,6 +243,7 @@ __all__ = [
     "Terminated",
     "TerminationReason",
     "TimeoutRole",
+    "Limits",
     "TimerConfig",
     "Timers",
     "ToTransaction",
