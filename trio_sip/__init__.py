@@ -37,6 +37,7 @@ from .proto.headers import Headers as Headers
 from .proto.ids import new_branch as new_branch
 from .proto.ids import new_call_id as new_call_id
 from .proto.ids import new_tag as new_tag
+from .proto.limits import Limits as Limits
 from .proto.message import Request as Request
 from .proto.message import Response as Response
 from .proto.message import make_response as make_response
@@ -51,7 +52,6 @@ from .proto.sdp import answer_for as answer_for
 from .proto.sdp import audio_offer as audio_offer
 from .proto.sdp import parse_sdp as parse_sdp
 from .proto.target import Target as Target
-from .proto.limits import Limits as Limits
 from .proto.timers import TimerConfig as TimerConfig
 from .proto.transaction import TimeoutRole as TimeoutRole
 from .proto.uri import AbsoluteUri as AbsoluteUri

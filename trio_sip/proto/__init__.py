@@ -54,6 +54,7 @@ from .keepalive import NullKeepAlive as NullKeepAlive
 from .keepalive import PongReceived as PongReceived
 from .keepalive import SendKeepAlive as SendKeepAlive
 from .keepalive import StreamKeepAlive as StreamKeepAlive
+from .limits import Limits as Limits
 from .location import Binding as Binding
 from .location import LocationService as LocationService
 from .message import Message as Message
@@ -108,7 +109,6 @@ from .subscription import SubscriptionState as SubscriptionState
 from .subscription import answer_subscribe as answer_subscribe
 from .subscription import build_notify as build_notify
 from .target import Target as Target
-from .limits import Limits as Limits
 from .timers import TimerConfig as TimerConfig
 from .timers import Timers as Timers
 from .transaction import AckFor2xx as AckFor2xx
