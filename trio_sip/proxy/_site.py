@@ -43,6 +43,7 @@ import trio
 from trio_sip.dns import Resolver
 from trio_sip.proto.errors import ConfigError, ParseError, SipError, TransportError
 from trio_sip.proto.ids import new_tag
+from trio_sip.proto.limits import Limits
 from trio_sip.proto.location import LocationService
 from trio_sip.proto.message import Request, Response, make_response
 from trio_sip.proto.proxy import (
@@ -331,6 +332,7 @@ async def open_proxy(
     timer_c: float = TIMER_C,
     rng: random.Random | None = None,
     transport_config: TransportConfig | None = None,
+    limits: Limits | None = None,
 ) -> AsyncIterator[ProxySite]:
     """A running site for ``domain``: registrar + proxy listening on ``listen``.
 
@@ -382,6 +384,7 @@ async def open_proxy(
                     backend=backend,
                     rng=rng,
                     check_requests=False,
+                    limits=limits,
                 ) as stack:
                     site._attach(stack)
                     yield site

@@ -45,6 +45,7 @@ import trio
 from trio_sip.drivers import Inbox, TimerQueue
 from trio_sip.proto.errors import LocalProtocolError, TransactionTimeoutError, TransportError
 from trio_sip.proto.ids import new_branch
+from trio_sip.proto.limits import DEFAULT_LIMITS, Limits
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.target import Target
 from trio_sip.proto.timers import TimerConfig
@@ -107,8 +108,11 @@ class Stack(_Receiver):
         check_requests: bool,
         request_queue_size: int,
         max_transactions: int,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._nursery = nursery
+        #: The resource bounds of this stack (docs/security.md).
+        self.limits = limits
         self._layer = layer
         self.timer_config = timer_config
         self.role = role
@@ -472,7 +476,8 @@ async def open_stack(
     rng: random.Random | None = None,
     check_requests: bool = True,
     request_queue_size: int = 100,
-    max_transactions: int = 50_000,
+    max_transactions: int | None = None,
+    limits: Limits | None = None,
 ) -> AsyncIterator[Stack]:
     """A :class:`Stack` listening on each ``(transport, host, port)`` of ``listen``.
 
@@ -482,11 +487,16 @@ async def open_stack(
     ``TimeoutRole.STATEFUL_PROXY`` a matched CANCEL gets 200 but no 487 for the INVITE (the
     handler forwards its branches' best response, RFC 3261 §16.10), and an unmatched CANCEL
     goes to ``on_stray`` instead of getting 481 (to be forwarded statelessly). ``backend`` swaps the
-    sockets (``FakeNetwork.backend(host)`` in tests). Closing cancels everything.
+    sockets (``FakeNetwork.backend(host)`` in tests). ``limits`` bounds what peers can make the
+    stack hold (docs/security.md); ``max_transactions`` defaults to ``limits.max_transactions``.
+    Closing cancels everything.
     """
+    limits = limits or DEFAULT_LIMITS
     try:
         async with trio.open_nursery() as nursery:
-            layer = TransportLayer(nursery, None, config=transport_config, backend=backend)
+            layer = TransportLayer(
+                nursery, None, config=transport_config, backend=backend, limits=limits
+            )
             stack = Stack(
                 nursery,
                 layer,
@@ -497,7 +507,8 @@ async def open_stack(
                 rng=rng or _BufferedSystemRandom(),
                 check_requests=check_requests,
                 request_queue_size=request_queue_size,
-                max_transactions=max_transactions,
+                max_transactions=max_transactions or limits.max_transactions,
+                limits=limits,
             )
             layer.on_message = stack._on_message
             try:

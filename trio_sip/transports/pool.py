@@ -40,6 +40,7 @@ from typing import Any
 import trio
 
 from trio_sip.proto.errors import ConfigError, ParseError, TransportError
+from trio_sip.proto.limits import DEFAULT_LIMITS, Limits
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.parse import parse_message
 from trio_sip.proto.target import Target
@@ -140,9 +141,12 @@ class TransportLayer:
         *,
         config: TransportConfig | None = None,
         backend: NetworkBackend | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.on_message = on_message
         self.config = config or TransportConfig()
+        #: Message sizes, connection counts and stream timeouts (docs/security.md).
+        self.limits = limits or DEFAULT_LIMITS
         self.backend = backend or TrioBackend()
         self._nursery = nursery
         self._wakeup = trio.Event()

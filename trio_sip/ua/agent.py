@@ -40,6 +40,7 @@ from trio_sip.proto.blacklist import Blacklist
 from trio_sip.proto.dialog import Dialog, DialogSet
 from trio_sip.proto.errors import ConfigError, SipError
 from trio_sip.proto.ids import new_call_id, new_tag
+from trio_sip.proto.limits import Limits
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.sdp import SdpError, SessionDescription, audio_offer, parse_sdp
 from trio_sip.proto.target import Target
@@ -499,6 +500,7 @@ async def open_user_agent(
     cleanup_timeout: float = 4.0,
     incoming_queue: int = 16,
     user_agent: str = "trio-sip",
+    limits: Limits | None = None,
 ) -> AsyncIterator[UserAgent]:
     """A :class:`UserAgent` listening on ``listen`` (see docs/calls.md for every argument)."""
     if not cleanup_timeout > 0 or math.isinf(cleanup_timeout):
@@ -524,6 +526,7 @@ async def open_user_agent(
         backend=backend,
         transport_config=transport_config,
         rng=rng,
+        limits=limits,
     ) as stack:
         transport, (host, port) = stack.listening[0]
         if contact is None:
