@@ -32,3 +32,51 @@ def load_manifest() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     return corpus_root()
+
+
+#: Marks whose tests need real peers (Debian packages, root, nftables). With
+#: ``TRIO_SIP_REQUIRE_PEERS=1`` (set by .ci/run) a skip among them is a failure: CI cannot be
+#: green with a peer missing, an install failed or nftables unusable.
+PEER_MARKS = ("interop", "attack", "soak", "cluster")
+
+
+def peers_required() -> bool:
+    return os.environ.get("TRIO_SIP_REQUIRE_PEERS", "") not in ("", "0")
+
+
+def _peer_mark(item: pytest.Item) -> str | None:
+    return next((m for m in PEER_MARKS if item.get_closest_marker(m) is not None), None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and peers_required():
+        mark = _peer_mark(item)
+        if mark is not None:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+            report.outcome = "failed"
+            report.longrepr = (
+                f"{mark} test skipped with TRIO_SIP_REQUIRE_PEERS set (a skip is a failure "
+                f"here): {reason}"
+            )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line per peer suite: ``interop: 33 passed, 0 failed, 0 skipped``."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") not in ("call", "setup"):
+                continue
+            if outcome == "passed" and report.when != "call":
+                continue
+            keywords = getattr(report, "keywords", {})
+            mark = next((m for m in PEER_MARKS if m in keywords), None)
+            if mark is not None:
+                counts.setdefault(mark, {"passed": 0, "failed": 0, "skipped": 0})[outcome] += 1
+    for mark, c in sorted(counts.items()):
+        terminalreporter.write_line(
+            f"{mark}: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped"
+        )
