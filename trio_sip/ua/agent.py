@@ -53,6 +53,7 @@ from trio_sip.transports.base import Flow, NetworkBackend
 from .call import Call
 from .dialogs import DialogDrivers, challenge, next_hop, with_auth
 from .incoming import IncomingCall
+from .media_ports import MediaPorts, media_port_range
 from .registration import Registrations, UaRegistration
 from .subscription import Subscriptions
 
@@ -95,7 +96,7 @@ class UserAgent:
         credentials: CredentialStore | None,
         rng: random.Random,
         media_address: str,
-        media_port: int,
+        media_port: int | MediaPorts,
         cleanup_timeout: float,
         incoming_queue: int,
         user_agent: str,
@@ -112,10 +113,17 @@ class UserAgent:
         self._nursery = nursery
         self._rng = rng
         self._media_address = media_address
-        self._media_port = media_port
+        #: The RTP ports of the default SDP: one per call, given back when the call ends.
+        self.media_ports = (
+            media_port
+            if isinstance(media_port, MediaPorts)
+            else MediaPorts(media_port_range(None, media_port))
+        )
+        self._media_held: dict[Call, int] = {}
+        self._media_pending: int | None = None  # allocated, its call not made yet
         # Calls keep SDPs as bytes when parsing them back gives the same value; true for the
         # default SDP and answers to it unless the media address is odd (checked once).
-        probe = audio_offer(media_address, media_port, session_id=1)
+        probe = audio_offer(media_address, self.media_ports.ports[0], session_id=1)
         try:
             self._sdp_round_trips = parse_sdp(bytes(probe)) == probe
         except SdpError:
@@ -213,6 +221,7 @@ class UserAgent:
         )
         call = Call(self, outgoing=True, session_id=self._new_session_id(), local_sdp=media,
                     media=media)  # fmt: skip
+        self._claim_media(call)
         if credentials is not None:
             call._digest = self._digest_client(credentials)
         if media_key is not None and self._sdp_round_trips:  # kept small (see Call)
@@ -222,6 +231,7 @@ class UserAgent:
             await self._nursery.start(call._run_invite, request, hop)
         except BaseException:
             self._live.discard(call)
+            self._release_media(call)
             raise
         async with call:
             yield call
@@ -257,10 +267,24 @@ class UserAgent:
 
     def _new_media(self) -> tuple[int, int]:
         """The (port, session id) of the next default SDP (``audio_offer`` draws the session
-        id from the agent's Random the same way)."""
-        port = self._media_port
-        self._media_port += 2
+        id from the agent's Random the same way). The port is the call's once it claims it
+        (``_claim_media``, in the same step: no await between); one never claimed (the call
+        was not made) is given back here, at the next allocation."""
+        if self._media_pending is not None:
+            self.media_ports.release(self._media_pending)
+        port = self._media_pending = self.media_ports.allocate()
         return port, self._rng.randrange(1, 2**62)
+
+    def _claim_media(self, call: Call) -> None:
+        """``call`` holds the port allocated last, if its call has not been made yet."""
+        if self._media_pending is not None:
+            self._media_held[call] = self._media_pending
+            self._media_pending = None
+
+    def _release_media(self, call: Call) -> None:
+        port = self._media_held.pop(call, None)
+        if port is not None:
+            self.media_ports.release(port)
 
     def _media_sdp(self, port: int, session_id: int) -> SessionDescription:
         """Our default SDP for ``port`` and ``session_id`` (the same value every time)."""
@@ -433,9 +457,11 @@ class UserAgent:
         assert call.dialog is not None
         self._calls[call.dialog.id] = call
         self._live.add(call)
+        self._claim_media(call)  # an incoming call's answer: its port was allocated just now
 
     def _forget(self, call: Call) -> None:
         self._live.discard(call)
+        self._release_media(call)
         if call.dialog is not None:
             self._calls.pop(call.dialog.id, None)
             self.dialogs.discard(call.dialog.id)
@@ -496,13 +522,15 @@ async def open_user_agent(
     transport_config: TransportConfig | None = None,
     rng: random.Random | None = None,
     media_address: str | None = None,
-    media_port: int = 40000,
+    media_port: int | None = None,
+    media_ports: range | None = None,
     cleanup_timeout: float = 4.0,
     incoming_queue: int = 16,
     user_agent: str = "trio-sip",
     limits: Limits | None = None,
 ) -> AsyncIterator[UserAgent]:
     """A :class:`UserAgent` listening on ``listen`` (see docs/calls.md for every argument)."""
+    ports = MediaPorts(media_port_range(media_ports, media_port))
     if not cleanup_timeout > 0 or math.isinf(cleanup_timeout):
         raise ConfigError("cleanup_timeout", cleanup_timeout, "finite seconds > 0")
     rng = rng if rng is not None else random.SystemRandom()
@@ -543,7 +571,7 @@ async def open_user_agent(
         async with trio.open_nursery() as nursery:
             ua = UserAgent(
                 stack, nursery, fc, aor=address, contact=contact_addr, credentials=credentials,
-                rng=rng, media_address=media_address or host, media_port=media_port,
+                rng=rng, media_address=media_address or host, media_port=ports,
                 cleanup_timeout=cleanup_timeout, incoming_queue=incoming_queue,
                 user_agent=user_agent,
             )  # fmt: skip
