@@ -441,6 +441,97 @@ def test_declared_encoding_is_honoured() -> None:
     assert loads_xml(data).config.connections[0].display_name == "Agent Éloïse"
 
 
+def test_fragments_load_as_the_sdk_documentation_shows_them() -> None:
+    # A lone Connectivity belongs to Basic, a lone domain to Genesys; spaces around attribute
+    # values and names are ignored; the end of the input closes what is still open.
+    doc = (
+        '<Connectivity user=" 5001 " server=" pbx.example.com:5070 " protocol=" tcp "/>\n'
+        '<domain name=" policy "><section name="endpoint">'
+        '<setting name=" t1 " value=" 250 "/><setting name="tls_verify" value=" off "/>'
+    )
+    loaded = loads_xml(doc, strict=True)
+    (conn,) = loaded.config.connections
+    assert (conn.user, conn.server, conn.transport) == ("5001", "pbx.example.com:5070", "TCP")
+    assert (loaded.config.t1, loaded.config.tls_verify) == (250, False)
+    # Text values keep their spaces (a password may have some).
+    doc = xml(proxies=proxy(0, setting("password", " s3cret ")))
+    assert loads_xml(doc).config.connections[0].password == " s3cret "
+
+
+def test_proxy_sections_without_connectivity_are_kept_and_checked() -> None:
+    doc = (
+        '<domain name="proxies"><section name="proxy1">'
+        + setting("reg_interval", "15")
+        + setting("reregister_in_seconds", "90")
+        + "</section></domain>"
+    )
+    loaded = loads_xml(doc, strict=True)
+    assert loaded.connection_settings == ({}, {"reg_interval": 15, "expires": 90})
+    conns = [conn(id="a"), conn(id="b"), conn(id="c")]
+    assert [(c.reg_interval, c.expires) for c in loaded.configure_connections(conns)] == [
+        (3600, 1800),
+        (15, 90),
+        (3600, 1800),
+    ]
+    with pytest.raises(ConfigError) as exc:
+        loads_xml(doc.replace('"15"', '"-15"'))
+    assert the_error(exc, "Genesys/proxies/proxy1/reg_interval").value == -15
+
+
+@pytest.mark.parametrize(
+    ("doc", "where", "value"),
+    [
+        (xml(proxies=proxy(0, setting("reregister_in_seconds", "0"))),
+         "Genesys/proxies/proxy0/reregister_in_seconds", "0"),
+        (xml(setting("reregister_in_seconds", "1h")),
+         "Genesys/policy/endpoint/reregister_in_seconds", "1h"),
+    ],
+)  # fmt: skip
+def test_reregister_in_seconds_must_be_seconds(doc: str, where: str, value: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        loads_xml(doc)
+    assert the_error(exc, where).value == value
+    assert "1..2147483647 (seconds: the Expires asked for in REGISTER)" in str(exc.value)
+
+
+def test_reregister_in_seconds_sets_expires_per_connection_or_for_all() -> None:
+    doc = xml(
+        setting("reregister_in_seconds", "600"),
+        proxy(1, setting("reregister_in_seconds", "120")),
+    )
+    loaded = loads_xml(doc, strict=True)
+    assert [c.expires for c in loaded.config.connections] == [600, 120]
+    assert loaded.connection_defaults == {"expires": 600}
+    # reg_timeout is the same setting under the SDK's other name: the later one wins.
+    doc = xml(
+        proxies=proxy(0, setting("reg_timeout", "60"), setting("reregister_in_seconds", "90"))
+    )
+    loaded = loads_xml(doc)
+    assert loaded.config.connections[0].expires == 90
+    assert [w.location for w in loaded.warnings] == ["Genesys/proxies/proxy0/reregister_in_seconds"]
+
+
+def test_tls_files(tmp_path: Path) -> None:
+    for name in ("ca.pem", "me.pem", "me.key"):
+        (tmp_path / name).write_text("not checked here\n")
+    doc = xml(
+        setting("tls_ca_file", "ca.pem")
+        + setting("tls_cert_file", " me.pem ")
+        + setting("tls_key_file", "me.key")
+    )
+    (tmp_path / "SipEndpoint.config").write_text(doc)
+    ep = load_config(tmp_path / "SipEndpoint.config").config
+    assert (ep.tls_ca_file, ep.tls_cert_file, ep.tls_key_file) == tuple(
+        str(tmp_path / name) for name in ("ca.pem", "me.pem", "me.key")
+    )
+    with pytest.raises(ConfigError) as exc:
+        EndpointConfig(tls_key_file="me.key")
+    assert "together with tls_cert_file" in the_error(exc, "tls_key_file").allowed
+    with pytest.raises(ConfigError) as exc:
+        loads_toml('[endpoint]\ntls_cert_file = "nowhere.pem"\n', base_dir=tmp_path)
+    assert "an existing file" in the_error(exc, "endpoint.tls_cert_file").allowed
+
+
 # --- TOML ------------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -39,13 +40,45 @@ class ConfigWarning:
         return f"{self.location}: {self.message}"
 
 
+def _settings(value: Iterable[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:
+    return tuple(MappingProxyType(dict(item)) for item in value)
+
+
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
+
+
 @attrs.frozen(slots=True)
 class LoadedConfig:
-    """A loaded file: the validated ``config``, the ``warnings`` about it and its ``source``."""
+    """A loaded file: the validated ``config``, the ``warnings`` about it and its ``source``.
+
+    ``connection_settings[N]`` holds what the file sets for connection N (an XML ``proxy<N>``
+    section: model field -> value, already in ``config.connections[N]`` when the file defines
+    that connection) and ``connection_defaults`` what it sets for every connection (XML
+    ``reregister_in_seconds`` in ``policy/endpoint``), so that connections defined elsewhere
+    (the command line's ``--server``) get them too: :meth:`configure_connections`.
+    """
 
     config: EndpointConfig
     warnings: tuple[ConfigWarning, ...] = ()
     source: str = "<string>"
+    connection_settings: tuple[Mapping[str, Any], ...] = attrs.field(
+        default=(), converter=_settings
+    )
+    connection_defaults: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+
+    def configure_connections(
+        self, connections: Iterable[ConnectionConfig]
+    ) -> tuple[ConnectionConfig, ...]:
+        """``connections`` with the file's settings applied: connection N gets
+        ``connection_defaults``, then ``connection_settings[N]`` (validated again)."""
+        out = []
+        for index, conn in enumerate(connections):
+            fields = dict(self.connection_defaults)
+            if index < len(self.connection_settings):
+                fields.update(self.connection_settings[index])
+            out.append(attrs.evolve(conn, **fields) if fields else conn)
+        return tuple(out)
 
 
 def _relocate(err: ConfigError, locations: Mapping[str, str], prefix: str) -> ConfigError:
@@ -123,6 +156,14 @@ class Builder:
         if earlier is None:
             self._connections.append(conn)
 
+    def check_connection(self, fields: dict[str, Any], locations: Mapping[str, str]) -> None:
+        """Validate settings meant for a connection defined elsewhere (none here to build)."""
+        probe = {"id": "probe", "user": "probe", "server": "probe.invalid"} | fields
+        try:
+            ConnectionConfig(**probe)
+        except ConfigErrors as exc:
+            self.errors.extend(_relocate(err, locations, "") for err in exc.errors)
+
     def endpoint(
         self, fields: dict[str, Any], locations: Mapping[str, str], prefix: str
     ) -> EndpointConfig | None:
@@ -133,8 +174,20 @@ class Builder:
             self.errors.extend(_relocate(err, locations, prefix) for err in exc.errors)
             return None
 
-    def finish(self, config: EndpointConfig | None, source: str) -> LoadedConfig:
+    def finish(
+        self,
+        config: EndpointConfig | None,
+        source: str,
+        connection_settings: Iterable[Mapping[str, Any]] = (),
+        connection_defaults: Mapping[str, Any] | None = None,
+    ) -> LoadedConfig:
         """Raise :class:`ConfigErrors` listing every problem, or return the loaded result."""
         raise_all(self.errors)
         assert config is not None, "a failed build always records an error"
-        return LoadedConfig(config, tuple(self.warnings), source)
+        return LoadedConfig(
+            config,
+            tuple(self.warnings),
+            source,
+            tuple(connection_settings),
+            connection_defaults or {},
+        )

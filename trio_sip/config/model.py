@@ -83,8 +83,11 @@ def _run_checks(obj: object, checks: Mapping[str, Check]) -> list[ConfigError]:
 
 
 def _upper(value: object) -> Any:
-    """Transport names are case-insensitive: normalise strings, leave the rest to the check."""
-    return value.upper() if isinstance(value, str) else value
+    """Transport names are case-insensitive: normalise them; anything else stays as written,
+    for the check to name it."""
+    if isinstance(value, str) and value.upper() in TRANSPORTS:
+        return value.upper()
+    return value
 
 
 def _transport_check(setting: str, value: Any) -> None:
@@ -259,6 +262,8 @@ _ENDPOINT_CHECKS: dict[str, Check] = {
     "dns_server": optional(_dns_server_check),
     "tls_verify": bool_check,
     "tls_ca_file": optional(text_check(4096)),
+    "tls_cert_file": optional(text_check(4096)),
+    "tls_key_file": optional(text_check(4096)),
     "connections": _each(_instance_check(ConnectionConfig, "a ConnectionConfig")),
 }
 
@@ -283,12 +288,17 @@ class EndpointConfig:
     dns_server: str | None = None
     tls_verify: bool = True
     tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     connections: tuple[ConnectionConfig, ...] = attrs.field(default=(), converter=_to_tuple)
 
     def __attrs_post_init__(self) -> None:
         errors = _run_checks(self, _ENDPOINT_CHECKS)
         if not any(err.setting in ("t1", "t2") for err in errors) and self.t2 < self.t1:
             errors.append(ConfigError("t2", self.t2, f"at least t1 ({self.t1} ms)"))
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            allowed = "unset, or set together with tls_cert_file (the certificate it goes with)"
+            errors.append(ConfigError("tls_key_file", self.tls_key_file, allowed))
         connections: Any = self.connections  # may hold anything until checked
         if isinstance(connections, tuple):
             seen: dict[object, int] = {}

@@ -15,7 +15,8 @@ TOML values are already typed, so they go to the model as they are and the model
 report a wrong type together with the allowed range (``connections[0].reg_interval='60' is not
 allowed: an integer 0..86400 ...``). Errors are named by their TOML path; unknown tables and keys
 become warnings on the :class:`~trio_sip.config.LoadedConfig` (errors with ``strict=True``).
-A relative ``tls_ca_file`` is relative to the file's folder.
+A relative ``tls_ca_file``, ``tls_cert_file`` or ``tls_key_file`` is relative to the file's
+folder.
 """
 
 from __future__ import annotations
@@ -66,10 +67,9 @@ def loads_toml(
         build.error("endpoint", endpoint, "a table of endpoint settings ([endpoint])")
     if "listen" in fields:
         fields["listen"] = _listen(build, fields["listen"])
-    if "tls_ca_file" in fields:
-        fields["tls_ca_file"] = build.existing_file(
-            "endpoint.tls_ca_file", fields["tls_ca_file"], base_dir
-        )
+    for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        if name in fields:
+            fields[name] = build.existing_file(f"endpoint.{name}", fields[name], base_dir)
     # None marks a value already reported above (TOML itself has no null).
     fields = {name: value for name, value in fields.items() if value is not None}
 
