@@ -22,6 +22,9 @@ def _corpus_env() -> dict[str, str]:
     env = {}
     corpus = os.environ.get("TRIO_SIP_CORPUS") or str(ROOT.parent / "shared" / "corpus")
     env["TRIO_SIP_CORPUS"] = corpus
+    env["TRIO_SIP_SEEDS"] = os.environ.get("TRIO_SIP_SEEDS") or str(
+        ROOT.parent / "shared" / "seeds"
+    )
     return env
 
 
