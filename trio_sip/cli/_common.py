@@ -1,24 +1,42 @@
-"""Options every ``trio-sip`` command takes, and the command registry."""
+"""Options the ``trio-sip`` commands share, the configuration they make, and the registry.
+
+The configuration of a command is the ``--config`` file (XML or TOML; its warnings go to
+stderr, one line each) with the command line on top: ``--transaction-timeout-ms``,
+``--dns-server``, ``--tls-ca/--tls-cert/--tls-key`` and ``--listen`` replace the file's
+values, ``--server`` replaces its connections (the file's per-connection settings, such as the
+``reg_interval`` of ``proxy<N>``, still apply to the N-th ``--server``).
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import sys
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import attrs
 
-from ..config import EndpointConfig, load_config
-from ..config._values import is_ip
-from ..dns import DnsError, DnspythonResolver, Resolver
+from ..config import ConnectionConfig, EndpointConfig, LoadedConfig, load_config
+from ..config import tls as config_tls
+from ..dns import DnspythonResolver
 from ..proto.errors import ConfigError
-from ..proto.resolve import UriParts
 from ..proto.timers import TimerConfig
+from ..transports import TransportConfig
+from ._listen import listen_for as listen_for
+from ._listen import parse_listen
 
 COMMANDS: list[ModuleType] = []
 
+#: TLS options -> the EndpointConfig setting each replaces.
+TLS_OPTIONS = {
+    "--tls-ca": "tls_ca_file",
+    "--tls-cert": "tls_cert_file",
+    "--tls-key": "tls_key_file",
+}
 
-def add_common_options(parser: argparse.ArgumentParser) -> None:
+
+def add_common_options(parser: argparse.ArgumentParser, *, tls: bool = True) -> None:
     group = parser.add_argument_group("common options")
     group.add_argument(
         "--transport",
@@ -38,24 +56,114 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         "--dns-server",
         default=None,
         metavar="ADDR[:PORT]",
-        help="use this DNS server instead of the system's",
+        help="use this DNS server instead of the system's (or the config's dns_server)",
     )
     group.add_argument(
         "--config", default=None, metavar="FILE", help="a SipEndpoint.config XML or TOML file"
     )
+    if not tls:
+        parser.set_defaults(tls_ca=None, tls_cert=None, tls_key=None)
+        return
+    group = parser.add_argument_group("TLS (with --transport TLS, a sips: URI or a TLS listener)")
+    group.add_argument(
+        "--tls-ca", default=None, metavar="FILE",
+        help="PEM CA bundle that signs the servers' certificates (default: the system's)",
+    )  # fmt: skip
+    group.add_argument(
+        "--tls-cert", default=None, metavar="FILE",
+        help="our PEM certificate (chain): needed to listen on TLS; shown to servers that ask",
+    )  # fmt: skip
+    group.add_argument(
+        "--tls-key", default=None, metavar="FILE",
+        help="the private key of --tls-cert (default: in the --tls-cert file)",
+    )  # fmt: skip
+
+
+def add_listen_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        metavar="[TRANSPORT:]IP:PORT",
+        help="a local listener, repeatable: UDP:127.0.0.1:5060, TCP:[::1]:5060, TLS:10.0.0.5:5061,"
+        f" or IP:PORT for UDP and TCP on that port (--transport: that one only); {default}",
+    )
+
+
+def add_media_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--media-ports",
+        default=None,
+        metavar="LOW-HIGH",
+        help="RTP ports for the SDP, one per call (RTCP on the next port), e.g. 40000-40999 "
+        "(default: 40000 and up)",
+    )
+
+
+def loaded_config(args: argparse.Namespace) -> LoadedConfig | None:
+    """The ``--config`` file, loaded once per command; its warnings are printed to stderr."""
+    cached: LoadedConfig | None = getattr(args, "_loaded_config", None)
+    if cached is not None or not getattr(args, "config", None):
+        return cached
+    loaded = load_config(args.config)
+    for warning in loaded.warnings:
+        print(f"trio-sip {args.command}: warning: {loaded.source}: {warning}", file=sys.stderr)
+    args._loaded_config = loaded
+    return loaded
+
+
+def _existing(option: str, value: str) -> str:
+    if not Path(value).is_file():
+        raise ConfigError(option, value, "an existing PEM file")
+    return value
 
 
 def endpoint_config(args: argparse.Namespace) -> EndpointConfig:
     """The configuration file (if any), with command-line options on top."""
-    config = load_config(args.config).config if args.config else EndpointConfig()
+    loaded = loaded_config(args)
+    config = loaded.config if loaded is not None else EndpointConfig()
+    changes: dict[str, Any] = {}
     if args.transaction_timeout_ms is not None:
-        config = attrs.evolve(config, sip_transaction_timeout=args.transaction_timeout_ms)
-    return config
+        changes["sip_transaction_timeout"] = args.transaction_timeout_ms
+    if args.dns_server:
+        changes["dns_server"] = args.dns_server
+    for option, setting in TLS_OPTIONS.items():
+        value = getattr(args, option[2:].replace("-", "_"), None)
+        if value is not None:
+            changes[setting] = _existing(option, value)
+    if changes.get("tls_cert_file") and not getattr(args, "tls_key", None):
+        changes["tls_key_file"] = None  # a new certificate: its key is in its file
+    listen = getattr(args, "listen", None)
+    if listen and isinstance(listen, list):
+        default = (args.transport,) if args.transport else ("UDP", "TCP")
+        changes["listen"] = parse_listen(listen, default)
+    if not changes:
+        return config
+    try:
+        return attrs.evolve(config, **changes)
+    except ConfigError as exc:  # named as on the command line
+        errors = getattr(exc, "errors", (exc,))
+        raise ConfigError(_option(errors[0].setting), errors[0].value, errors[0].allowed) from None
+
+
+def _option(setting: str) -> str:
+    names = {v: k for k, v in TLS_OPTIONS.items()}
+    names |= {"sip_transaction_timeout": "--transaction-timeout-ms", "dns_server": "--dns-server"}
+    return names.get(setting, setting)
 
 
 def timer_config(args: argparse.Namespace) -> TimerConfig:
-    config = endpoint_config(args)
-    return config.timer_config()
+    return endpoint_config(args).timer_config()
+
+
+def transport_config(args: argparse.Namespace, config: EndpointConfig) -> TransportConfig:
+    """The SSL contexts of ``config``; an unreadable file names the option that gave it."""
+    try:
+        return config_tls.transport_config(config)
+    except ConfigError as exc:
+        option = _option(exc.setting)
+        given = getattr(args, option[2:].replace("-", "_"), None) if option in TLS_OPTIONS else None
+        raise ConfigError(option if given else exc.setting, exc.value, exc.allowed) from None
 
 
 def positive_float(setting: str, value: str) -> float:
@@ -68,16 +176,13 @@ def positive_float(setting: str, value: str) -> float:
     return number
 
 
-def resolver(args: argparse.Namespace) -> DnspythonResolver:
-    """The DNS resolver: ``--dns-server`` when given, else the system's configuration."""
-    if args.dns_server:
-        return DnspythonResolver.from_address(args.dns_server)
+def resolver(args: argparse.Namespace, config: EndpointConfig | None = None) -> DnspythonResolver:
+    """The DNS resolver: ``--dns-server``, else the configuration's ``dns_server``, else the
+    system's configuration."""
+    server = args.dns_server or (config or endpoint_config(args)).dns_server
+    if server:
+        return DnspythonResolver.from_address(server)
     return DnspythonResolver()
-
-
-def local_host_for(host: str) -> str:
-    """A wildcard bind address of the family ``host`` needs."""
-    return "::" if ":" in host else "0.0.0.0"
 
 
 def add_endpoint_options(parser: argparse.ArgumentParser, *, servers_required: bool) -> None:
@@ -94,56 +199,37 @@ def add_endpoint_options(parser: argparse.ArgumentParser, *, servers_required: b
     parser.add_argument("--password", default=None, help="digest password")
 
 
-def local_address_for(host: str) -> str:
-    """The local IP address that faces ``host`` (no packet is sent), for the Contact."""
-    import socket
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.connect((host, 5060))
-            return str(probe.getsockname()[0])
-    except OSError:
-        return "::1" if family == socket.AF_INET6 else "127.0.0.1"
-
-
 def connections_config(
-    args: argparse.Namespace, *, expires: int | None = None, reg_interval: int = 30
+    args: argparse.Namespace,
+    *,
+    expires: int | None = None,
+    reg_interval: int | None = None,
+    defaults: dict[str, int] | None = None,
 ) -> EndpointConfig:
-    """The endpoint configuration with one connection per ``--server`` (the configuration
-    file's connections when no --server is given)."""
-    from ..config import ConnectionConfig
-
+    """The endpoint configuration with one connection per ``--server`` (else the configuration
+    file's connections). ``expires`` and ``reg_interval`` (given on the command line) win over
+    the file; ``defaults`` fill in for ``--server`` connections what the file does not set."""
     config = endpoint_config(args)
-    if not args.server:
-        return config
-    transport = args.transport or "UDP"
-    extra: dict[str, object] = {} if expires is None else {"expires": expires}
-    connections = [
-        ConnectionConfig(
-            id=server, user=args.user, server=server, transport=transport,
-            reg_interval=reg_interval, password=args.password, **extra,  # type: ignore[arg-type]
-        )
-        for server in dict.fromkeys(args.server)
-    ]  # fmt: skip
+    connections: tuple[ConnectionConfig, ...] = config.connections
+    if args.server:
+        transport = args.transport or "UDP"
+        connections = tuple(
+            ConnectionConfig(
+                id=server, user=args.user, server=server, transport=transport,
+                password=args.password, **(defaults or {}),  # type: ignore[arg-type]
+            )
+            for server in dict.fromkeys(args.server)
+        )  # fmt: skip
+        loaded = loaded_config(args)
+        if loaded is not None:
+            connections = loaded.configure_connections(connections)
+    given = {"expires": expires, "reg_interval": reg_interval}
+    changes: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+    if changes:
+        try:
+            connections = tuple(attrs.evolve(c, **changes) for c in connections)
+        except ConfigError as exc:
+            errors = getattr(exc, "errors", (exc,))
+            option = f"--{errors[0].setting.replace('_', '-')}"
+            raise ConfigError(option, errors[0].value, errors[0].allowed) from None
     return attrs.evolve(config, connections=connections)
-
-
-async def listen_for(
-    config: EndpointConfig, resolver: Resolver
-) -> list[tuple[str, str, int]] | None:
-    """Listeners for the connections: the configured ones, else port 0 on the address facing
-    the first server, for each transport in use. A server name is looked up with ``resolver``
-    (``--dns-server``), as the requests will be: the system resolver may not know it."""
-    if config.listen or not config.connections:
-        return None
-    first = config.connections[0]
-    host = first.server_host
-    if not is_ip(host):
-        scheme = first.server_scheme or "sip"
-        parts = UriParts(scheme, host, first.server_port, first.transport.lower())
-        with contextlib.suppress(DnsError):
-            targets = await resolver.resolve(parts)
-            host = targets[0].host if targets else host
-    local = local_address_for(host)
-    return [(t, local, 0) for t in sorted({c.transport for c in config.connections})]

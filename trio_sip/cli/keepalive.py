@@ -1,4 +1,9 @@
-"""``trio-sip keepalive HOST PORT --period SECONDS [--count N]``: NULL CRLF keep-alives."""
+"""``trio-sip keepalive HOST PORT --period SECONDS [--count N]``: NULL CRLF keep-alives.
+
+From ``--listen`` (``IP:PORT`` or ``UDP:IP:PORT``), else the first UDP listener of ``--config``,
+else any port; ``--period`` defaults to the config's ``keep_alive_period``. A HOST name is
+looked up with ``--dns-server`` (or the config's ``dns_server``) when one is given.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,14 @@ from typing import Any, TextIO
 
 import trio
 
-from ..keepalive import KeepAlives
+from ..config import ListenAddress
+from ..config._values import is_ip
+from ..dns import DnsError, Resolver
+from ..keepalive import HostResolver, KeepAlives, resolve_host
+from ..proto.errors import ConfigError
 from ..transports import open_transport_layer
 from . import _common
+from ._listen import parse_listen
 
 
 def add_parser(sub: Any) -> None:
@@ -20,18 +30,40 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument("host")
     parser.add_argument("port", type=int)
-    parser.add_argument("--period", type=float, required=True, metavar="SECONDS")
+    parser.add_argument(
+        "--period", type=float, default=None, metavar="SECONDS",
+        help="seconds between keep-alives (default: keep_alive_period of --config)",
+    )  # fmt: skip
     parser.add_argument("--count", type=int, default=None, help="stop after N keep-alives")
-    parser.add_argument("--listen", default="0.0.0.0:0", metavar="ADDR:PORT")
-    _common.add_common_options(parser)
+    parser.add_argument(
+        "--listen", default=None, metavar="[UDP:]IP:PORT",
+        help="the local UDP SIP port (default: the config's first UDP listener, else 0.0.0.0:0)",
+    )  # fmt: skip
+    _common.add_common_options(parser, tls=False)
     parser.set_defaults(run=run)
 
 
 async def run(args: argparse.Namespace, out: TextIO) -> int:
-    host, _, port = args.listen.rpartition(":")
+    listen = [args.listen] if args.listen else []
+    args.listen = None  # not for endpoint_config: UDP only, checked here
+    config = _common.endpoint_config(args)
+    if listen:
+        (local_address,) = parse_listen(listen, ("UDP",))
+        if local_address.transport != "UDP":
+            raise ConfigError("--listen", listen[0], "a UDP address: IP:PORT or UDP:IP:PORT")
+    else:
+        udp = [a for a in config.listen if a.transport == "UDP"]
+        local_address = udp[0] if udp else ListenAddress(transport="UDP", host="0.0.0.0", port=0)
+    if args.period is None:
+        if not config.keep_alive_period:
+            raise ConfigError("--period", None, "seconds > 0 (or keep_alive_period in --config)")
+        args.period = float(config.keep_alive_period)
+    resolve: HostResolver = resolve_host
+    if args.dns_server or config.dns_server:
+        resolve = _first_address(_common.resolver(args, config))
     async with open_transport_layer() as layer, trio.open_nursery() as nursery:
-        local = await nursery.start(layer.listen, "UDP", host or "0.0.0.0", int(port or 0))
-        keepalives = KeepAlives(layer, nursery)
+        local = await nursery.start(layer.listen, "UDP", local_address.host, local_address.port)
+        keepalives = KeepAlives(layer, nursery, resolve=resolve)
         await keepalives.send_sip_keepalive(args.host, args.port, True, args.period)
         print(
             f"keep-alive: CRLF from {local[0]}:{local[1]} to {args.host}:{args.port} "
@@ -52,3 +84,15 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
             await trio.sleep(min(args.period / 4, 0.05))
         nursery.cancel_scope.cancel()
     return 0
+
+
+def _first_address(resolver: Resolver) -> HostResolver:
+    async def resolve(host: str) -> str:
+        if is_ip(host):
+            return host
+        addresses = await resolver.addresses(host)
+        if not addresses:
+            raise DnsError(host, "no A or AAAA record")
+        return addresses[0]
+
+    return resolve

@@ -4,6 +4,10 @@ Each OPTIONS is one client transaction sent through the failover client: a host 
 several addresses is tried address by address, and an address that refuses (ICMP port
 unreachable) or times out is blacklisted for the following pings. One line per request: the
 status, the address that answered and the round-trip time.
+
+``--config`` gives the timers (``sip_transaction_timeout``, T1/T2/T4), ``dns_server``, the TLS
+files and ``user_agent``; no listener is opened (the answers come back on the request's own
+socket or connection).
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ def add_parser(sub: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def build_options(uri: SipUri, user: str, seq: int, rng: random.Random) -> Request:
+def build_options(
+    uri: SipUri, user: str, seq: int, rng: random.Random, *, user_agent: str = "trio-sip"
+) -> Request:
     host = uri.host or "invalid"
     return Request(
         "OPTIONS",
@@ -48,7 +54,7 @@ def build_options(uri: SipUri, user: str, seq: int, rng: random.Random) -> Reque
             ("Call-ID", new_call_id(rng, "trio-sip")),
             ("CSeq", f"{seq} OPTIONS"),
             ("Accept", "application/sdp"),
-            ("User-Agent", "trio-sip"),
+            ("User-Agent", user_agent),
         ],
     )
 
@@ -59,13 +65,15 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
         raise ConfigError("uri", args.uri, "a sip: or sips: URI")
     if args.count < 1:
         raise ConfigError("--count", args.count, "an integer of at least 1")
-    timers = _common.timer_config(args)
+    config = _common.endpoint_config(args)
     rng = random.Random()
     failures = 0
-    async with open_stack(timer_config=timers) as stack:
-        client = FailoverClient(stack, resolver=_common.resolver(args), rng=rng)
+    async with open_stack(
+        timer_config=config.timer_config(), transport_config=_common.transport_config(args, config)
+    ) as stack:
+        client = FailoverClient(stack, resolver=_common.resolver(args, config), rng=rng)
         for number in range(1, args.count + 1):
-            request = build_options(uri, args.user, number, rng)
+            request = build_options(uri, args.user, number, rng, user_agent=config.user_agent)
             started = trio.current_time()
             try:
                 # The transport option applies to every address the URI resolves to.

@@ -1,7 +1,12 @@
-"""``trio-sip serve --listen ADDR:PORT``: a UAS that answers every call, for load tests.
+"""``trio-sip serve [--listen [TRANSPORT:]IP:PORT ...]``: a UAS that answers every call, for
+load tests.
 
-Each INVITE gets 180 Ringing and 200 OK with an SDP answer; the ACK and the caller's BYE are
-handled as for any call. One line per call (or, with ``--quiet``, a count every
+It listens on UDP and TCP at 127.0.0.1:5060 by default (RFC 3261 §18: every element does
+both), or on each ``--listen`` (``IP:PORT``: UDP and TCP on that port, or only ``--transport``;
+``TLS:IP:PORT`` needs ``--tls-cert``), or on the ``--config`` file's ``listen``. One line
+``serving on TRANSPORT:IP:PORT`` per listener, first. Each INVITE gets 180 Ringing and 200 OK
+with an SDP answer (an RTP port of ``--media-ports`` per call); the ACK and the caller's BYE
+are handled as for any call. One line per call (or, with ``--quiet``, a count every
 ``--report-every`` seconds); ``--calls N`` exits after N calls have ended.
 """
 
@@ -10,12 +15,13 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
+import attrs
 import trio
 
-from ..config import ListenAddress
 from ..proto.errors import ConfigError
 from ..ua import IncomingCall, open_user_agent
 from . import _common
+from ._listen import check_listeners, parse_listen, parse_media_ports
 from ._view import View
 
 
@@ -23,7 +29,8 @@ def add_parser(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "serve", help="answer every call (a UAS for load tests)", description=__doc__
     )
-    parser.add_argument("--listen", required=True, metavar="ADDR:PORT")
+    _common.add_listen_option(parser, "default: the config's, else 127.0.0.1:5060")
+    _common.add_media_option(parser)
     parser.add_argument("--user", default="serve", help="the user in our Contact")
     parser.add_argument("--calls", type=int, default=None, metavar="N", help="exit after N calls")
     parser.add_argument("--quiet", action="store_true", help="no line per call, counts only")
@@ -33,24 +40,31 @@ def add_parser(sub: Any) -> None:
 
 
 async def run(args: argparse.Namespace, out: TextIO) -> int:
-    transport = args.transport or "UDP"
-    listen = ListenAddress.parse(f"{transport}:{args.listen}")
     if args.calls is not None and args.calls < 1:
         raise ConfigError("--calls", args.calls, "an integer of at least 1")
+    media_ports = parse_media_ports(args.media_ports)
     config = _common.endpoint_config(args)
+    if not config.listen:
+        default = (args.transport,) if args.transport else ("UDP", "TCP")
+        config = attrs.evolve(config, listen=parse_listen(["127.0.0.1:5060"], default))
+    check_listeners(config)  # a TLS listener needs a certificate
     view = View(out)
     counts = {"answered": 0, "ended": 0}
     done = trio.Event()
-    bracket = f"[{listen.host}]" if ":" in listen.host else listen.host
+    first = config.listen[0].host
+    bracket = f"[{first}]" if ":" in first else first
     async with (
         open_user_agent(
-            [(listen.transport, listen.host, listen.port)], aor=f"sip:{args.user}@{bracket}",
-            timer_config=config.timer_config(), incoming_queue=1024,
+            [(a.transport, a.host, a.port) for a in config.listen],
+            aor=f"sip:{args.user}@{bracket}", timer_config=config.timer_config(),
+            incoming_queue=1024, transport_config=_common.transport_config(args, config),
+            user_agent=config.user_agent, media_ports=media_ports,
         ) as ua,
         trio.open_nursery() as nursery,
     ):  # fmt: skip
-        transport_name, (host, port) = ua.stack.listening[0]
-        print(f"serving on {transport_name.lower()}:{host}:{port}", file=out, flush=True)
+        for transport_name, (host, port) in ua.stack.listening:
+            bracket = f"[{host}]" if ":" in host else host
+            print(f"serving on {transport_name.lower()}:{bracket}:{port}", file=out, flush=True)
 
         async def serve_one(incoming: IncomingCall) -> None:
             await incoming.ring()

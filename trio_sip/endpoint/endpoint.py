@@ -33,6 +33,7 @@ import attrs
 import trio
 
 from trio_sip.config import ConnectionConfig, EndpointConfig
+from trio_sip.config.tls import transport_config as tls_transport_config
 from trio_sip.dns import DnspythonResolver, Resolver
 from trio_sip.keepalive import KeepAlives
 from trio_sip.proto.errors import ConfigError, SipError, TransactionError
@@ -357,12 +358,16 @@ async def open_endpoint(
     """A running :class:`Endpoint` for ``config`` (docs/endpoint.md for every argument).
 
     ``listen`` defaults to ``config.listen``, else 127.0.0.1 (any port) for each transport the
-    connections use. Extra keyword arguments go to :func:`~trio_sip.ua.open_user_agent`."""
+    connections use. Extra keyword arguments go to :func:`~trio_sip.ua.open_user_agent`;
+    ``transport_config`` defaults to the configuration's TLS settings
+    (:func:`trio_sip.config.tls.transport_config`)."""
     if not 0 < retry_initial <= retry_max:
         raise ConfigError(
             "retry_initial", retry_initial, f"seconds > 0 and <= retry_max ({retry_max})"
         )
     rng = rng if rng is not None else random.SystemRandom()
+    if "transport_config" not in ua_options:  # the configuration's TLS files (config/tls.py)
+        ua_options["transport_config"] = tls_transport_config(config)
     if resolver is None and config.dns_server is not None:
         resolver = DnspythonResolver.from_address(config.dns_server)
     addresses = list(listen) if listen is not None else _listen_for(config)
