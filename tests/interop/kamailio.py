@@ -4,7 +4,10 @@
 5.6 in the foreground (``-DD -E``: the creator process stays ours, logs go to stderr, which
 ``PeerProcess`` keeps in a log file), with ``children=2`` and a small shared memory. The config:
 
-* listens on UDP and TCP at one loopback address and port;
+* listens on UDP and TCP at one loopback address and port, and with ``tls=(certificate,
+  key)`` on TLS at ``tls_port`` too (module ``tls`` from Debian's ``kamailio-tls-modules``;
+  it does not check client certificates, nor the certificates of our listeners when it
+  connects to them);
 * ``usrloc`` with ``db_mode=0`` (bindings in memory only), ``registrar`` with a low
   ``min_expires`` so that tests can register for 10-20 s;
 * REGISTER is authenticated with ``pv_auth_check`` against a static user table written into
@@ -41,7 +44,7 @@ tcp_children=2
 auto_aliases=no
 listen=udp:{host}:{port}
 listen=tcp:{host}:{port}
-alias="{realm}"
+{tls_listen}alias="{realm}"
 dns=no
 rev_dns=no
 use_dns_cache=off
@@ -61,7 +64,7 @@ loadmodule "usrloc.so"
 loadmodule "registrar.so"
 loadmodule "auth.so"
 loadmodule "ctl.so"
-
+{tls_module}
 modparam("ctl", "binrpc", "unix:{socket}")
 modparam("usrloc", "db_mode", 0)
 modparam("registrar", "min_expires", 5)
@@ -144,6 +147,20 @@ class Binding:
     callid: str
 
 
+_TLS_CONFIG = """[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+certificate = {certificate}
+private_key = {key}
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+"""
+
+
 @attrs.define
 class Kamailio:
     host: str
@@ -151,6 +168,7 @@ class Kamailio:
     workdir: Path
     socket_path: Path
     process: PeerProcess
+    tls_port: int | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -214,13 +232,27 @@ def running_kamailio(
     *,
     host: str = "127.0.0.1",
     port: int | None = None,
+    tls: tuple[Path, Path] | None = None,
+    tls_port: int | None = None,
 ) -> Iterator[Kamailio]:
-    """Start Kamailio with ``users`` ({name: password}); yield it; stop it by its PID."""
+    """Start Kamailio with ``users`` ({name: password}); yield it; stop it by its PID.
+
+    ``tls``: (certificate, private key) PEM files to listen on TLS at ``tls_port`` too."""
     binary = ensure_debian_packages("kamailio")["kamailio"]
     ensure_debian_packages("kamailio", binaries={"kamailio": "kamcmd"})
     assert_loopback(host)
     port = port or free_port(host)
     workdir.mkdir(parents=True, exist_ok=True)
+    tls_listen = tls_module = ""
+    if tls is not None:
+        ensure_debian_packages("kamailio-tls-modules")
+        tls_port = tls_port or free_port(host, udp=False)
+        tls_cfg = workdir / "tls.cfg"
+        tls_cfg.write_text(_TLS_CONFIG.format(certificate=tls[0], key=tls[1]))
+        tls_listen = f"listen=tls:{host}:{tls_port}\nenable_tls=yes\n"
+        tls_module = f'loadmodule "tls.so"\nmodparam("tls", "config", "{tls_cfg}")\n'
+    else:
+        tls_port = None
     socket_path = workdir / "kamailio_ctl.sock"
     lines = [f'    if ($tU == "{user}") {{ $var(pw) = "{pw}"; }}' for user, pw in users.items()]
     mpath = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
@@ -233,6 +265,8 @@ def running_kamailio(
         mpath=mpath,
         socket=socket_path,
         users="\n".join(lines),
+        tls_listen=tls_listen,
+        tls_module=tls_module,
     )
     cfg = workdir / "kamailio.cfg"
     cfg.write_text(config)
@@ -241,6 +275,6 @@ def running_kamailio(
     process = PeerProcess("kamailio", argv, workdir=workdir).start()
     try:
         process.wait_ready(lambda: options_ok(host, port), timeout=20)
-        yield Kamailio(host, port, workdir, socket_path, process)
+        yield Kamailio(host, port, workdir, socket_path, process, tls_port)
     finally:
         process.stop()

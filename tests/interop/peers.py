@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import ipaddress
 import os
 import shutil
@@ -37,6 +38,8 @@ PACKAGE_BINARIES = {
     "kamailio": "kamailio",
     "baresip": "baresip",
     "nftables": "nft",
+    # not a binary: a path (glob) to check instead
+    "kamailio-tls-modules": "/usr/lib/*/kamailio/modules/tls.so",
 }
 
 _SEARCH_PATH = os.pathsep.join(
@@ -46,7 +49,10 @@ _apt_updated = False
 
 
 def find_binary(name: str) -> str | None:
-    """The full path of ``name``, looking in the sbin directories too (dnsmasq, nft live there)."""
+    """The full path of ``name``, looking in the sbin directories too (dnsmasq, nft live there);
+    a ``name`` with a ``/`` is a path, maybe a glob (a module file such as Kamailio's tls.so)."""
+    if "/" in name:
+        return next(iter(sorted(glob.glob(name))), None)
     return shutil.which(name, path=_SEARCH_PATH)
 
 
