@@ -81,6 +81,7 @@ from .proxy import ProxyIdentity as ProxyIdentity
 from .proxy import ResponseContext as ResponseContext
 from .proxy import forward_request as forward_request
 from .proxy import validate_request as validate_request
+from .rate import RateLimiter as RateLimiter
 from .registration import Registration as Registration
 from .registration import RegistrationState as RegistrationState
 from .registration import RequestFailed as RequestFailed
@@ -147,6 +148,7 @@ __all__ = [
     "ResponseContext",
     "forward_request",
     "validate_request",
+    "RateLimiter",
     "Binding",
     "LocationService",
     "Dialog",

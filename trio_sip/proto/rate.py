@@ -1,0 +1,148 @@
+"""Per-source rate limits: a bounded table of token buckets (issue #10).
+
+Theory of operation
+-------------------
+Each source (an IP address, or any hashable key the caller picks) has a token bucket: it holds
+at most ``burst`` tokens, refills at ``rate`` tokens per second, and each event the caller
+counts takes one. :meth:`RateLimiter.take` answers whether the source may go on (a token was
+there) or is over its rate. A source that was refused takes nothing: a flooding source is
+admitted again as soon as its bucket refills, at ``rate`` per second, whatever it sends.
+
+The table is pure (no clock: every call takes ``now``, any monotonic clock in seconds; no I/O)
+and bounded: at most ``max_sources`` buckets are kept, and when a new source arrives in a full
+table the least recently seen one is forgotten. Forgetting a source only forgives it (it comes
+back with a full bucket), so memory stays bounded under a spoofed-source flood while the sources
+that keep sending stay tracked. A bucket that has refilled is the same as no bucket at all, so
+forgetting an idle source changes nothing.
+
+Users: the stack's admission check (``Limits.request_rate`` / ``request_burst``: new requests
+per source, 503 with Retry-After above it) and the proxy's failed-authentication limit
+(``Limits.failed_auth_rate`` / ``failed_auth_burst``: take a token per failure, and refuse the
+source's requests while :meth:`RateLimiter.exhausted` says so). Both are made from
+:class:`~trio_sip.proto.limits.Limits` with :meth:`RateLimiter.for_requests` and
+:meth:`RateLimiter.for_failed_auth`, which return ``None`` when the limit is off.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+
+import attrs
+
+from .errors import ConfigError
+from .limits import Limits
+
+__all__ = ["RateLimiter", "RateStatistics"]
+
+
+@attrs.frozen(slots=True)
+class RateStatistics:
+    """What a :class:`RateLimiter` has seen (``RateLimiter.statistics()``)."""
+
+    #: Sources tracked now (at most ``max_sources``).
+    sources: int
+    #: Events admitted (a token was taken) and refused (the bucket was empty).
+    allowed: int
+    refused: int
+    #: Sources forgotten to make room for a new one (the least recently seen).
+    evicted: int
+
+
+class RateLimiter:
+    """Token buckets per source, at most ``max_sources`` of them (see the module comment).
+
+    ``rate`` tokens per second, ``burst`` tokens at most (a new source starts full).
+    """
+
+    __slots__ = ("_allowed", "_buckets", "_evicted", "_refused", "burst", "max_sources", "rate")
+
+    def __init__(self, rate: float, burst: float, max_sources: int = 65_536) -> None:
+        if not (isinstance(rate, int | float) and math.isfinite(rate) and rate > 0):
+            raise ConfigError("rate", rate, "a rate per second > 0")
+        if not (isinstance(burst, int | float) and math.isfinite(burst) and burst >= 1):
+            raise ConfigError("burst", burst, "a number of tokens >= 1")
+        if isinstance(max_sources, bool) or not isinstance(max_sources, int) or max_sources < 1:
+            raise ConfigError("max_sources", max_sources, "an integer >= 1")
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.max_sources = max_sources
+        # source -> (tokens, time of that count); dict order is the recency order (a source
+        # seen is moved to the end), so the first key is the least recently seen.
+        self._buckets: dict[Hashable, tuple[float, float]] = {}
+        self._allowed = 0
+        self._refused = 0
+        self._evicted = 0
+
+    @classmethod
+    def for_requests(cls, limits: Limits) -> RateLimiter | None:
+        """New requests per source (``request_rate``, ``request_burst``); None when off."""
+        if limits.request_rate is None:
+            return None
+        return cls(limits.request_rate, limits.request_burst, limits.max_tracked_sources)
+
+    @classmethod
+    def for_failed_auth(cls, limits: Limits) -> RateLimiter | None:
+        """Failed authentications per source (``failed_auth_rate``, ``failed_auth_burst``);
+        None when off."""
+        if limits.failed_auth_rate is None:
+            return None
+        return cls(limits.failed_auth_rate, limits.failed_auth_burst, limits.max_tracked_sources)
+
+    def _tokens(self, entry: tuple[float, float] | None, now: float) -> float:
+        if entry is None:
+            return self.burst
+        tokens, then = entry
+        if now > then:
+            tokens = min(self.burst, tokens + (now - then) * self.rate)
+        return tokens
+
+    def take(self, source: Hashable, now: float, cost: float = 1.0) -> bool:
+        """Count one event of ``source`` at ``now``: True (admitted, ``cost`` tokens taken)
+        or False (over the rate; nothing taken)."""
+        buckets = self._buckets
+        entry = buckets.pop(source, None)
+        tokens = self._tokens(entry, now)
+        ok = tokens >= cost
+        if ok:
+            tokens -= cost
+            self._allowed += 1
+        else:
+            self._refused += 1
+        if entry is None and len(buckets) >= self.max_sources:
+            del buckets[next(iter(buckets))]
+            self._evicted += 1
+        # A clock that went back (another source of ``now``) refills nothing later either.
+        buckets[source] = (tokens, now if entry is None or now > entry[1] else entry[1])
+        return ok
+
+    def exhausted(self, source: Hashable, now: float, cost: float = 1.0) -> bool:
+        """Whether ``take(source, now, cost)`` would refuse now (nothing is taken or moved)."""
+        return self._tokens(self._buckets.get(source), now) < cost
+
+    def retry_after(self, source: Hashable, now: float, cost: float = 1.0) -> float:
+        """Seconds from ``now`` until ``source`` has ``cost`` tokens again (0: it has now)."""
+        missing = cost - self._tokens(self._buckets.get(source), now)
+        return max(0.0, missing / self.rate)
+
+    def forget(self, source: Hashable) -> None:
+        """Drop the bucket of ``source`` (it starts full next time)."""
+        self._buckets.pop(source, None)
+
+    def clear(self) -> None:
+        self._buckets.clear()
+
+    def statistics(self) -> RateStatistics:
+        return RateStatistics(len(self._buckets), self._allowed, self._refused, self._evicted)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def __contains__(self, source: Hashable) -> bool:
+        return source in self._buckets
+
+    def __repr__(self) -> str:
+        return (
+            f"<RateLimiter {self.rate:g}/s burst {self.burst:g}: "
+            f"{len(self._buckets)}/{self.max_sources} sources>"
+        )
