@@ -49,6 +49,7 @@ from .auth_digest import check_nonce as check_nonce
 from .auth_digest import choose_qop as choose_qop
 from .auth_digest import make_credentials as make_credentials
 from .auth_digest import make_nonce as make_nonce
+from .auth_digest import nonce_issued as nonce_issued
 from .auth_digest import verify as verify
 from .auth_values import AuthenticationFailed as AuthenticationFailed
 from .auth_values import AuthParam as AuthParam
@@ -71,6 +72,7 @@ __all__ = [
     "choose_qop",
     "make_credentials",
     "make_nonce",
+    "nonce_issued",
     "parse_challenge",
     "parse_credentials",
     "verify",

@@ -28,6 +28,7 @@ __all__ = [
     "choose_qop",
     "make_credentials",
     "make_nonce",
+    "nonce_issued",
     "verify",
 ]
 
@@ -196,17 +197,27 @@ def make_nonce(secret: bytes, now: float, rng: random.Random) -> str:
     return base64.urlsafe_b64encode(payload + mac).decode("ascii").rstrip("=")
 
 
+def nonce_issued(secret: bytes, nonce: str) -> int | None:
+    """The issue time (whole seconds) sealed in ``nonce`` if we made it with ``secret``, else
+    None (not ours, or not a nonce at all)."""
+    if len(nonce) != 43:  # 32 bytes of base64url without padding
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(nonce + "=")
+    except (ValueError, TypeError):
+        return None
+    if len(raw) != 32:
+        return None
+    payload, mac = raw[:16], raw[16:]
+    if not hmac.compare_digest(mac, hmac.new(secret, payload, "sha256").digest()[:16]):
+        return None
+    return int.from_bytes(payload[:8], "big", signed=True)
+
+
 def check_nonce(secret: bytes, nonce: str, now: float, *, lifetime: float = 300.0) -> NonceStatus:
     """VALID if we issued ``nonce`` less than ``lifetime`` seconds ago; STALE if we issued it
     earlier (challenge again with ``stale=true``); INVALID otherwise."""
-    try:
-        raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
-    except (ValueError, TypeError):
+    issued = nonce_issued(secret, nonce)
+    if issued is None:
         return NonceStatus.INVALID
-    if len(raw) != 32:
-        return NonceStatus.INVALID
-    payload, mac = raw[:16], raw[16:]
-    if not hmac.compare_digest(mac, hmac.new(secret, payload, "sha256").digest()[:16]):
-        return NonceStatus.INVALID
-    issued = int.from_bytes(payload[:8], "big", signed=True)
     return NonceStatus.VALID if 0 <= now - issued < lifetime else NonceStatus.STALE

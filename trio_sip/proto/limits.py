@@ -120,6 +120,10 @@ class Limits:
     max_bindings: int = attrs.field(default=100_000, validator=_int_range(1, _BIG))
     #: Seconds a request's answer is put off by Retry-After when we are overloaded.
     retry_after: int = attrs.field(default=5, validator=_int_range(1, 3600))
+    #: Nonces whose highest nonce-count a digest server (registrar, proxy) remembers to refuse
+    #: replays: above it the earliest used is forgotten, and credentials with a nonce issued
+    #: that early get a new challenge with ``stale=true`` (RFC 7616 §3.3).
+    max_auth_nonces: int = attrs.field(default=65_536, validator=_int_range(16, _BIG))
 
     # -- connections (transport layer) -----------------------------------------------------
     #: Accepted TCP/TLS connections at once: new ones are closed at once above it.
