@@ -244,8 +244,10 @@ async def test_register_and_call_through_a_site_with_failover() -> None:
         served = await trio.to_thread.run_sync(_serve, serve_port, 1)
         try:
             out = io.StringIO()
+            # The site challenges the INVITE (407, docs/proxy.md): the password answers it.
             argv = ["call", "sip:bob@geo.example", "--server", dead, "--server", server,
-                    "--user", "alice@geo.example", "--hangup-after", "0.1"]  # fmt: skip
+                    "--user", "alice@geo.example", "--password", "secret",
+                    "--hangup-after", "0.1"]  # fmt: skip
             with trio.fail_after(20):
                 status = await trio.to_thread.run_sync(main, argv, out)
             text = out.getvalue()

@@ -187,7 +187,8 @@ def _lookup(aor: str) -> list[str] | None:
         ("sip:bob@other.org", [], ["sip:bob@other.org"]),  # not our domain: the R-URI
         ("sip:bob@example.com;maddr=10.9.9.9", [], ["sip:bob@example.com;maddr=10.9.9.9"]),
         ("sip:bob@example.com", ["<sip:p2.example.org;lr>"], ["sip:bob@example.com"]),
-        ("sip:nobody@example.com", [], 404),
+        # Never registered or no longer registered: the same 480 (§16.5), no enumeration.
+        ("sip:nobody@example.com", [], 480),
         ("sip:gone@example.com", [], 480),
     ],
 )
@@ -429,7 +430,10 @@ def test_register_rules() -> None:
     assert contacts_of(out) == ["<sip:bob@10.0.0.21>;expires=100;q=0.5"]
     # The rest expires on its own.
     assert [b.contact for b in loc.lookup(AOR, 119.0)] == ["sip:bob@10.0.0.21"]
-    assert loc.lookup(AOR, 120.0) == [] and loc.known(AOR) and not loc.known("sip:x@y")
+    assert loc.known(AOR) and not loc.known("sip:x@y")
+    # Nothing is kept of an AOR whose last binding expired (nor who it was: no enumeration).
+    assert loc.lookup(AOR, 120.0) == [] and not loc.known(AOR)
+    assert loc.aors(120.0) == [] and loc.count(120.0) == 0
 
 
 def test_register_wildcard() -> None:

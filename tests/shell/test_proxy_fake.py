@@ -122,13 +122,16 @@ async def test_call_through_stateful_proxy(autojump_clock: trio.testing.MockCloc
             ok = tx.final_response
         assert statuses == [100, 180, 200]
         assert ok is not None
-        assert ok.headers.get_list("Record-Route") == [f"<sip:{PROXY}:5060;lr>"]
+        # Our Record-Route carries the dialog's token (HMAC of Call-ID and From tag).
+        rr = proxy.record_route_value(inv)
+        assert rr is not None and rr.startswith(f"<sip:{PROXY}:5060;lr;dlg=")
+        assert ok.headers.get_list("Record-Route") == [rr]
         assert len(ok.vias) == 1  # the proxy removed its own
         # What Bob got: our Request-URI, Max-Forwards decremented, Record-Route, two Vias.
         got = callee.requests("INVITE")[0]
         assert got.uri_text == f"sip:bob@{BOB}:5060"
         assert got.headers["Max-Forwards"] == "69"
-        assert got.headers["Record-Route"] == f"<sip:{PROXY}:5060;lr>"
+        assert got.headers["Record-Route"] == rr
         assert [v.host for v in got.vias] == [PROXY, ALICE]
         branch = got.vias[0].branch
         assert branch is not None and branch.startswith("z9hG4bK") and "." in branch
@@ -221,7 +224,7 @@ async def test_unmatched_cancel_is_forwarded_statelessly(
         answer = await alice.request(cancel, TO_PROXY, new_via=False)
         (forwarded,) = _sent(net, PROXY, BOB, "CANCEL")
         (received,) = _sent(net, ALICE, PROXY, "CANCEL")
-        assert forwarded.vias[0].branch == stateless_branch(received)
+        assert forwarded.vias[0].branch == stateless_branch(received, secret=proxy.branch_secret)
         assert [v.host for v in forwarded.vias] == [PROXY, ALICE]
         # Bob's stack has no such INVITE either: its 481 comes back through the proxy.
         assert answer.status_code == 481
@@ -239,14 +242,16 @@ async def test_unknown_and_expired_users(autojump_clock: trio.testing.MockClock)
         phone_stack(net, Phone(BOB)) as bob,
         phone_stack(net, Phone(ALICE)) as alice,
     ):
-        _, final = await invite(alice, f"sip:nobody@{DOMAIN}")
-        assert final.status_code == 404
+        _, nobody = await invite(alice, f"sip:nobody@{DOMAIN}")
+        assert nobody.status_code == 480  # §16.5: an empty target set "SHOULD be ... 480"
         await bob.request(register("bob", BOB, expires=60), TO_PROXY)
         _, final = await invite(alice, f"sip:bob@{DOMAIN}")
         assert final.status_code == 200
         await trio.sleep(61)  # the binding expired
         _, final = await invite(alice, f"sip:bob@{DOMAIN}")
-        assert final.status_code == 480
+        # The same answer as for a user that never registered: no enumeration.
+        assert (final.status_code, final.reason) == (nobody.status_code, nobody.reason)
+        assert [n for n, _ in final.headers] == [n for n, _ in nobody.headers]
 
 
 async def test_max_forwards_and_loop(autojump_clock: trio.testing.MockClock) -> None:
@@ -261,8 +266,9 @@ async def test_max_forwards_and_loop(autojump_clock: trio.testing.MockClock) -> 
         answered = await alice.request(options, TO_PROXY)
         assert answered.status_code == 200 and "INVITE" in answered.headers["Allow"]
         statuses, final = await invite(alice, f"sip:loop@{DOMAIN}")
-        assert final.status_code == 482
-        assert statuses[0] == 100
+        # The only target is the proxy itself: 482 at once, without sending it to itself.
+        assert statuses == [482]
+        assert not _sent(net, PROXY, PROXY, "INVITE")
 
 
 async def test_forked_invite_best_response(autojump_clock: trio.testing.MockClock) -> None:

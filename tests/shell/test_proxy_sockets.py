@@ -38,7 +38,8 @@ async def test_call_through_the_proxy_over_udp() -> None:
                 answer = tx.final_response
             assert statuses[-2:] == [180, 200] and answer is not None
             host, pport = proxy.address
-            assert answer.headers["Record-Route"] == f"<sip:{host}:{pport};lr>"
+            assert answer.headers["Record-Route"] == proxy.record_route_value(invite)
+            assert answer.headers["Record-Route"].startswith(f"<sip:{host}:{pport};lr;dlg=")
             await alice.send_stateless(in_dialog("ACK", invite, answer, 1), to_proxy)
             bye = await alice.request(in_dialog("BYE", invite, answer, 2), to_proxy)
             assert bye.status_code == 200

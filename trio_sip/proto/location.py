@@ -27,15 +27,31 @@
 #     (a stateless site sees them all) and is applied again rather than refused.
 # The 200 carries "Contact header field values enumerating all current bindings", each with
 # ``expires`` = the seconds left.
+#
+# Bounds (``Limits``, docs/security.md): an AOR holds at most ``max_bindings_per_aor`` dynamic
+# bindings and the service ``max_bindings`` in all. Neither RFC 3261 §10.3 nor RFC 5626 names a
+# status for "too many contacts"; a REGISTER that would go over the per-AOR bound is refused
+# with 403 (§21.4.4: "The server understood the request, but is refusing to fulfill it.
+# Authorization will not help, and the request SHOULD NOT be repeated": it is policy, and
+# repeating it changes nothing), and one that would go over the total with 503 and Retry-After
+# (§21.5.4: "temporarily unable to process the request due to a temporary overloading"; the
+# room comes back as other bindings expire). Either way nothing is committed, refreshes and
+# removals still work, and the 200 lists at most ``max_bindings_per_aor`` contacts, so it fits
+# in a datagram. Expired bindings are pruned eagerly: a heap of expiry times is popped on
+# every read and write (amortised O(log n)), and an AOR whose last binding expires or is
+# removed is dropped, so the table holds only what is current.
 """LocationService (bindings per address-of-record) and REGISTER processing."""
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections.abc import Iterable
 
 import attrs
 
 from .errors import ParseError
+from .limits import DEFAULT_LIMITS, Limits
 from .message import Request
 from .uri import NameAddress, SipUri, Uri, parse_uri, unescape
 
@@ -86,7 +102,8 @@ class Binding:
 
     def remaining(self, now: float) -> int:
         """Whole seconds left (rounded up), for the 200's ``expires`` parameter."""
-        return max(0, math.ceil(self.expires_at - now))
+        # Rounding noise of ``now + interval - now`` must not turn 3600 into 3601.
+        return max(0, math.ceil(round(self.expires_at - now, 6)))
 
 
 @attrs.frozen(slots=True)
@@ -99,7 +116,7 @@ class RegisterOutcome:
 
 
 class LocationService:
-    """Bindings per AOR, in memory (see the module comment)."""
+    """Bindings per AOR, in memory, bounded by ``limits`` (see the module comment)."""
 
     def __init__(
         self,
@@ -107,50 +124,72 @@ class LocationService:
         default_expires: int = DEFAULT_EXPIRES,
         min_expires: int = 60,
         max_expires: int = 86400,
+        limits: Limits | None = None,
     ) -> None:
         self.default_expires = default_expires
         self.min_expires = min_expires
         self.max_expires = max_expires
+        #: ``max_bindings_per_aor`` and ``max_bindings`` apply (``open_proxy(limits=...)`` sets it).
+        self.limits = limits or DEFAULT_LIMITS
         self._bindings: dict[str, dict[str, Binding]] = {}
-        self._known: set[str] = set()
+        self._total = 0  # bindings held, static ones included
+        self._dynamic = 0  # bindings that expire
+        # (expires_at, aor, key) for every dynamic binding written; entries of bindings since
+        # refreshed or removed are skipped when popped (and dropped when the heap is rebuilt).
+        self._expiry: list[tuple[float, str, str]] = []
 
     # -- reading ---------------------------------------------------------------------------
 
     def lookup(self, aor: str, now: float) -> list[Binding]:
         """The current bindings of ``aor``, highest ``q`` first (no q counts as 1.0)."""
-        current = self._current(aor, now)
+        self._prune(now)
+        current = self._bindings.get(aor, {})
         return sorted(current.values(), key=lambda b: -(b.q if b.q is not None else 1.0))
 
     def known(self, aor: str) -> bool:
-        """True if ``aor`` ever had a binding (to tell 480 from 404)."""
-        return aor in self._known
+        """True if ``aor`` has bindings (a static one, or dynamic ones not yet pruned). Nothing
+        is remembered about AORs whose bindings are gone: telling "never registered" from
+        "registered before" would let anyone enumerate users."""
+        return aor in self._bindings
 
     def aors(self, now: float) -> list[str]:
-        return sorted(a for a in list(self._bindings) if self._current(a, now))
+        self._prune(now)
+        return sorted(self._bindings)
 
     def count(self, now: float) -> int:
-        """How many bindings are current."""
-        return sum(len(self._current(a, now)) for a in list(self._bindings))
+        """How many bindings are current (static ones included)."""
+        self._prune(now)
+        return self._total
 
     def next_expiry(self) -> float | None:
         """The earliest expiry of a non-static binding, or None."""
-        times = [b.expires_at for m in self._bindings.values() for b in m.values() if not b.static]
-        return min(times, default=None)
+        heap = self._expiry
+        while heap and not self._live(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     # -- writing ---------------------------------------------------------------------------
 
     def add_static(self, aor: str, contact: str, *, q: float | None = None) -> None:
         """A binding that never expires (a peer at a fixed address)."""
         parse_uri(contact)
-        self._known.add(aor)
         binding = Binding(aor, contact, math.inf, q=q)
-        self._bindings.setdefault(aor, {})[contact_key(binding.uri)] = binding
+        bindings = self._bindings.setdefault(aor, {})
+        key = contact_key(binding.uri)
+        old = bindings.get(key)
+        if old is not None:
+            self._account(old, -1)
+        bindings[key] = binding
+        self._account(binding, +1)
 
     def remove(self, aor: str) -> None:
-        self._bindings.pop(aor, None)
+        for binding in self._bindings.pop(aor, {}).values():
+            self._account(binding, -1)
 
     def clear(self) -> None:
         self._bindings.clear()
+        self._expiry.clear()
+        self._total = self._dynamic = 0
 
     def register(self, request: Request, aor: str, now: float) -> RegisterOutcome:
         """Apply a REGISTER for ``aor`` (§10.3 steps 6-8); see the module comment."""
@@ -164,7 +203,8 @@ class LocationService:
         call_id, cseq = request.call_id, request.cseq.seq
         branch = request.vias[0].branch if request.vias else None
         header_expires = request.expires
-        current = self._current(aor, now)
+        self._prune(now)
+        current = self._bindings.get(aor, {})
         updated = dict(current)
         if any(c.is_wildcard for c in contacts):
             # §10.2.2 / §10.3 step 6: "*" only with Expires: 0 and as the only Contact.
@@ -176,7 +216,9 @@ class LocationService:
                 if not _may_change(binding, call_id, cseq, branch):
                     return _out_of_order()
                 del updated[key]
-            return self._commit(aor, updated, now)
+            return self._commit(aor, current, updated, now)
+        if len(contacts) > self.limits.max_bindings_per_aor:
+            return self._too_many()  # before parsing each of thousands of contacts
         for contact in contacts:
             interval = _interval(contact, header_expires, self.default_expires)
             if 0 < interval < self.min_expires:
@@ -196,14 +238,38 @@ class LocationService:
                     del updated[key]
                 continue
             updated[key] = Binding(aor, str(uri), now + interval, call_id, cseq, branch, contact.q)
-        return self._commit(aor, updated, now)
+        before, after = _dynamic(current.values()), _dynamic(updated.values())
+        if after > before:  # shrinking or refreshing is always allowed
+            if after > self.limits.max_bindings_per_aor:
+                return self._too_many()
+            if self._dynamic - before + after > self.limits.max_bindings:
+                retry = str(self.limits.retry_after)
+                return RegisterOutcome(
+                    503, (("Retry-After", retry),), "Service Unavailable (registrar full)"
+                )
+        return self._commit(aor, current, updated, now)
 
-    def _commit(self, aor: str, bindings: dict[str, Binding], now: float) -> RegisterOutcome:
-        if bindings:
-            self._bindings[aor] = bindings
-            self._known.add(aor)
+    def _too_many(self) -> RegisterOutcome:
+        limit = self.limits.max_bindings_per_aor
+        return RegisterOutcome(403, reason=f"Forbidden (more than {limit} bindings)")
+
+    def _commit(
+        self, aor: str, current: dict[str, Binding], updated: dict[str, Binding], now: float
+    ) -> RegisterOutcome:
+        for binding in current.values():
+            self._account(binding, -1)
+        for binding in updated.values():
+            self._account(binding, +1)
+        if updated:
+            self._bindings[aor] = updated
         else:
             self._bindings.pop(aor, None)
+        for key, binding in updated.items():
+            if not binding.static and current.get(key) is not binding:
+                heapq.heappush(self._expiry, (binding.expires_at, aor, key))
+        if len(self._expiry) > 2 * self._dynamic + 1024:
+            self._expiry = [e for e in self._expiry if self._live(e)]
+            heapq.heapify(self._expiry)
         listed = []
         for b in self.lookup(aor, now):
             if b.static:
@@ -212,16 +278,32 @@ class LocationService:
             listed.append(("Contact", f"<{b.contact}>;expires={b.remaining(now)}{q}"))
         return RegisterOutcome(200, tuple(listed))
 
-    def _current(self, aor: str, now: float) -> dict[str, Binding]:
-        bindings = self._bindings.get(aor)
-        if not bindings:
-            return {}
-        expired = [k for k, b in bindings.items() if b.expires_at <= now]
-        for key in expired:
-            del bindings[key]
-        if not bindings:
-            del self._bindings[aor]
-        return bindings
+    def _account(self, binding: Binding, sign: int) -> None:
+        self._total += sign
+        if not binding.static:
+            self._dynamic += sign
+
+    def _live(self, entry: tuple[float, str, str]) -> bool:
+        expires_at, aor, key = entry
+        binding = self._bindings.get(aor, {}).get(key)
+        return binding is not None and binding.expires_at == expires_at
+
+    def _prune(self, now: float) -> None:
+        """Drop every binding that has expired, and AORs left without one."""
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if not self._live(entry):
+                continue
+            _, aor, key = entry
+            bindings = self._bindings[aor]
+            self._account(bindings.pop(key), -1)
+            if not bindings:
+                del self._bindings[aor]
+
+
+def _dynamic(bindings: Iterable[Binding]) -> int:
+    return sum(1 for b in bindings if not b.static)
 
 
 def _interval(contact: NameAddress, header_expires: int | None, default: int) -> int:

@@ -22,17 +22,23 @@
 # * preprocess_routes (§16.4): a Request-URI we put in a Record-Route (a strict router sent it)
 #   is replaced by the last Route value; a maddr naming us is stripped with the port and
 #   transport; "If the first value in the Route header field indicates this proxy, the proxy
-#   MUST remove that value from the request."
+#   MUST remove that value from the request": every leading value naming us goes in one pass
+#   (a Route set pointing back at us costs one pass, not one hop per value). ``own_route``
+#   is the value that named us, whose ``dlg`` token ties an in-dialog request to a dialog we
+#   record-routed (``route_token_ok``).
 # * determine_targets (§16.5): an maddr, or a domain we are not responsible for, makes the
 #   Request-URI the only target; otherwise the location service's contacts are the targets;
-#   none: 404 for an unknown address-of-record, 480 for a known one with no current binding.
+#   none: 480 ("SHOULD be the 480"), whether or not the address-of-record ever registered (a
+#   404 for the never-registered would let anyone enumerate users).
 # * forward_request (§16.6 steps 1-7): copy, Request-URI = target, Max-Forwards decremented
 #   (70 when absent), Record-Route ``<sip:us;lr>`` for dialog-creating requests, the strict-route
 #   fix-up (first Route without ``lr``: "place the Request-URI into the Route header field as
 #   the last value ... place the first Route header field value into the Request-URI"), and the
 #   next-hop URI (step 7: the first Route, else the Request-URI). The shell adds the Via (step 8)
 #   with ``proxy_branch`` (stateful: random unique part) or ``stateless_branch`` (§16.11: "the
-#   branch ... must be the same for retransmissions": derived from the received top Via).
+#   branch ... must be the same for retransmissions": derived from the received top Via);
+#   given the site's secret, both end the unique part with a MAC over the received top Via,
+#   and ``branch_belongs`` checks it on a response before it is forwarded upstream.
 # * ResponseContext (§16.7): strips our Via, forwards provisionals other than 100 and every 2xx
 #   to an INVITE at once; when every branch has a final response it picks the best: "MUST
 #   choose from the 6xx class responses if any exist ... SHOULD choose from the lowest response
@@ -53,9 +59,12 @@ from __future__ import annotations
 
 from .proxy_forward import DIALOG_CREATING as DIALOG_CREATING
 from .proxy_forward import Forwarded as Forwarded
+from .proxy_forward import branch_belongs as branch_belongs
 from .proxy_forward import forward_request as forward_request
 from .proxy_forward import proxy_branch as proxy_branch
 from .proxy_forward import record_route_value as record_route_value
+from .proxy_forward import route_token as route_token
+from .proxy_forward import route_token_ok as route_token_ok
 from .proxy_forward import stateless_branch as stateless_branch
 from .proxy_request import Lookup as Lookup
 from .proxy_request import ProxyIdentity as ProxyIdentity
@@ -65,6 +74,7 @@ from .proxy_request import find_loop as find_loop
 from .proxy_request import is_own_uri as is_own_uri
 from .proxy_request import is_own_via as is_own_via
 from .proxy_request import loop_hash as loop_hash
+from .proxy_request import own_route as own_route
 from .proxy_request import preprocess_routes as preprocess_routes
 from .proxy_request import validate_request as validate_request
 from .proxy_response import Cancel as Cancel
@@ -81,15 +91,19 @@ __all__ = [
     "ProxyIdentity",
     "Respond",
     "ResponseContext",
+    "branch_belongs",
     "determine_targets",
     "find_loop",
     "forward_request",
     "is_own_uri",
     "is_own_via",
     "loop_hash",
+    "own_route",
     "preprocess_routes",
     "proxy_branch",
     "record_route_value",
+    "route_token",
+    "route_token_ok",
     "stateless_branch",
     "strip_own_via",
     "validate_request",

@@ -19,9 +19,18 @@
 #   branch derived from the received top Via, so every retransmission, its CANCEL and its
 #   non-2xx ACK carry the same branch; responses to the next Via after removing ours.
 #
-# ``decide`` holds the decisions both roles share: REGISTER for our domain → registrar;
-# §16.3 validation; §16.4 route preprocessing; a request addressed to the site itself (no user
-# part, no Route) is answered (OPTIONS → 200); §16.5 targets from the location service.
+# ``decide`` (``_decide.py``) holds the decisions both roles share: REGISTER for our domain →
+# registrar; §16.3 validation; §16.4 route preprocessing; a request addressed to the site
+# itself (no user part, no Route) is answered (OPTIONS → 200); the access policy (403 for a
+# relay it does not allow, 407 until a user of ours authenticates); §16.5 targets from the
+# location service, at most ``Limits.max_forks``, never this site itself (482).
+#
+# Security (issue #10, docs/proxy.md "Who may use the site"): a request from a source over its
+# failed-authentication rate is dropped in the transport layer's callback, before it makes a
+# transaction. Our branches and Record-Route values are signed with the site's secret
+# (proto/proxy_forward.py): a stray response goes upstream only if its top Via is a branch we
+# made for the Via below it, and an in-dialog request passes the access policy unchallenged
+# only through a Record-Route we inserted for its dialog.
 # Next hops are resolved by ``resolve``: an IP literal (or ``maddr``) directly, a domain in
 # ``peers`` to its Target, our own domain to our own address, any other name through the
 # optional RFC 3263 ``resolver``. Closing the site closes the stack (every transaction and
@@ -30,6 +39,7 @@
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import random
@@ -41,33 +51,34 @@ import attrs
 import trio
 
 from trio_sip.dns import Resolver
+from trio_sip.proto.auth_server import AuthStatistics, DigestServer
 from trio_sip.proto.errors import ConfigError, ParseError, SipError, TransportError
 from trio_sip.proto.ids import new_tag
-from trio_sip.proto.limits import Limits
+from trio_sip.proto.limits import DEFAULT_LIMITS, Limits
 from trio_sip.proto.location import LocationService
 from trio_sip.proto.message import Request, Response, make_response
 from trio_sip.proto.proxy import (
     ProxyIdentity,
     Respond,
-    determine_targets,
+    branch_belongs,
     forward_request,
     is_own_via,
-    preprocess_routes,
     record_route_value,
+    route_token,
     stateless_branch,
     strip_own_via,
-    validate_request,
 )
+from trio_sip.proto.proxy_access import AccessPolicy
 from trio_sip.proto.resolve import UriParts
 from trio_sip.proto.target import Target, default_port
 from trio_sip.proto.timers import TimerConfig
 from trio_sip.proto.transaction import TimeoutRole
 from trio_sip.proto.uri import SipUri, Uri
-from trio_sip.proto.validate import DEFAULT_METHODS
 from trio_sip.registrar import Registrar
 from trio_sip.stack import IncomingRequest, Stack, StackStatistics, open_stack
 from trio_sip.transports import Flow, NetworkBackend, TransportConfig
 
+from ._decide import decide
 from ._stateful import handle_stateful
 
 __all__ = ["ProxySite", "ProxyStatistics", "open_proxy"]
@@ -91,6 +102,16 @@ class ProxyStatistics:
     forwarded_responses: int
     #: Current bindings in the location service.
     bindings: int
+    #: Requests answered 407 (or 481: a CANCEL without the credentials it needed).
+    challenged: int = 0
+    #: Requests answered 403 by the access policy (a relay not allowed, a From not yours).
+    refused: int = 0
+    #: Requests dropped unanswered: their source was over ``Limits.failed_auth_rate``.
+    dropped: int = 0
+    #: Stray responses dropped: their top Via was not a branch of ours for the Via below.
+    stray_responses: int = 0
+    #: The digest server's counters (registrar and proxy), None without credentials.
+    auth: AuthStatistics | None = None
 
 
 Decision = Respond | None | tuple[Request, list[Uri]]
@@ -115,6 +136,8 @@ class ProxySite:
         rng: random.Random,
         timer_c: float,
         aliases: Iterable[str],
+        policy: AccessPolicy | None = None,
+        secret: bytes | None = None,
     ) -> None:
         self._nursery = nursery
         self.domain = domain.lower()
@@ -129,19 +152,57 @@ class ProxySite:
         self.timer_c = timer_c
         self._aliases = frozenset(a.lower() for a in aliases)
         self.identity = ProxyIdentity(self.domain, aliases=self._aliases)
+        #: Who may use the site for what (``trusted``, ``relay``, ``proxy_auth``).
+        self.policy = policy or AccessPolicy()
+        key = secret if secret is not None else rng.getrandbits(256).to_bytes(32, "big")
+        self._secret = key
+        #: Keys of the signed branches and Record-Route tokens (proto/proxy_forward.py).
+        self.branch_secret = hmac.new(key, b"trio-sip proxy branch", "sha256").digest()
+        self.route_secret = hmac.new(key, b"trio-sip proxy route", "sha256").digest()
+        self.limits = DEFAULT_LIMITS
+        #: Digest authentication (registrar 401, proxy 407), None without credentials.
+        self.auth: DigestServer | None = None
         self.registrar: Registrar | None = None
         self._stack: Stack | None = None
         self._tasks = 0
         self.counters = {"contexts": 0, "forwarded_requests": 0, "forwarded_responses": 0}
+        self.counters.update(challenged=0, refused=0, dropped=0, stray_responses=0)
 
     def _attach(self, stack: Stack) -> None:
         self._stack = stack
+        self.limits = stack.limits
         addresses = frozenset((h.lower(), p) for _, (h, p) in stack.listening)
         self.identity = ProxyIdentity(self.domain, addresses, self._aliases)
+        if self._credentials is not None:
+            self.auth = DigestServer(
+                self.domain, self._credentials, rng=self.rng, secret=self._secret,
+                limits=self.limits,
+            )  # fmt: skip
         if self._want_registrar:
             self.registrar = Registrar(
-                self.location, self.identity, credentials=self._credentials, rng=self.rng
+                self.location,
+                self.identity,
+                credentials=self._credentials,
+                rng=self.rng,
+                auth=self.auth,
             )
+        layer = stack.transport_layer
+        deliver = layer.on_message
+        assert deliver is not None
+
+        def admit(message: Request | Response, flow: Flow) -> None:
+            # A source over its failed-authentication rate: its requests go nowhere.
+            auth = self.auth
+            if (
+                auth is not None
+                and isinstance(message, Request)
+                and auth.blocked(flow.remote[0], trio.current_time())
+            ):
+                self.counters["dropped"] += 1
+                return
+            deliver(message, flow)
+
+        layer.on_message = admit
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -168,6 +229,11 @@ class ProxySite:
             forwarded_requests=c["forwarded_requests"],
             forwarded_responses=c["forwarded_responses"],
             bindings=self.location.count(trio.current_time()),
+            challenged=c["challenged"],
+            refused=c["refused"],
+            dropped=c["dropped"],
+            stray_responses=c["stray_responses"],
+            auth=self.auth.statistics() if self.auth is not None else None,
         )
 
     async def aclose(self) -> None:
@@ -178,51 +244,24 @@ class ProxySite:
 
     # -- decisions shared by both roles ----------------------------------------------------
 
-    def record_route_value(self) -> str | None:
+    def record_route_value(self, request: Request | None = None) -> str | None:
+        """Our Record-Route value; with ``request`` (the dialog-creating request) it carries
+        the dialog's token, so in-dialog requests can show they belong to it."""
         if not self.record_route:
             return None
         transport, (host, port) = self.stack.listening[0]
-        return record_route_value(host, port, transport)
+        token = None
+        if request is not None:
+            token = route_token(self.route_secret, request.call_id, request.from_.tag)
+        return record_route_value(host, port, transport, token=token)
 
-    def _lookup(self, aor: str) -> list[str] | None:
-        bindings = self.location.lookup(aor, trio.current_time())
-        if not bindings and not self.location.known(aor):
-            return None
-        return [b.contact for b in bindings]
+    def _lookup(self, aor: str) -> list[str]:
+        return [b.contact for b in self.location.lookup(aor, trio.current_time())]
 
-    def decide(self, request: Request) -> Decision:
-        """Respond (answer it), None (a REGISTER for the registrar) or (request, targets)."""
-        me = self.identity
-        try:
-            uri = request.uri
-            if (
-                request.method == "REGISTER"
-                and self.registrar is not None
-                and isinstance(uri, SipUri)
-                and me.responsible_for_uri(uri)
-                and not request.headers.get_list("Route")[1:]
-            ):
-                return None
-            verdict = validate_request(request, me)
-            if verdict is not None:
-                return verdict
-            pre = preprocess_routes(request, me)
-            uri = pre.uri
-            if (
-                isinstance(uri, SipUri)
-                and uri.user is None
-                and me.responsible_for_uri(uri)
-                and not pre.headers.get_list("Route")
-            ):
-                if request.method == "OPTIONS":
-                    return Respond(200, (("Allow", ", ".join(sorted(DEFAULT_METHODS))),))
-                return Respond(404)
-            targets = determine_targets(pre, me, self._lookup)
-        except ParseError as exc:
-            return Respond(400, reason=f"Bad Request ({exc})")
-        if isinstance(targets, Respond):
-            return targets
-        return pre, targets
+    def decide(self, request: Request, source: str | None = None) -> Decision:
+        """Respond (answer it), None (a REGISTER for the registrar) or (request, targets).
+        ``source``: the sender's IP address (trusted peers, failed-authentication limits)."""
+        return decide(self, request, source)
 
     async def resolve(self, uri: Uri) -> Target:
         """The Target for a next-hop URI (see the module comment). Raises SipError."""
@@ -253,7 +292,16 @@ class ProxySite:
 
     def _on_stray(self, message: Request | Response, flow: Flow) -> None:
         if isinstance(message, Response):
-            if not message.vias or not is_own_via(message.vias[0], self.identity):
+            try:
+                ours = (
+                    bool(message.vias)
+                    and is_own_via(message.vias[0], self.identity)
+                    and branch_belongs(message, self.branch_secret)
+                )
+            except ParseError:
+                ours = False
+            if not ours:  # not a branch we made for the next Via: nowhere to go
+                self.counters["stray_responses"] += 1
                 return
             stripped = strip_own_via(message)
             if stripped is not None:
@@ -278,7 +326,7 @@ class ProxySite:
         await self.stack.send_stateless(response)
 
     async def _stateless_request(self, request: Request, flow: Flow) -> None:
-        decided = self.decide(request)
+        decided = self.decide(request, flow.remote[0])
         if decided is None:
             assert self.registrar is not None
             await self.registrar.handle_stateless(self.stack, request, flow)
@@ -288,7 +336,7 @@ class ProxySite:
                 await self._answer_stateless(request, decided, flow)
             return
         pre, targets = decided
-        forwarded = forward_request(pre, targets[0], record_route=self.record_route_value())
+        forwarded = forward_request(pre, targets[0], record_route=self.record_route_value(pre))
         try:
             target = await self.resolve(forwarded.next_hop)
         except SipError as exc:
@@ -297,7 +345,7 @@ class ProxySite:
                 await self._answer_stateless(request, Respond(404), flow)
             return
         self.counters["forwarded_requests"] += 1
-        branch = stateless_branch(request)
+        branch = stateless_branch(request, secret=self.branch_secret)
         await self.stack.send_stateless(forwarded.request, target, branch=branch)
 
     async def _answer_stateless(self, request: Request, answer: Respond, flow: Flow) -> None:
@@ -333,15 +381,24 @@ async def open_proxy(
     rng: random.Random | None = None,
     transport_config: TransportConfig | None = None,
     limits: Limits | None = None,
+    trusted: Iterable[str] = (),
+    relay: str = "none",
+    proxy_auth: str = "all",
+    secret: bytes | None = None,
 ) -> AsyncIterator[ProxySite]:
     """A running site for ``domain``: registrar + proxy listening on ``listen``.
 
     ``role``: ``TimeoutRole.STATEFUL_PROXY`` (or "stateful") or ``STATELESS_PROXY``
-    ("stateless"). ``location_service`` is shared with the caller (add static bindings to it);
-    ``credentials`` (username -> password) turns digest authentication on at the registrar;
-    ``peers`` maps other domains to the Target of their site. Leaving the block stops
-    everything.
+    ("stateless"). ``location_service`` is shared with the caller (add static bindings to it;
+    ``limits``, when given, becomes its ``limits``); ``credentials`` (username -> password)
+    turns digest authentication on at the registrar (401) and the proxy (407, per
+    ``proxy_auth``: "all", "local" or "none"); ``peers`` maps other domains to the Target of
+    their site; ``relay`` ("none", "peers" or "any") says where requests from untrusted
+    sources may go outside our domain; ``trusted`` source addresses or networks skip both
+    checks; ``secret`` keys nonces, branches and Record-Route tokens (random by default: give
+    the same bytes to a restarted site to keep its dialogs). Leaving the block stops everything.
     """
+    policy = AccessPolicy.make(trusted, relay, proxy_auth)
     if isinstance(role, str):
         names = {"stateful": TimeoutRole.STATEFUL_PROXY, "stateless": TimeoutRole.STATELESS_PROXY}
         if role.lower() not in names:
@@ -352,12 +409,15 @@ async def open_proxy(
     if timer_c <= 180:
         raise ConfigError("timer_c", timer_c, "more than 180 s (RFC 3261 §16.6 step 11)")
     rng = rng or random.SystemRandom()
+    location = location_service if location_service is not None else LocationService()
+    if limits is not None:
+        location.limits = limits
     try:
         async with trio.open_nursery() as nursery:
             site = ProxySite(
                 nursery,
                 domain=domain,
-                location=location_service if location_service is not None else LocationService(),
+                location=location,
                 role=role,
                 record_route=record_route,
                 registrar=registrar,
@@ -367,6 +427,8 @@ async def open_proxy(
                 rng=rng,
                 timer_c=timer_c,
                 aliases=aliases,
+                policy=policy,
+                secret=secret,
             )
 
             async def handler(incoming: IncomingRequest) -> None:

@@ -112,7 +112,9 @@ class _Request:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 for fwd in forwarded:
-                    branch = proxy_branch(self.incoming.request, new_tag(site.rng))
+                    branch = proxy_branch(
+                        self.incoming.request, new_tag(site.rng), secret=site.branch_secret
+                    )
                     self.ctx.add_branch(branch)
                     nursery.start_soon(self._branch, fwd, branch)
             watcher.cancel()
@@ -180,7 +182,7 @@ class _Request:
 
 async def handle_stateful(site: ProxySite, incoming: IncomingRequest) -> None:
     """The stack's handler for a stateful site (see the module comment)."""
-    decided = site.decide(incoming.request)
+    decided = site.decide(incoming.request, incoming.flow.remote[0])
     if isinstance(decided, Respond):
         await _respond(incoming, decided)
         return
@@ -203,7 +205,7 @@ async def handle_stateful(site: ProxySite, incoming: IncomingRequest) -> None:
 
 
 def _forwarded(site: ProxySite, pre: Request, target: Uri) -> Forwarded:
-    return forward_request(pre, target, record_route=site.record_route_value())
+    return forward_request(pre, target, record_route=site.record_route_value(pre))
 
 
 async def _respond(incoming: IncomingRequest, answer: Respond) -> None:
