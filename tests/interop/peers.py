@@ -38,6 +38,7 @@ PACKAGE_BINARIES = {
     "kamailio": "kamailio",
     "baresip": "baresip",
     "nftables": "nft",
+    "sipvicious": "svcrack",
     # not a binary: a path (glob) to check instead
     "kamailio-tls-modules": "/usr/lib/*/kamailio/modules/tls.so",
 }

@@ -151,9 +151,51 @@ async def test_password_guessing_is_dropped_above_the_failed_auth_rate(
             guess = with_auth(register("bob", EVIL, seq=30 + guesses), answer, "bob", "g")
             answer = await evil.request(guess, TO_PROXY)
             guesses += 1
-        assert 25 <= guesses - before <= 32  # 30 s at 1/s, and the token in hand at the start
+        # At most one a second; a client retrying at Timer E's pace (its retransmission
+        # 0.5 s after a drop is dropped too) gets one every 1.5 s.
+        assert 15 <= guesses - before <= 30
         auth = proxy.statistics().auth
         assert auth is not None and auth.failures == guesses
+
+
+async def test_a_flooding_guesser_stays_out_until_it_pauses(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # svcrack's way: a request every few ms. Above the rate nothing gets through while the
+    # flood lasts (each drop uses up what the bucket refilled); a one-second pause lets one in.
+    net = FakeNetwork()
+    async with site(net) as proxy, phone_stack(net, Phone(EVIL)) as evil:
+        challenge = await evil.request(register("bob", EVIL), TO_PROXY)
+        for i in range(10):
+            guess = with_auth(register("bob", EVIL, seq=2 + i), challenge, "bob", f"g{i}")
+            challenge = await evil.request(guess, TO_PROXY)
+        sock = await net.backend(EVIL).open_udp(EVIL, 5070)
+        probe = register("bob", EVIL).evolve(
+            headers=register("bob", EVIL).headers.prepend(
+                "Via", f"SIP/2.0/UDP {EVIL}:5070;branch=z9hG4bKflood;rport"
+            )
+        )
+        answered = 0
+        with trio.move_on_after(20):  # 20 s of one request every 10 ms
+            async with trio.open_nursery() as nursery:
+
+                async def count() -> None:
+                    nonlocal answered
+                    while True:
+                        await sock.recvfrom()
+                        answered += 1
+
+                nursery.start_soon(count)
+                while True:
+                    await sock.sendto(bytes(probe), (PROXY, 5060))
+                    await trio.sleep(0.01)
+        assert answered == 0 and proxy.statistics().dropped >= 1900
+        await trio.sleep(1.0)  # the pause
+        await sock.sendto(bytes(probe), (PROXY, 5060))
+        with trio.fail_after(1):
+            data, _ = await sock.recvfrom()
+        assert data.startswith(b"SIP/2.0 401 ")
+        sock.close()
 
 
 async def test_bindings_per_aor_and_forks_are_bounded(

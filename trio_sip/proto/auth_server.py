@@ -26,11 +26,15 @@
 #   forgotten first. Forgetting fails closed: the table remembers the latest issue time of a
 #   forgotten nonce, and a nonce issued no later than that which it no longer knows gets
 #   stale=true (the client retries with a fresh nonce; a replay gets nowhere).
-# * Failed authentications (a wrong digest, an unknown user, a nonce that is not ours, a Request-URI
-#   other than the credentials' uri, a replay) take a token from the source's bucket in a
-#   RateLimiter (``Limits.failed_auth_rate`` / ``failed_auth_burst``); ``blocked(source, now)``
-#   says when the caller should drop that source's requests (the site does, before they make a
-#   transaction). A request without credentials, a stale nonce and a success take nothing.
+# * Failed authentications (a wrong digest, an unknown user, a nonce that is not ours, a
+#   Request-URI other than the credentials' uri, a replay) take a token from the source's bucket
+#   in a RateLimiter (``Limits.failed_auth_rate`` / ``failed_auth_burst``). ``admit(source,
+#   now)`` says when the caller should drop that source's requests (the site does, before they
+#   make a transaction): while the bucket is empty, and each drop uses up what the bucket
+#   refilled meanwhile, so a source is let in again only after it paused ``1 / rate`` seconds.
+#   A guesser that floods (svcrack sends a request every 5 ms) gets its burst and then nothing;
+#   a client that retries at Timer E's pace gets one try a second or so. A request without
+#   credentials, a stale nonce and a success take nothing.
 #
 # No enumeration: an unknown user, a wrong password and a foreign nonce get the same answer (a
 # plain new challenge) and the same work, because the digest is always computed, with a random
@@ -210,8 +214,22 @@ class DigestServer:
         )  # fmt: skip
 
     def blocked(self, source: Hashable, now: float) -> bool:
-        """True while ``source`` is over its failed-authentication rate: drop its requests."""
+        """True while ``source`` is over its failed-authentication rate (nothing changes)."""
         return self.failures is not None and self.failures.exhausted(source, now)
+
+    def admit(self, source: Hashable, now: float) -> bool:
+        """False while ``source`` is over its failed-authentication rate: drop its request.
+
+        A dropped request uses up what the source's bucket refilled meanwhile, so a source
+        that keeps sending stays out until it pauses ``1 / failed_auth_rate`` seconds: a
+        password guesser that floods gets nothing through, a client that waits gets a try."""
+        limiter = self.failures
+        if limiter is None or not limiter.exhausted(source, now):
+            return True
+        refilled = limiter.burst - limiter.retry_after(source, now, limiter.burst) * limiter.rate
+        if refilled > 0:
+            limiter.take(source, now, refilled * (1 - 1e-9))
+        return False
 
     def challenge(self, now: float, *, proxy: bool = False, stale: bool = False) -> AuthResult:
         """A fresh challenge: 407 with Proxy-Authenticate (``proxy``) or 401."""

@@ -73,6 +73,8 @@ def decide(site: ProxySite, request: Request, source: str | None) -> Decision:
                 return Respond(200, (("Allow", ", ".join(sorted(DEFAULT_METHODS))),))
             return Respond(404)
         next_hop = parse_name_addr(routes[0]).uri if routes else uri
+        if routes and is_self(site, next_hop):
+            return Respond(482)
         checked = _access(
             site, request, pre, ours=ours, next_hop=next_hop, routed=bool(routes), source=source
         )
@@ -84,10 +86,7 @@ def decide(site: ProxySite, request: Request, source: str | None) -> Decision:
         return Respond(400, reason=f"Bad Request ({exc})")
     if isinstance(targets, Respond):
         return targets
-    if routes:
-        if is_self(site, next_hop):
-            return Respond(482)
-    else:
+    if not routes:
         targets = [t for t in targets if not is_self(site, t)]
         if not targets:
             return Respond(482)

@@ -196,7 +196,7 @@ class ProxySite:
             if (
                 auth is not None
                 and isinstance(message, Request)
-                and auth.blocked(flow.remote[0], trio.current_time())
+                and not auth.admit(flow.remote[0], trio.current_time())
             ):
                 self.counters["dropped"] += 1
                 return
