@@ -31,6 +31,7 @@
 # (proto/proxy_forward.py): a stray response goes upstream only if its top Via is a branch we
 # made for the Via below it, and an in-dialog request passes the access policy unchallenged
 # only through a Record-Route we inserted for its dialog.
+#
 # Next hops are resolved by ``resolve``: an IP literal (or ``maddr``) directly, a domain in
 # ``peers`` to its Target, our own domain to our own address, any other name through the
 # optional RFC 3263 ``resolver``. Closing the site closes the stack (every transaction and
@@ -43,7 +44,7 @@ import hmac
 import ipaddress
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import final
 
@@ -52,21 +53,15 @@ import trio
 
 from trio_sip.dns import Resolver
 from trio_sip.proto.auth_server import AuthStatistics, DigestServer
-from trio_sip.proto.errors import ConfigError, ParseError, SipError, TransportError
-from trio_sip.proto.ids import new_tag
+from trio_sip.proto.errors import ConfigError, SipError
 from trio_sip.proto.limits import DEFAULT_LIMITS, Limits
 from trio_sip.proto.location import LocationService
-from trio_sip.proto.message import Request, Response, make_response
+from trio_sip.proto.message import Request, Response
 from trio_sip.proto.proxy import (
     ProxyIdentity,
     Respond,
-    branch_belongs,
-    forward_request,
-    is_own_via,
     record_route_value,
     route_token,
-    stateless_branch,
-    strip_own_via,
 )
 from trio_sip.proto.proxy_access import AccessPolicy
 from trio_sip.proto.resolve import UriParts
@@ -80,6 +75,7 @@ from trio_sip.transports import Flow, NetworkBackend, TransportConfig
 
 from ._decide import decide
 from ._stateful import handle_stateful
+from ._stray import _Strays
 
 __all__ = ["ProxySite", "ProxyStatistics", "open_proxy"]
 
@@ -118,7 +114,7 @@ Decision = Respond | None | tuple[Request, list[Uri]]
 
 
 @final
-class ProxySite:
+class ProxySite(_Strays):
     """A running registrar + proxy. Made by :func:`open_proxy`."""
 
     def __init__(
@@ -287,79 +283,6 @@ class ProxySite:
             parts = UriParts(uri.scheme, host, uri.port, uri.transport)
             return (await self.resolver.resolve(parts))[0]
         raise SipError(f"no route to {host} (not an address, not a peer, no resolver)")
-
-    # -- strays and the stateless role -----------------------------------------------------
-
-    def _on_stray(self, message: Request | Response, flow: Flow) -> None:
-        if isinstance(message, Response):
-            try:
-                ours = (
-                    bool(message.vias)
-                    and is_own_via(message.vias[0], self.identity)
-                    and branch_belongs(message, self.branch_secret)
-                )
-            except ParseError:
-                ours = False
-            if not ours:  # not a branch we made for the next Via: nowhere to go
-                self.counters["stray_responses"] += 1
-                return
-            stripped = strip_own_via(message)
-            if stripped is not None:
-                self._spawn(self._send_response, stripped)
-        elif self.role is TimeoutRole.STATELESS_PROXY or message.method in ("ACK", "CANCEL"):
-            self._spawn(self._stateless_request, message, flow)
-
-    def _spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
-        self._tasks += 1
-        self._nursery.start_soon(self._run_task, fn, *args)
-
-    async def _run_task(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
-        try:
-            await fn(*args)
-        except (SipError, OSError) as exc:
-            logger.info("stateless forwarding failed: %s", exc)
-        finally:
-            self._tasks -= 1
-
-    async def _send_response(self, response: Response) -> None:
-        self.counters["forwarded_responses"] += 1
-        await self.stack.send_stateless(response)
-
-    async def _stateless_request(self, request: Request, flow: Flow) -> None:
-        decided = self.decide(request, flow.remote[0])
-        if decided is None:
-            assert self.registrar is not None
-            await self.registrar.handle_stateless(self.stack, request, flow)
-            return
-        if isinstance(decided, Respond):
-            if request.method != "ACK":
-                await self._answer_stateless(request, decided, flow)
-            return
-        pre, targets = decided
-        forwarded = forward_request(pre, targets[0], record_route=self.record_route_value(pre))
-        try:
-            target = await self.resolve(forwarded.next_hop)
-        except SipError as exc:
-            logger.info("no route to %s: %s", forwarded.next_hop, exc)
-            if request.method != "ACK":
-                await self._answer_stateless(request, Respond(404), flow)
-            return
-        self.counters["forwarded_requests"] += 1
-        branch = stateless_branch(request, secret=self.branch_secret)
-        await self.stack.send_stateless(forwarded.request, target, branch=branch)
-
-    async def _answer_stateless(self, request: Request, answer: Respond, flow: Flow) -> None:
-        try:
-            response = make_response(
-                request,
-                answer.status,
-                answer.reason,
-                to_tag=new_tag(self.rng),
-                headers=answer.headers,
-            )
-            await self.stack.send_stateless(response, flow=flow)
-        except (ParseError, TransportError) as exc:
-            logger.info("could not answer statelessly: %s", exc)
 
 
 @asynccontextmanager
