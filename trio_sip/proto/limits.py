@@ -111,8 +111,8 @@ class Limits:
     max_dialogs: int = attrs.field(default=20_000, validator=_int_range(1, _BIG))
     #: New requests waiting for the application: 503 above it (the oldest wait longest).
     max_queued_requests: int = attrs.field(default=1_024, validator=_int_range(1, _BIG))
-    #: Branches one proxied request forks into (the first this many contacts): the rest are
-    #: not tried.
+    #: Branches one proxied request forks into (this many contacts, highest q first): the rest
+    #: are not tried.
     max_forks: int = attrs.field(default=10, validator=_int_range(1, 10_000))
     #: Bindings (Contacts) one address-of-record may hold at a registrar: 403 above it.
     max_bindings_per_aor: int = attrs.field(default=10, validator=_int_range(1, 100_000))
