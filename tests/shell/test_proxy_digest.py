@@ -176,7 +176,7 @@ async def test_a_flooding_guesser_stays_out_until_it_pauses(
             )
         )
         answered = 0
-        with trio.move_on_after(20):  # 20 s of one request every 10 ms
+        with trio.move_on_after(10):  # 10 s of one request every 20 ms
             async with trio.open_nursery() as nursery:
 
                 async def count() -> None:
@@ -188,8 +188,8 @@ async def test_a_flooding_guesser_stays_out_until_it_pauses(
                 nursery.start_soon(count)
                 while True:
                     await sock.sendto(bytes(probe), (PROXY, 5060))
-                    await trio.sleep(0.01)
-        assert answered == 0 and proxy.statistics().dropped >= 1900
+                    await trio.sleep(0.02)
+        assert answered == 0 and proxy.statistics().dropped >= 490
         await trio.sleep(1.0)  # the pause
         await sock.sendto(bytes(probe), (PROXY, 5060))
         with trio.fail_after(1):
