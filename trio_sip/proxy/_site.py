@@ -318,8 +318,9 @@ async def open_proxy(
     ``proxy_auth``: "all", "local" or "none"); ``peers`` maps other domains to the Target of
     their site; ``relay`` ("none", "peers" or "any") says where requests from untrusted
     sources may go outside our domain; ``trusted`` source addresses or networks skip both
-    checks; ``secret`` keys nonces, branches and Record-Route tokens (random by default: give
-    the same bytes to a restarted site to keep its dialogs). Leaving the block stops everything.
+    checks; ``secret`` keys nonces, branches and Record-Route tokens (default: drawn from
+    ``rng``, so give one when ``rng`` is seeded; give the same bytes to a restarted site to keep
+    its dialogs). Leaving the block stops everything.
     """
     policy = AccessPolicy.make(trusted, relay, proxy_auth)
     if isinstance(role, str):
