@@ -80,3 +80,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(
             f"{mark}: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped"
         )
+
+
+# Strict mode for the whole suite (trio_sip/_faults.py): an exception that is not a SipError,
+# caught by the fault isolation of a stack, a user agent or `trio-sip serve`, fails the test
+# instead of being counted and logged. Subprocesses (`trio-sip serve`) inherit it.
+os.environ.setdefault("TRIO_SIP_STRICT", "1")

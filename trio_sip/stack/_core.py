@@ -27,7 +27,12 @@
 # transaction is forgotten (removed from the table) when its machine is Terminated, when it is
 # cancelled, or when the stack closes. Closing the stack closes the transports and cancels the
 # nursery: no task, timer or socket remains.
-# Errors while handling one peer's message are logged, never propagated into the nursery.
+# Fault isolation (trio_sip/_faults.py, docs/security.md "Faults"): whatever one message, one
+# transaction or one handler raises is caught where it happens, answered (a 500 where a server
+# transaction can still take one), counted in ``stack.faults`` by kind and logged once per kind
+# per interval; it never reaches the nursery, except in strict mode (``strict=True`` or
+# TRIO_SIP_STRICT=1, as in the test suite), where an exception that is not a SipError -- a bug --
+# fails the stack's nursery so that the test sees it.
 """Stack and open_stack: client and server transactions over the transport layer."""
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from typing import Any, final
 import attrs
 import trio
 
+from trio_sip._faults import Faults
 from trio_sip.drivers import Inbox, TimerQueue
 from trio_sip.proto.errors import LocalProtocolError, TransactionTimeoutError, TransportError
 from trio_sip.proto.ids import new_branch
@@ -89,6 +95,8 @@ class StackStatistics:
     flows: int
     #: Requests waiting in the ``requests()`` queue.
     queued_requests: int
+    #: Faults recorded since the stack opened (by kind: ``stack.faults.counts``).
+    faults: int = 0
 
 
 @final
@@ -109,8 +117,11 @@ class Stack(_Receiver):
         request_queue_size: int,
         max_transactions: int,
         limits: Limits = DEFAULT_LIMITS,
+        strict: bool | None = None,
     ) -> None:
         self._nursery = nursery
+        #: What one message, transaction or handler raised, counted by kind (see _faults).
+        self.faults = Faults(logger, strict=strict, crash=self._fail)
         #: The resource bounds of this stack (docs/security.md).
         self.limits = limits
         self._layer = layer
@@ -151,6 +162,7 @@ class Stack(_Receiver):
             tasks=c["handlers"] + c["senders"],
             flows=len(self._layer.flows),
             queued_requests=self._queue_out.statistics().current_buffer_used,
+            faults=self.faults.total,
         )
 
     # -- client side -----------------------------------------------------------------------
@@ -330,7 +342,10 @@ class Stack(_Receiver):
             outputs = incoming._start_outputs
             incoming._start_outputs = None
             if outputs:
-                incoming._perform(outputs)
+                try:
+                    incoming._perform(outputs)
+                except Exception as exc:  # one request must not stop the delivery of all
+                    self._crash(incoming, exc)
             await trio.lowlevel.checkpoint()
 
     def _start_sender(self, tx: _Transaction) -> None:
@@ -377,10 +392,20 @@ class Stack(_Receiver):
             tx._sending.clear()
 
     def _crash(self, tx: _Transaction, exc: Exception) -> None:
-        logger.error("transaction %r crashed", tx, exc_info=exc)
         if isinstance(tx, ClientTransaction):
             tx._crashed(exc)
         self._stop(tx)
+        self.faults.record("transaction", exc, repr(tx))
+
+    def _fail(self, exc: BaseException) -> None:
+        """Strict mode: a bug was caught in a callback; fail the stack's nursery with it."""
+        if self._closed:
+            return
+
+        async def reraise() -> None:
+            raise exc
+
+        self._nursery.start_soon(reraise)
 
     def _forget(self, tx: _Transaction) -> None:
         if self._live.get(tx.key) is tx:
@@ -452,8 +477,12 @@ def _timer_live(tx: _Transaction, deadline: float) -> bool:
 
 
 def _fire(tx: _Transaction, deadline: float, now: float) -> None:
-    """The TimerQueue's callback (for live entries): run the machine's timers."""
-    tx._fire(now)
+    """The TimerQueue's callback (for live entries): run the machine's timers. A failure ends
+    that transaction, never the timer task every transaction depends on."""
+    try:
+        tx._fire(now)
+    except Exception as exc:
+        tx._stack._crash(tx, exc)
 
 
 def _with_length(message: Request) -> Request:
@@ -478,6 +507,7 @@ async def open_stack(
     request_queue_size: int = 100,
     max_transactions: int | None = None,
     limits: Limits | None = None,
+    strict: bool | None = None,
 ) -> AsyncIterator[Stack]:
     """A :class:`Stack` listening on each ``(transport, host, port)`` of ``listen``.
 
@@ -489,6 +519,9 @@ async def open_stack(
     goes to ``on_stray`` instead of getting 481 (to be forwarded statelessly). ``backend`` swaps the
     sockets (``FakeNetwork.backend(host)`` in tests). ``limits`` bounds what peers can make the
     stack hold (docs/security.md); ``max_transactions`` defaults to ``limits.max_transactions``.
+    What one message, transaction or handler raises is answered, counted (``stack.faults``) and
+    logged once per kind per minute; with ``strict`` (default: ``TRIO_SIP_STRICT=1`` in the
+    environment) an exception that is not a SipError fails the stack instead (for tests).
     Closing cancels everything.
     """
     limits = limits or DEFAULT_LIMITS
@@ -509,6 +542,7 @@ async def open_stack(
                 request_queue_size=request_queue_size,
                 max_transactions=max_transactions or limits.max_transactions,
                 limits=limits,
+                strict=strict,
             )
             layer.on_message = stack._on_message
             try:
@@ -516,6 +550,7 @@ async def open_stack(
                     await nursery.start(layer.listen, transport, host, port)
                 nursery.start_soon(stack._starter)
                 nursery.start_soon(stack._timers.serve)
+                nursery.start_soon(stack.faults.serve)
                 yield stack
             finally:
                 await stack.aclose()

@@ -146,8 +146,8 @@ class _Transaction:
     def _output(self, output: Output) -> None:
         try:
             self.on_output(output)
-        except Exception:
-            logger.exception("transaction owner %r failed on %r", self, output)
+        except Exception as exc:  # counted and logged once per interval (stack.faults)
+            self._stack.faults.record("owner", exc, f"{self!r} on {type(output).__name__}")
 
     def _send_failed(self, exc: TransportError, rest: list[Output]) -> list[Output]:
         """A send failed: what to perform instead of ``rest``."""

@@ -9,7 +9,9 @@
 # ``check_request`` is refused statelessly, and a new request gets a server machine, started
 # right here (so that retransmissions and CANCELs match from the first instant) and queued for
 # the starter task, which hands it to the TU. Nothing here awaits; nothing here lets an
-# exception escape into the transport layer.
+# exception escape into the transport layer: a ProtocolError met while reading one message gets
+# that message its 4xx (a request) or drops it (a response); anything else is a fault, counted
+# and logged once per kind per interval (``Stack.faults``, trio_sip/_faults.py).
 """_Receiver: classification and server-side handling of received messages (a Stack mixin)."""
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
+from trio_sip._faults import Faults
 from trio_sip.drivers import Inbox, TimerQueue
-from trio_sip.proto.errors import LocalProtocolError, ParseError, ProtocolError, TransportError
+from trio_sip.proto.errors import LocalProtocolError, ProtocolError, TransportError
+from trio_sip.proto.headers import canonical_name
 from trio_sip.proto.ids import new_tag
 from trio_sip.proto.message import Request, Response, make_response
 from trio_sip.proto.outputs import MessageReceived
 from trio_sip.proto.parse import parse_message
+from trio_sip.proto.target import TRANSPORTS
 from trio_sip.proto.timers import TimerConfig
 from trio_sip.proto.transaction import (
     AckFor2xx,
@@ -78,6 +83,7 @@ class _Receiver:
     _closed: bool
     _starts: Inbox[IncomingRequest]
     _timers: TimerQueue[_Transaction]
+    faults: Faults
 
     def _on_message(self, message: Request | Response, flow: Flow) -> None:
         try:
@@ -88,13 +94,19 @@ class _Receiver:
                 self._on_response(message, flow)
             else:
                 self._on_request(message, flow)
-        except Exception:
-            logger.exception("error while handling %r from %r", message, flow)
+        except ProtocolError as exc:
+            # A header read on demand was malformed: the peer's fault, not ours.
+            if isinstance(message, Request):
+                self._reject(message, flow, exc.status_hint or 400)
+            else:
+                self.faults.record("malformed-response", exc, f"from {flow!r}")
+        except Exception as exc:
+            self.faults.record("message", exc, f"{_first_line(message)} from {flow!r}")
 
     def _on_response(self, response: Response, flow: Flow) -> None:
         proxy = self.role is TimeoutRole.STATEFUL_PROXY
         if not check_response(response, role="proxy" if proxy else "uac"):
-            logger.info("dropping malformed response from %r", flow)
+            self.faults.record("malformed-response", None, f"from {flow!r}")
             return
         where = self._table.classify(response)
         if isinstance(where, ToTransaction):
@@ -113,6 +125,11 @@ class _Receiver:
             return
         if isinstance(where, AckFor2xx):
             self._stray(request, flow)
+            return
+        if not flow.reliable and request.vias[0].transport.upper() not in TRANSPORTS:
+            # §18.2.2 has no way back over a transport we do not have (``Via: SIP/2.0/FOO``
+            # over UDP): no transaction, no TU, nothing sent.
+            self.faults.record("unanswerable-request", None, f"Via transport from {flow!r}")
             return
         if self._check:
             proxy = self.role is TimeoutRole.STATEFUL_PROXY
@@ -136,7 +153,7 @@ class _Receiver:
         try:
             self._table.add(key, machine)
         except LocalProtocolError as exc:
-            logger.warning("refusing %s: %s", request.method, exc)
+            self.faults.record("table-full", exc, request.method, level=logging.WARNING)
             self._reject(request, flow, exc.status_hint)
             return None
         tag = new_tag(self._rng)
@@ -198,19 +215,21 @@ class _Receiver:
         try:
             self._queue_in.send_nowait(incoming)
         except trio.WouldBlock:
-            logger.warning("request queue full: 503 to %s", incoming.request.method)
             self._respond_quietly(incoming, 503)
+            self.faults.record(
+                "queue-full", None, f"503 to {incoming.request.method}", level=logging.WARNING
+            )
 
     async def _run_handler(self, handler: Handler, incoming: IncomingRequest) -> None:
         try:
             await handler(incoming)
-        except Exception:
-            logger.exception("request handler failed on %r", incoming)
+        except Exception as exc:
             self._respond_quietly(incoming, 500)
+            self.faults.record("handler", exc, repr(incoming))
         else:
-            if incoming.final_response is None and not incoming.cancelled:
-                logger.warning("handler returned without a final response: 500 to %r", incoming)
+            if not _answered(incoming) and not incoming.cancelled:
                 self._respond_quietly(incoming, 500)
+                self.faults.record("no-answer", None, f"500 to {incoming!r}", level=logging.WARNING)
             elif incoming.final_response is None and self.role is TimeoutRole.STATEFUL_PROXY:
                 # The 487 the stack held back for the proxy (§16.10): nothing else will come.
                 self._respond_quietly(incoming, 487)
@@ -221,11 +240,27 @@ class _Receiver:
                 incoming._compact()
 
     def _respond_quietly(self, incoming: IncomingRequest, status: int) -> None:
-        if incoming.final_response is None and not incoming._machine.terminated:
+        """Answer ``status`` unless a final response went out (or the transaction ended). When
+        no response can be built from the request (a value the response builder refuses), the
+        transaction is dropped instead: it must not wait for an answer that cannot come."""
+        if _answered(incoming):
+            return
+        try:
+            incoming._respond_now(incoming.make_response(status))
+            return
+        except ProtocolError as exc:
+            if _answered(incoming):
+                return  # sent, then the transport failed: the machine says so
+            error: ProtocolError = exc
+        response = partial_response(incoming.request, status, incoming.to_tag, complete=True)
+        if response is not None:
             try:
-                incoming._respond_now(incoming.make_response(status))
-            except (LocalProtocolError, ParseError) as exc:
-                logger.debug("could not answer %d: %s", status, exc)
+                incoming._respond_now(response)
+                return
+            except ProtocolError as exc:
+                error = exc
+        self.faults.record("unanswerable-request", error, f"no {status} for {incoming!r}")
+        cast("Stack", self)._stop(incoming)
 
     def _reject(
         self, request: Request, flow: Flow, status: int, headers: Iterable[tuple[str, str]] = ()
@@ -233,26 +268,28 @@ class _Receiver:
         """Answer ``request`` statelessly (§8.2: 400, 420, 501, ... ; 503 when full)."""
         if request.method == "ACK" or not status:
             return
+        tag = new_tag(self._rng)
+        response: Response | None
         try:
-            if not request.vias:
-                return
-            response = make_response(request, status, to_tag=new_tag(self._rng), headers=headers)
+            response = make_response(request, status, to_tag=tag, headers=headers)
         except ProtocolError:
-            raw = error_response_untrusted(bytes(request), status)
-            if raw is None:
-                logger.info("dropping a malformed request without a usable Via from %r", flow)
-                return
-            parsed = parse_message(raw)
-            assert isinstance(parsed, Response)
-            response = parsed
-        logger.info("answering %s statelessly with %d", request.method, status)
+            # §8.2.6.2 with what the request has (no Call-ID, say): the Via lines route it.
+            response = partial_response(request, status, tag)
+            if response is None:
+                raw = error_response_untrusted(bytes(request), status)
+                parsed = parse_message(raw) if raw is not None else None
+                response = parsed if isinstance(parsed, Response) else None
+        if response is None:
+            self.faults.record("unanswerable-request", None, f"{status}, no usable Via")
+            return
+        self.faults.record("rejected-request", None, f"{request.method} answered {status}")
         self._nursery.start_soon(self._send_quietly, response, flow)
 
     async def _send_quietly(self, response: Response, flow: Flow) -> None:
         try:
             await self._layer.send_response(response, flow)
         except (TransportError, ProtocolError) as exc:
-            logger.info("could not send a stateless %d: %s", response.status_code, exc)
+            self.faults.record("send", exc, f"stateless {response.status_code}")
 
     def _stray(self, message: Request | Response, flow: Flow) -> None:
         if self._on_stray is None:
@@ -260,8 +297,53 @@ class _Receiver:
             return
         try:
             self._on_stray(message, flow)
-        except Exception:
-            logger.exception("on_stray hook failed on %r", message)
+        except ProtocolError as exc:  # the hook read a malformed header
+            self.faults.record("stray-hook", exc, _first_line(message))
+        except Exception as exc:
+            self.faults.record("stray-hook", exc, _first_line(message))
 
     def _log_transport_error(self, tx: IncomingRequest, reason: str) -> None:
-        logger.info("%r: transport error: %s", tx, reason)
+        self.faults.record("transport", None, f"{tx!r}: {reason}")
+
+
+def _answered(incoming: IncomingRequest) -> bool:
+    """A final response went out, or the transaction is over (or was dropped)."""
+    return incoming.final_response is not None or incoming._done or incoming._machine.terminated
+
+
+def _first_line(message: Request | Response) -> str:
+    if isinstance(message, Request):
+        return f"{message.method} request"
+    return f"{message.status_code} response"
+
+
+def partial_response(
+    request: Request, status: int, to_tag: str, *, complete: bool = False
+) -> Response | None:
+    """A response to ``request`` that copies only what can be copied (§8.2.6.2): its Via
+    lines, and the first From, To (with ``to_tag`` added when it has none), Call-ID and CSeq
+    that it has and that a response may carry. None without a Via, or with ``complete`` when
+    one of the other four is missing."""
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for name, value in request.headers:
+        key = canonical_name(name)
+        if key not in _COPIED or (key in seen and key != "via"):
+            continue
+        if key == "to" and "tag=" not in value.replace(" ", "").lower():
+            value = f"{value};tag={to_tag}"
+        if "\r" in value or "\n" in value or "\x00" in value:
+            continue
+        seen.add(key)
+        pairs.append((name, value))
+    if "via" not in seen or (complete and len(seen) < len(_COPIED)):
+        return None
+    try:
+        response = Response(status, None, pairs)
+        _ = response.vias[0]  # a Via that does not parse routes nothing
+    except (ProtocolError, IndexError):
+        return None
+    return response
+
+
+_COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))

@@ -54,6 +54,7 @@ class IncomingRequest(_Transaction):
         "_cancel_hook",
         "_cancelled",
         "_compacted",
+        "_failure",
         "_handled",
         "_internal",
         "_out",
@@ -100,6 +101,8 @@ class IncomingRequest(_Transaction):
         #: The handler returned; the parsed views were dropped (``_compact``).
         self._handled = False
         self._compacted = False
+        #: Why the transport failed this transaction (§17.2.4), if it did.
+        self._failure: str | None = None
 
     @property
     def method(self) -> str:
@@ -231,4 +234,5 @@ class IncomingRequest(_Transaction):
         elif isinstance(output, TransactionTimeout):
             self.timed_out = True
         elif isinstance(output, TransportErrorOccurred):
+            self._failure = output.reason
             self._stack._log_transport_error(self, output.reason)
