@@ -115,7 +115,10 @@ def invite_for(host: str, call_id: str) -> Request:
 
 
 async def test_lost_ack_resends_2xx_then_bye(autojump_clock: trio.testing.MockClock) -> None:
-    """A bare stack calls the agent and never ACKs: 2xx at T1 doubling to T2, BYE at 64*T1."""
+    """A bare stack calls the agent and never ACKs, but sends an INFO in the dialog (so it
+    proved it receives our 200: the INFO carries our To tag): 2xx at T1 doubling to T2, then
+    the BYE of §13.3.1.4 at 64*T1. (A peer silent over UDP gets no BYE: see
+    tests/shell/test_faults_ua.py::test_half_open_invite_reflection_factor.)"""
     net = FakeNetwork()
     byes: list[Request] = []
 
@@ -136,8 +139,14 @@ async def test_lost_ack_resends_2xx_then_bye(autojump_clock: trio.testing.MockCl
             calls.append(await answer_next(bob, ring=False))
 
         nursery.start_soon(answer)
-        response = await raw.request(invite_for(BOB, "noack"), Target("UDP", BOB, 5060))
+        target = Target("UDP", BOB, 5060)
+        response = await raw.request(invite_for(BOB, "noack"), target)
         assert response.status_code == 200
+        info = invite_for(BOB, "noack").evolve(method="INFO")
+        info = info.evolve(
+            headers=info.headers.replace("To", str(response.to)).replace("CSeq", "2 INFO")
+        )
+        assert (await raw.request(info, target)).status_code == 200
         ended = await calls[0].wait_ended()
         assert ended.reason is EndReason.NO_ACK
         times = [t for t, m in sent(net, src=BOB, status=200) if m.cseq.method == "INVITE"]

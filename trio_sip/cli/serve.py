@@ -8,18 +8,25 @@ both), or on each ``--listen`` (``IP:PORT``: UDP and TCP on that port, or only `
 with an SDP answer (an RTP port of ``--media-ports`` per call); the ACK and the caller's BYE
 are handled as for any call. One line per call (or, with ``--quiet``, a count every
 ``--report-every`` seconds); ``--calls N`` exits after N calls have ended.
+
+Nothing one caller sends ends the server: a call that cannot be answered (the caller cancelled,
+its INVITE cannot be answered as sent, the transport failed) ends alone, counted as failed; an
+unexpected error in one call is counted in the stack's faults and logged once per interval
+(re-raised in strict mode, ``TRIO_SIP_STRICT=1``).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import MutableMapping
+from contextlib import suppress
 from typing import Any, TextIO
 
 import attrs
 import trio
 
-from ..proto.errors import ConfigError
-from ..ua import IncomingCall, open_user_agent
+from ..proto.errors import ConfigError, SipError
+from ..ua import IncomingCall, UserAgent, open_user_agent
 from . import _common
 from ._listen import check_listeners, parse_listen, parse_media_ports
 from ._view import View
@@ -49,7 +56,7 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
         config = attrs.evolve(config, listen=parse_listen(["127.0.0.1:5060"], default))
     check_listeners(config)  # a TLS listener needs a certificate
     view = View(out)
-    counts = {"answered": 0, "ended": 0}
+    counts = {"answered": 0, "ended": 0, "failed": 0}
     done = trio.Event()
     first = config.listen[0].host
     bracket = f"[{first}]" if ":" in first else first
@@ -66,33 +73,65 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
             bracket = f"[{host}]" if ":" in host else host
             print(f"serving on {transport_name.lower()}:{bracket}:{port}", file=out, flush=True)
 
-        async def serve_one(incoming: IncomingCall) -> None:
-            await incoming.ring()
-            call = await incoming.accept()
-            counts["answered"] += 1
-            number = counts["answered"]
-            if not args.quiet:
-                view.say(f"#{number} from {incoming.caller.uri}: answered ({call.call_id})")
-            ended = await call.wait_ended()
-            counts["ended"] += 1
-            if not args.quiet:
-                view.say(f"#{number} ended ({ended.reason.value})")
-            if args.calls is not None and counts["ended"] >= args.calls:
-                done.set()
-
         async def report() -> None:
             while True:
                 await trio.sleep(args.report_every)
-                view.say(f"{counts['answered']} answered, {counts['ended']} ended")
+                failed = f", {counts['failed']} failed" if counts["failed"] else ""
+                view.say(f"{counts['answered']} answered, {counts['ended']} ended{failed}")
 
-        async def accept_all() -> None:
-            async for incoming in ua.incoming_calls():
-                nursery.start_soon(serve_one, incoming)
+        async def answer_all() -> None:
+            await answer_calls(ua, view, counts, quiet=args.quiet, calls=args.calls)
+            done.set()
 
-        nursery.start_soon(accept_all)
+        nursery.start_soon(answer_all)
         if args.quiet:
             nursery.start_soon(report)
         await done.wait()
         nursery.cancel_scope.cancel()
     print(f"{counts['ended']} calls answered and ended", file=out, flush=True)
     return 0
+
+
+async def answer_calls(
+    ua: UserAgent,
+    view: View,
+    counts: MutableMapping[str, int],
+    *,
+    quiet: bool = False,
+    calls: int | None = None,
+) -> None:
+    """Answer every call ``ua`` receives (180, then 200 with an SDP answer), each in its own
+    task, until ``calls`` calls have ended (forever with None). ``counts`` gets "answered",
+    "ended" and "failed" (a call that could not be answered) incremented."""
+    async with trio.open_nursery() as nursery:
+
+        async def serve_one(incoming: IncomingCall) -> None:
+            try:
+                await incoming.ring()
+                call = await incoming.accept()
+            except SipError as exc:
+                # The caller cancelled (the stack answered 487), or its INVITE cannot be
+                # answered (500 sent, or dropped): that call ends, the server goes on.
+                counts["failed"] = counts.get("failed", 0) + 1
+                if not quiet:
+                    view.say(f"call {incoming.request.call_id!r}: {exc}")
+                return
+            except Exception as exc:  # a bug: counted and logged once per interval
+                with suppress(SipError):
+                    await incoming.reject(500)
+                counts["failed"] = counts.get("failed", 0) + 1
+                ua.stack.faults.record("call", exc, repr(incoming))
+                return
+            counts["answered"] += 1
+            number = counts["answered"]
+            if not quiet:
+                view.say(f"#{number} from {incoming.caller.uri}: answered ({call.call_id})")
+            ended = await call.wait_ended()
+            counts["ended"] += 1
+            if not quiet:
+                view.say(f"#{number} ended ({ended.reason.value})")
+            if calls is not None and counts["ended"] >= calls:
+                nursery.cancel_scope.cancel()
+
+        async for incoming in ua.incoming_calls():
+            nursery.start_soon(serve_one, incoming)

@@ -247,7 +247,10 @@ class Dialog:
         """Their To (UAC) / From (UAS), tag included."""
         value = self._remote
         if isinstance(value, str):
-            return parse_name_addr(value).with_tag(self.id.remote_tag)
+            address = parse_name_addr(value)
+            # An RFC 2543 peer's null tag (§12.1.1) is written as no tag at all.
+            tag = self.id.remote_tag
+            return address.with_tag(tag) if tag else address
         return value
 
     @remote_uri.setter
@@ -334,9 +337,10 @@ class Dialog:
         create (§12.1.1)."""
         if not 101 <= response.status_code <= 299 or response.to.tag is None:
             raise RemoteProtocolError("only a 101-299 response with a To tag creates a dialog")
-        remote_tag = request.from_.tag
-        if remote_tag is None:
-            raise RemoteProtocolError("the request has no From tag", status_hint=400)
+        # §12.1.1: "A UAS MUST be prepared to receive a request without a tag in the From
+        # field, in which case the tag is considered to have a value of null. This is to
+        # maintain backwards compatibility with RFC 2543, which did not mandate From tags."
+        remote_tag = request.from_.tag or ""
         _ = request.to  # a missing or malformed To raises here, as before
         state = S.CONFIRMED if response.status_code >= 200 else S.EARLY
         return cls(
@@ -453,9 +457,10 @@ class Dialog:
 def _request_id(request: Request) -> DialogId | None:
     """The dialog id an *incoming* request names (To tag is ours, From tag theirs)."""
     local, remote = request.to.tag, request.from_.tag
-    if local is None or remote is None:
+    if local is None:
         return None
-    return DialogId(request.call_id, local, remote)
+    # §12.2.2 with §12.1.1: an RFC 2543 peer's requests have no From tag (a null remote tag).
+    return DialogId(request.call_id, local, remote or "")
 
 
 class DialogSet:

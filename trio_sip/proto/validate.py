@@ -115,6 +115,11 @@ def _check(
     if not req.vias:
         return Rejection("missing Via header")
     _ = (req.call_id, req.from_, req.to, req.max_forwards)
+    # §25.1: tag-param = "tag" EQUAL token. A bare ";tag" reads as no tag, and the To tag a
+    # UAS adds after it would be read as none either (no dialog could be made from it).
+    for name, addr in (("From", req.from_), ("To", req.to)):
+        if addr.tag is None and "tag" in addr.params:
+            return Rejection(f"{name} tag without a value")
     branch = req.vias[0].branch
     if branch == MAGIC_COOKIE:
         return Rejection("Via branch is only the magic cookie (RFC 4475 §3.2.1)")

@@ -281,9 +281,10 @@ class DialogDrivers:
         local, remote = message.to.tag, message.from_.tag
         if isinstance(message, Response):
             local, remote = remote, local
-        if local is None or remote is None:
+        if local is None:
             return False
-        key = (DialogId(message.call_id, local, remote), message.cseq.seq)
+        # An RFC 2543 peer's ACK has no From tag: its dialog's remote tag is null (§12.1.1).
+        key = (DialogId(message.call_id, local, remote or ""), message.cseq.seq)
         running = self._running.get(key)
         if running is None:
             return False

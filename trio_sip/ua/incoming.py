@@ -10,30 +10,40 @@
 # Record-Route in order, remote target from Contact) and starts the AckWait machine, which
 # resends the 200 until the ACK and sends a BYE after 64*T1 without one (§13.3.1.4). A CANCEL
 # before the answer makes the stack send 200 to the CANCEL and 487 to the INVITE (§9.2); the
-# IncomingCall then reports ``cancelled`` and ``accept`` raises CallFailed.
+# IncomingCall then reports ``cancelled`` and ``ring``/``accept`` raise CallFailed.
+#
+# Fault isolation: when the INVITE cannot be answered as asked -- its transaction failed on the
+# transport (§17.2.4), or a response cannot be built from it (a value the builder refuses) --
+# ``ring``/``accept``/``reject`` answer 500 if the transaction can still take a final response
+# (else it is dropped), let the handler task go, and raise CallFailed: the call ends, the agent
+# and the application go on. After 64*T1 without an ACK, the BYE of §13.3.1.4 goes only to a
+# peer that proved it receives what we send (see ``_no_ack``).
 """IncomingCall: ring, accept or reject an incoming INVITE."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, final
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NoReturn, final
 
 import trio
 
 from trio_sip.proto.dialog import Dialog
-from trio_sip.proto.errors import LocalProtocolError
+from trio_sip.proto.errors import LocalProtocolError, ProtocolError
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.sdp import SdpError, SessionDescription, answer_for, parse_sdp
 from trio_sip.proto.uri import NameAddress
 from trio_sip.stack import IncomingRequest
 
 from .call import Call, CallFailed, _keep
-from .session import CallState
+from .session import CallState, EndReason
 
 if TYPE_CHECKING:
     from .agent import UserAgent
 
 __all__ = ["IncomingCall"]
+
+logger = logging.getLogger("trio_sip.ua")
 
 
 def _parse_offer(request: Request) -> SessionDescription | None:
@@ -118,7 +128,10 @@ class IncomingCall:
             raise LocalProtocolError(f"ring() sends 101-199, not {status}")
         self._check_open()
         headers = [*self._record_routes(()), ("Contact", self._ua._contact_text)]
-        await self._incoming.respond(status, reason, headers=headers)
+        try:
+            await self._incoming.respond(status, reason, headers=headers)
+        except ProtocolError as exc:
+            self._give_up(exc)
 
     def _record_routes(self, given: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """§12.1.1: a UAS copies every Record-Route of the request into responses that
@@ -151,8 +164,11 @@ class IncomingCall:
         local = answer_for(offer, media) if offer is not None else media
         body = bytes(local)
         headers = [*self._record_routes(headers), *headers]
-        response = ua._make_2xx(self._incoming, body, headers)
-        dialog = Dialog.from_uas(self.request, response, rng=ua._rng)
+        try:
+            response = ua._make_2xx(self._incoming, body, headers)
+            dialog = Dialog.from_uas(self.request, response, rng=ua._rng)
+        except ProtocolError as exc:  # the request's own headers make no 2xx or no dialog
+            self._give_up(exc)
         # Kept small (see Call): our default media as (port, session id), the SDPs as the
         # bytes they were parsed from / written to (an answer to our default media always
         # parses back to itself when the agent's media address does), the 200 as text.
@@ -178,15 +194,16 @@ class IncomingCall:
         # it at once, and the ACK (or a BYE) may arrive before ``respond`` returns.
         ua.dialogs.add(dialog)
         ua._register(call)
-        ua.drivers.ack_wait(dialog, response, self._incoming.flow, call._on_no_ack)
+        flow = self._incoming.flow
+        ua.drivers.ack_wait(dialog, response, flow, _no_ack(call, flow.reliable))
         try:
             await self._incoming.respond(response)
         except BaseException as exc:
             ua.drivers.stop(dialog)
             ua._forget(call)
+            if isinstance(exc, ProtocolError):  # the CANCEL's 487 went out first, or worse
+                self._give_up(exc)
             self._decide()
-            if isinstance(exc, LocalProtocolError):  # the CANCEL's 487 went out first
-                raise CallFailed(self._incoming.final_response, "cancelled") from exc
             raise
         self.call = call
         self._decide()
@@ -203,7 +220,10 @@ class IncomingCall:
         if not 300 <= status <= 699:
             raise LocalProtocolError(f"reject() sends 300-699, not {status}")
         self._check_open()
-        response = await self._incoming.respond(status, reason, headers=headers)
+        try:
+            response = await self._incoming.respond(status, reason, headers=headers)
+        except ProtocolError as exc:
+            self._give_up(exc)
         self._decide()
         return response
 
@@ -212,6 +232,23 @@ class IncomingCall:
             raise CallFailed(self._incoming.final_response, "cancelled")
         if self._decided:
             raise LocalProtocolError("the call was already accepted or rejected")
+        failure = self._incoming._failure
+        if failure is not None:
+            self._decide()
+            raise CallFailed(None, f"transport error: {failure}")
+
+    def _give_up(self, exc: ProtocolError) -> NoReturn:
+        """The INVITE cannot be answered as asked (see the module comment): 500 if the
+        transaction can still take a final response (else it is dropped), let the handler task
+        go, and raise CallFailed."""
+        incoming = self._incoming
+        self._ua.stack._respond_quietly(incoming, 500)
+        self._decide()
+        if incoming.cancelled:
+            raise CallFailed(incoming.final_response, "cancelled") from exc
+        if incoming._failure is not None:
+            raise CallFailed(None, f"transport error: {incoming._failure}") from exc
+        raise CallFailed(None, f"cannot answer the INVITE: {exc}") from exc
 
     def _decide(self) -> None:
         """Accepted, rejected or cancelled: let the handler task go."""
@@ -241,3 +278,33 @@ class IncomingCall:
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+def _no_ack(call: Call, reliable: bool) -> Callable[[str], None]:
+    """What to do when our 2xx to the initial INVITE got no ACK within 64*T1.
+
+    RFC 3261 §13.3.1.4: "If the server retransmits the 2xx response for 64*T1 seconds without
+    receiving an ACK, the dialog is confirmed, but the session SHOULD be terminated. This is
+    accomplished with a BYE". The BYE goes to the INVITE's Contact, an address the sender chose,
+    in a client transaction retransmitted over UDP (§17.1.2.2); with the eleven 2xx already sent
+    to the INVITE's source, a single spoofed UDP datagram would get ~16 back, part of them to a
+    third party: §26.1.5 warns of exactly this ("attackers can create bogus requests that
+    contain a falsified source IP address and a corresponding Via header field that identify a
+    targeted host as the originator ... using hapless SIP UAs or proxies to generate
+    denial-of-service traffic aimed at the target"). So the BYE (a SHOULD) goes only to a
+    peer that proved it receives what we send: the INVITE came over TCP/TLS (the handshake
+    proves the address), or an in-dialog request came back, which carries the To tag that
+    only our responses held (the dialog's remote CSeq moved). Otherwise the call ends here,
+    without a BYE: the 2xx retransmissions themselves (§13.3.1.4) are kept.
+    """
+
+    def on_no_ack(reason: str) -> None:
+        dialog = call.dialog
+        heard = dialog is not None and dialog.remote_seq != dialog.initial_seq
+        if reliable or heard:
+            call._on_no_ack(reason)
+            return
+        logger.info("%r: %s; no BYE to a peer that never answered over UDP", call, reason)
+        call._finish(EndReason.NO_ACK, None, f"{reason} (no BYE: the peer never answered)")
+
+    return on_no_ack
