@@ -7,10 +7,15 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
 from trio_sip.cli import main
+from trio_sip.proto.message import Response
+from trio_sip.proto.parse import parse_message
+
+from .hostile import cases, request
 
 
 def test_keepalive_command_sends_crlfs_and_exits_zero() -> None:
@@ -191,6 +196,73 @@ def test_serve_answers_and_call_hangs_up() -> None:
     assert "#1 from sip:trio-sip@127.0.0.1: answered" in served
     assert "#1 ended (remote hangup)" in served
     assert "1 calls answered and ended" in served
+
+
+def _answers(sock: socket.socket, wanted: frozenset[int], wait: float) -> list[Response]:
+    """The responses ``sock`` receives until it has one of each ``wanted`` status (at most
+    ``wait`` seconds; all of them when nothing is wanted)."""
+    got: list[Response] = []
+    deadline = time.monotonic() + wait
+    while (not wanted or {r.status_code for r in got} < wanted) and time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data = sock.recv(65535)
+        except TimeoutError:
+            break
+        message = parse_message(data)
+        assert isinstance(message, Response)
+        got.append(message)
+    return got
+
+
+def test_serve_survives_every_hostile_datagram_and_answers_a_call_after() -> None:
+    """Issue #10: each of these datagrams ended `trio-sip serve` (exit 1) or got no answer.
+    Over real UDP, in strict mode (TRIO_SIP_STRICT=1, from tests/conftest.py): each gets what
+    tests/hostile.py says, the server stays up, serves the RFC 2543 caller to its BYE, answers
+    a normal call afterwards and writes no traceback."""
+    port = _free_udp_port()
+    closed = _free_udp_port()
+    argv = ["serve", "--listen", f"127.0.0.1:{port}", "--calls", "2"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "trio_sip", *argv],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == f"serving on udp:127.0.0.1:{port}"
+        for number in range(len(cases(("127.0.0.1", port), ("127.0.0.1", 0), closed))):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as eve:
+                eve.bind(("127.0.0.1", 0))
+                src = eve.getsockname()
+                fixed = cases(("127.0.0.1", port), src, closed)[number]
+                for datagram in fixed.datagrams:
+                    eve.sendto(datagram, ("127.0.0.1", port))
+                wait = 10.0 if fixed.exact and fixed.answers else 0.5  # nothing: a short look
+                got = _answers(eve, fixed.answers, wait)
+                assert fixed.check({r.status_code for r in got}), (fixed.name, got)
+                if fixed.name == "rfc2543-invite":  # its ACK and BYE, without From tag
+                    ok = next(r for r in got if r.status_code == 200)
+                    legacy = {"branch": None, "from_": "<sip:eve@example.com>", "to": str(ok.to)}
+                    ack = request(("127.0.0.1", port), src, method="ACK", **legacy)  # type: ignore[arg-type]
+                    bye = request(("127.0.0.1", port), src, method="BYE", seq=2, **legacy)  # type: ignore[arg-type]
+                    eve.sendto(ack, ("127.0.0.1", port))
+                    eve.sendto(bye, ("127.0.0.1", port))
+                    ended = _answers(eve, frozenset({200}), 10.0)
+                    assert [r.cseq.method for r in ended if r.status_code == 200][-1] == "BYE"
+            assert server.poll() is None, f"serve ended after {fixed.name}"
+        out = io.StringIO()
+        status = main(["call", f"sip:bob@127.0.0.1:{port}", "--hangup-after", "0.1"], out)
+        served, errors = server.communicate(timeout=30)
+    finally:
+        server.kill()
+    assert status == 0, out.getvalue()
+    assert "ANSWERED (200 OK)" in out.getvalue()
+    assert server.returncode == 0, errors
+    assert "#1 from sip:eve@example.com: answered" in served
+    assert "#2 from sip:trio-sip@127.0.0.1: answered" in served
+    assert "2 calls answered and ended" in served
+    assert "call failed: 487 Request Terminated" in served
+    assert "Traceback" not in errors, errors
 
 
 def test_call_to_nothing_exits_one_with_the_reason() -> None:

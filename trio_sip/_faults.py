@@ -106,13 +106,15 @@ class Faults:
         """Count one fault of ``kind`` (``exc``: what was raised; ``detail``: where, for the
         log line). Logs it if it is the first of its kind in the interval. In strict mode an
         unexpected ``exc`` is then re-raised (or passed to ``crash``)."""
-        self._total += 1
-        self._counts[kind] = self._counts.get(kind, 0) + 1
         unexpected = not is_expected(exc)
         info = self._kinds.get(kind)
         if info is None:
             info = self._kinds[kind] = _Kind()
         now = trio.current_time()
+        if now >= info.window_end and info.suppressed:
+            self._summary(kind, info, now)  # due (the serve task may not have run yet)
+        self._total += 1
+        self._counts[kind] = self._counts.get(kind, 0) + 1
         if now >= info.window_end:
             info.window_end = now + self.interval
             info.level = logging.ERROR if unexpected else level
@@ -145,18 +147,21 @@ class Faults:
         now = trio.current_time()
         for kind, info in self._kinds.items():
             if info.suppressed and now >= info.window_end:
-                self._logger.log(
-                    info.level,
-                    "fault %s: %d more in the last %g s [%d so far]",
-                    kind,
-                    info.suppressed,
-                    self.interval,
-                    self._counts[kind],
-                )
-                info.suppressed = 0
-                # A new interval starts now: what comes in it is counted and summarised at
-                # its end, so a steady flood logs one line per interval.
-                info.window_end = now + self.interval
+                self._summary(kind, info, now)
+
+    def _summary(self, kind: str, info: _Kind, now: float) -> None:
+        self._logger.log(
+            info.level,
+            "fault %s: %d more in the last %g s [%d so far]",
+            kind,
+            info.suppressed,
+            self.interval,
+            self._counts[kind],
+        )
+        info.suppressed = 0
+        # A new interval starts now: what comes in it is counted and summarised at its end,
+        # so a steady flood logs one line per interval.
+        info.window_end = now + self.interval
 
     def _next_summary(self) -> float | None:
         ends = [i.window_end for i in self._kinds.values() if i.suppressed]
