@@ -101,6 +101,8 @@ class _Strays:
             await fn(*args)
         except (SipError, OSError) as exc:
             logger.info("stateless forwarding failed: %s", exc)
+        except Exception as exc:  # one message must not end the site (trio_sip/_faults.py)
+            self.stack.faults.record("forward", exc, getattr(fn, "__name__", repr(fn)))
         finally:
             self._tasks -= 1
 

@@ -528,6 +528,7 @@ async def open_user_agent(
     incoming_queue: int = 16,
     user_agent: str = "trio-sip",
     limits: Limits | None = None,
+    strict: bool | None = None,
 ) -> AsyncIterator[UserAgent]:
     """A :class:`UserAgent` listening on ``listen`` (see docs/calls.md for every argument)."""
     ports = MediaPorts(media_port_range(media_ports, media_port))
@@ -555,6 +556,7 @@ async def open_user_agent(
         transport_config=transport_config,
         rng=rng,
         limits=limits,
+        strict=strict,
     ) as stack:
         transport, (host, port) = stack.listening[0]
         if contact is None:

@@ -40,7 +40,7 @@ from trio_sip.drivers import TimerQueue
 from trio_sip.proto.auth import AuthenticationFailed, DigestClient
 from trio_sip.proto.dialog import Dialog, DialogId
 from trio_sip.proto.dialog_requests import AckResender, AckTimeout, AckWait
-from trio_sip.proto.errors import TransportError
+from trio_sip.proto.errors import ProtocolError, TransportError
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.outputs import MessageReceived, Terminated, Transmit
 from trio_sip.proto.target import Target
@@ -268,7 +268,7 @@ class DialogDrivers:
             while queue and not running.done:
                 try:
                     await running.send(queue[0])
-                except TransportError:
+                except (TransportError, ProtocolError):  # ProtocolError: a Via that routes nowhere
                     queue.clear()
                     break
                 queue.popleft()
