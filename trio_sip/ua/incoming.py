@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, final
 import trio
 
 from trio_sip.proto.dialog import Dialog
-from trio_sip.proto.errors import LocalProtocolError, ProtocolError
+from trio_sip.proto.errors import LocalProtocolError, ProtocolError, SipError
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.sdp import SdpError, SessionDescription, answer_for, parse_sdp
 from trio_sip.proto.uri import NameAddress
@@ -155,20 +155,24 @@ class IncomingCall:
         self._check_open()
         ua = self._ua
         media_key: tuple[int, int] | None = None
-        if sdp is not None:
-            media = sdp
-        else:
-            media_key = ua._new_media()
-            media = ua._media_sdp(*media_key)
-        offer = self.remote_sdp
-        local = answer_for(offer, media) if offer is not None else media
-        body = bytes(local)
-        headers = [*self._record_routes(headers), *headers]
         try:
+            if sdp is not None:
+                media = sdp
+            else:
+                media_key = ua._new_media()  # CallFailed when every media port is held
+                media = ua._media_sdp(*media_key)
+            offer = self.remote_sdp
+            local = answer_for(offer, media) if offer is not None else media
+            body = bytes(local)
+            headers = [*self._record_routes(headers), *headers]
             response = ua._make_2xx(self._incoming, body, headers)
             dialog = Dialog.from_uas(self.request, response, rng=ua._rng)
-        except ProtocolError as exc:  # the request's own headers make no 2xx or no dialog
+        except SipError as exc:  # e.g. the request's own headers make no 2xx or no dialog
             self._give_up(exc)
+        except Exception:  # a bug: the INVITE still gets its 500, the handler task goes
+            ua.stack._respond_quietly(self._incoming, 500)
+            self._decide()
+            raise
         # Kept small (see Call): our default media as (port, session id), the SDPs as the
         # bytes they were parsed from / written to (an answer to our default media always
         # parses back to itself when the agent's media address does), the 200 as text.
@@ -237,7 +241,7 @@ class IncomingCall:
             self._decide()
             raise CallFailed(None, f"transport error: {failure}")
 
-    def _give_up(self, exc: ProtocolError) -> NoReturn:
+    def _give_up(self, exc: SipError) -> NoReturn:
         """The INVITE cannot be answered as asked (see the module comment): 500 if the
         transaction can still take a final response (else it is dropped), let the handler task
         go, and raise CallFailed."""
@@ -248,6 +252,8 @@ class IncomingCall:
             raise CallFailed(incoming.final_response, "cancelled") from exc
         if incoming._failure is not None:
             raise CallFailed(None, f"transport error: {incoming._failure}") from exc
+        if isinstance(exc, CallFailed):
+            raise exc
         raise CallFailed(None, f"cannot answer the INVITE: {exc}") from exc
 
     def _decide(self) -> None:
