@@ -126,7 +126,12 @@ class _Receiver:
         if isinstance(where, AckFor2xx):
             self._stray(request, flow)
             return
-        if not flow.reliable and request.vias[0].transport.upper() not in TRANSPORTS:
+        sent_over = request.vias[0].transport
+        if (
+            not flow.reliable
+            and sent_over not in TRANSPORTS
+            and sent_over.upper() not in TRANSPORTS
+        ):
             # §18.2.2 has no way back over a transport we do not have (``Via: SIP/2.0/FOO``
             # over UDP): no transaction, no TU, nothing sent.
             self.faults.record("unanswerable-request", None, f"Via transport from {flow!r}")
