@@ -30,8 +30,10 @@ and closes that peer's flow; it never propagates into the nursery.
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -61,7 +63,7 @@ from .base import (
 from .stream import StreamFlow, error_response_untrusted
 from .tcp import TrioBackend
 from .tls import client_context, wrap_client, wrap_server
-from .udp import UdpClientFlow, UdpListener, UdpServerFlow
+from .udp import UdpClientFlow, UdpListener, UdpServerFlow, is_ip_literal
 
 __all__ = ["FlowPool", "OnMessage", "TransportLayer", "open_transport_layer"]
 
@@ -218,8 +220,21 @@ class TransportLayer:
                     await trio.aclose_forcefully(listener)
 
     async def connect(self, target: Target) -> Flow:
-        """The open flow to ``target`` (reused), or a new one. Raises ``TransportError``."""
+        """The open flow to ``target`` (reused), or a new one. Raises ``TransportError``.
+
+        UDP with a UDP listener of the target's address family: that listener's flow to the
+        target, so the datagrams leave from the listening address:port (one NAT binding; see
+        docs/transports.md). TCP/TLS: a connection from the listener's address.
+        """
         transport = target.transport.upper()
+        if transport == "UDP":
+            listener = self._udp_listener_for(target.host)
+            if listener is not None:
+                self._check_open()
+                host = target.host
+                if not is_ip_literal(host):
+                    host = await self._resolve_udp(host, target.port, listener)
+                return listener.flow_for((host, target.port))
         key = (transport, target.host, target.port)
         while True:
             self._check_open()
@@ -247,17 +262,45 @@ class TransportLayer:
 
         NAT keep-alives must leave from the SIP port itself: that is the binding the NAT
         keeps open for incoming requests. With no UDP listener of the right family, a
-        connected client flow is used instead (see :meth:`connect`).
+        connected client flow is used instead. (Since every UDP send now leaves from the
+        listener, this is :meth:`connect` for a UDP target.)
         """
-        self._check_open()
-        listener = self._udp_listener_for(remote[0])
-        if listener is not None:
-            return listener.flow_for(remote)
         return await self.connect(Target("UDP", remote[0], remote[1]))
 
     def choose_target(self, target: Target, size: int) -> Target:
         """§18.1.1: the target for a request of ``size`` bytes (UDP over the limit → TCP)."""
         return choose_transport(target, size, self.config)
+
+    async def connect_request(self, target: Target, size: int) -> tuple[Target, Flow]:
+        """The target and flow for a request of ``size`` bytes to ``target`` (RFC 3261
+        §18.1.1): over TCP when a UDP request is over ``udp_max_size`` (:meth:`choose_target`),
+        and back over UDP when that TCP connection is refused or reset: "if the attempt to
+        establish the connection generates either an ICMP Protocol Not Supported, or results
+        in a TCP reset, the element SHOULD retry the request, using UDP". Put the returned
+        flow's transport in the Via. Raises ``TransportError``.
+        """
+        chosen = choose_transport(target, size, self.config)
+        try:
+            return chosen, await self.connect(chosen)
+        except TransportError as exc:
+            if chosen is target or not _refused_or_reset(exc):
+                raise
+            logger.info("%s; retrying over UDP (RFC 3261 §18.1.1)", exc)
+            return target, await self.connect(target)
+
+    def sent_by(self, flow: Flow) -> Address:
+        """The address:port our Via (and a Contact) names for a message sent on ``flow``: the
+        listening address for the flow's transport (a wildcard one replaced by the address the
+        route to the peer uses), else the flow's own local address."""
+        if isinstance(flow, UdpServerFlow):
+            return flow.listener.source_for(flow.remote)
+        v6 = ":" in flow.local[0]
+        for transport, (host, port) in self._listening:
+            if transport == flow.transport and (":" in host) == v6:
+                if host in _WILDCARDS:
+                    return flow.local[0], port
+                return host, port
+        return flow.local
 
     async def send_response(self, response: Response, flow: Flow | None = None) -> Flow:
         """Send ``response`` per §18.2.2; ``flow`` is the one its request arrived on.
@@ -398,8 +441,9 @@ class TransportLayer:
             return udp
         if transport not in ("TCP", "TLS"):
             raise TransportError(f"unknown transport {transport!r} for {target}")
+        local_host = self._stream_bind_host(transport, target.host)
         with map_exceptions(context):
-            stream = await self.backend.connect_tcp(target.host, target.port)
+            stream = await self.backend.connect_tcp(target.host, target.port, local_host=local_host)
         try:
             if transport == "TLS":
                 if self._client_ssl is None:
@@ -422,6 +466,33 @@ class TransportLayer:
             if (":" in host) == v6 and host not in ("0.0.0.0", "::"):
                 return host
         return "::" if v6 else "0.0.0.0"
+
+    def _stream_bind_host(self, transport: str, remote_host: str) -> str | None:
+        """The address a TCP/TLS connection to ``remote_host`` is made from: that of our
+        listener for ``transport`` (else any listener) of the same family, unless it is a
+        wildcard; the Via and Contact name it, so the source must be it too."""
+        v6 = ":" in remote_host
+        other: str | None = None
+        for listening, (host, _port) in self._listening:
+            if (":" in host) != v6 or host in _WILDCARDS:
+                continue
+            if listening == transport:
+                return host
+            if other is None:
+                other = host
+        return other
+
+    async def _resolve_udp(self, host: str, port: int, listener: UdpListener) -> str:
+        """A host name (say, a Via sent-by) to the address a listener can send to, so that an
+        ICMP error, which names the address, finds the flow."""
+        family = socket.AF_INET6 if ":" in listener.local[0] else socket.AF_INET
+        try:
+            infos = await trio.socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
+        except (OSError, UnicodeError) as exc:
+            raise TransportError(f"UDP to {host}:{port}: {exc}") from exc
+        if not infos:
+            raise TransportError(f"UDP to {host}:{port}: no address")
+        return str(infos[0][4][0])
 
     def _udp_listener_for(self, host: str) -> UdpListener | None:
         v6 = ":" in host
@@ -488,6 +559,16 @@ class TransportLayer:
                 await flow.aclose()
             with trio.move_on_at(math.inf if deadline is None else deadline):
                 await self._wakeup.wait()
+
+
+_WILDCARDS = ("", "0.0.0.0", "::")
+#: What a refused or reset TCP connect raises (ICMP protocol unreachable: ENOPROTOOPT).
+_REFUSED = frozenset({errno.ECONNREFUSED, errno.ECONNRESET, errno.ENOPROTOOPT})
+
+
+def _refused_or_reset(exc: TransportError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, OSError) and cause.errno in _REFUSED
 
 
 @asynccontextmanager
