@@ -9,11 +9,13 @@ records the source address of every datagram, like a capture would. The virtual-
 from __future__ import annotations
 
 import socket
+import ssl
 import sys
 from typing import Any
 
 import pytest
 import trio
+import trustme
 
 from trio_sip.config import ConnectionConfig, EndpointConfig
 from trio_sip.endpoint import open_endpoint
@@ -23,7 +25,7 @@ from trio_sip.proto.parse import parse_message
 from trio_sip.proto.target import Target
 from trio_sip.stack import IncomingRequest, open_stack
 from trio_sip.testing import make_request
-from trio_sip.transports import open_transport_layer
+from trio_sip.transports import TransportConfig, open_transport_layer
 from trio_sip.transports.udp import UdpServerFlow
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="IP_RECVERR is Linux's")
@@ -261,16 +263,32 @@ ALIAS = "127.0.0.27"
 needs_alias = pytest.mark.skipif(not _loopback_alias(ALIAS), reason=f"cannot bind {ALIAS}")
 
 
-async def _tcp_server(
-    handler: Any, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+def _tls_config() -> TransportConfig:
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return TransportConfig(server_ssl_context=server, client_ssl_context=client)
+
+
+async def _stream_server(
+    transport: str,
+    config: TransportConfig,
+    handler: Any,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    async with open_stack([("TCP", "127.0.0.1", 0)], handler=handler) as server:
+    listen = [(transport, "127.0.0.1", 0)]
+    async with open_stack(listen, handler=handler, transport_config=config) as server:
         task_status.started(server.listening[0][1])
         await trio.sleep_forever()
 
 
 @needs_alias
-async def test_tcp_connections_leave_from_the_listeners_address(nursery: trio.Nursery) -> None:
+@pytest.mark.parametrize("transport", ["TCP", "TLS"])
+async def test_stream_connections_leave_from_the_listeners_address(
+    nursery: trio.Nursery, transport: str
+) -> None:
     """Via says 127.0.0.27: the connection comes from 127.0.0.27 too (not 127.0.0.1)."""
     seen: list[tuple[str, str, int | None, str | None]] = []
 
@@ -279,13 +297,36 @@ async def test_tcp_connections_leave_from_the_listeners_address(nursery: trio.Nu
         seen.append((incoming.flow.remote[0], via.host, via.port, via.received))
         await incoming.respond(200)
 
-    server = await nursery.start(_tcp_server, handler)
-    async with open_stack([("UDP", ALIAS, 0), ("TCP", ALIAS, 0)]) as client:
+    config = _tls_config()
+    server = await nursery.start(_stream_server, transport, config, handler)
+    listen = [("UDP", ALIAS, 0), (transport, ALIAS, 0)]
+    async with open_stack(listen, transport_config=config) as client:
+        target = Target(transport, *server, hostname="localhost")
         with trio.fail_after(5):
-            response = await client.request(options("TCP"), Target("TCP", *server))
+            response = await client.request(options(transport), target)
         assert response.status_code == 200
-        tcp_port = next(a for t, a in client.listening if t == "TCP")[1]
+        port = next(a for t, a in client.listening if t == transport)[1]
         (flow,) = client.transport_layer.flows
         assert flow.local[0] == ALIAS
-    assert seen == [(ALIAS, ALIAS, tcp_port, ALIAS)]  # source address = sent-by host
+    assert seen == [(ALIAS, ALIAS, port, ALIAS)]  # source address = sent-by host
+    nursery.cancel_scope.cancel()
+
+
+async def test_a_big_request_goes_over_udp_when_the_tcp_port_is_closed(
+    nursery: trio.Nursery,
+) -> None:
+    """RFC 3261 §18.1.1 on real sockets: over 1300 bytes the request tries TCP first; the
+    peer's TCP port is closed (RST), so it is sent again over UDP, from our SIP port."""
+    peer = await open_peer()
+    nursery.start_soon(peer.serve)
+    request = options()
+    request = request.evolve(headers=request.headers.append("X-Padding", "p" * 1400))
+    async with open_stack([("UDP", "127.0.0.1", 0), ("TCP", "127.0.0.1", 0)]) as stack:
+        ours = next(a for t, a in stack.listening if t == "UDP")
+        with trio.fail_after(5):
+            response = await stack.request(request, Target("UDP", *peer.address))
+    assert response.status_code == 200
+    (received,) = peer.requests
+    assert received.vias[0].transport == "UDP" and len(bytes(received)) > 1300
+    assert peer.sources() == {ours}
     nursery.cancel_scope.cancel()
