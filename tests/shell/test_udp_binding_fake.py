@@ -14,6 +14,7 @@ import pytest
 import trio
 import trio.testing
 
+from trio_sip.keepalive import KeepAlives
 from trio_sip.proto.errors import TransactionTimeoutError, TransportError
 from trio_sip.proto.location import LocationService
 from trio_sip.proto.message import Request, Response, make_response
@@ -70,6 +71,23 @@ async def test_without_an_error_queue_datagrams_still_leave_from_the_sip_port(
         assert trio.current_time() - start == pytest.approx(4.0)
     sent = net.packets(transport="UDP")
     assert len(sent) > 1 and {p.src for p in sent} == {(ALICE, SIP)}
+
+
+async def test_without_a_udp_listener_a_connected_socket_is_used_and_named(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A pure client (no UDP listener): a connected socket per destination, on its own port,
+    and the Via names that port, so the answer still finds it."""
+    net = FakeNetwork()
+    bob = Phone(BOB)
+    async with phone_stack(net, bob), open_stack([], backend=net.backend(ALICE)) as alice:
+        response = await alice.request(options(), Target("UDP", BOB, SIP))
+        assert response.status_code == 200
+        assert alice.statistics().flows == 1
+    (received,) = bob.requests("OPTIONS")
+    (sent,) = [p for p in net.packets(transport="UDP") if p.src[0] == ALICE]
+    assert (received.vias[0].host, received.vias[0].port) == sent.src
+    assert sent.src[1] != SIP
 
 
 async def test_the_registration_binding_outlives_the_idle_timeout(
@@ -138,6 +156,30 @@ async def test_the_registration_binding_outlives_the_idle_timeout(
     assert udp_sources(net, ALICE) == {(ALICE, SIP)}
     assert statuses[-1] == 200
     registrar.close()
+
+
+async def test_keepalives_to_a_refused_port_go_on_from_the_sip_port(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each CRLF's ICMP error fails the listener's flow to that address; the next CRLF gets a
+    fresh flow, from the same socket: the loop goes on and no send fails."""
+    net = FakeNetwork()
+    net.set_link(ALICE, REGISTRAR, delay=0.01)
+    async with net.open_layer(ALICE) as layer, trio.open_nursery() as nursery:
+        await nursery.start(layer.listen, "UDP", ALICE, SIP)
+        keepalives = KeepAlives(layer, nursery)
+        await keepalives.send_sip_keepalive(REGISTRAR, SIP, True, 10)
+        await trio.sleep(35)
+        fresh = await layer.datagram_flow((REGISTRAR, SIP))
+        await trio.sleep(0)
+        stats = keepalives.statistics()
+        nursery.cancel_scope.cancel()
+    crlfs = net.packets(transport="UDP")
+    assert [(p.time, p.src, p.fate) for p in crlfs] == [
+        (t, (ALICE, SIP), "refused") for t in (0.0, 10.0, 20.0, 30.0)
+    ]
+    assert (stats.sent, stats.failed_sends) == (4, 0)
+    assert fresh.usable and fresh.local == (ALICE, SIP)  # the failed one was replaced
 
 
 async def test_tcp_connections_and_proxy_forwards_leave_from_the_listeners_address(

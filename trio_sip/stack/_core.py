@@ -85,7 +85,8 @@ class StackStatistics:
     #: Every per-request task the stack started that is still running: handlers, and the
     #: sender tasks of transactions with sends waiting (transactions have no task of their own).
     tasks: int
-    #: Flows in the transport pool (client and accepted connections, connected UDP sockets).
+    #: Flows in the transport pool: client and accepted connections, and connected UDP
+    #: sockets (only without a UDP listener: otherwise UDP leaves from the listener).
     flows: int
     #: Requests waiting in the ``requests()`` queue.
     queued_requests: int

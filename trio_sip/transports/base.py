@@ -77,7 +77,8 @@ class TransportConfig:
     """Settings of a :class:`~trio_sip.transports.TransportLayer` (see docs/transports.md).
 
     * ``idle_timeout``: a client or accepted flow (TCP, TLS, connected UDP) with no traffic and
-      no watcher for this many seconds is closed. ``None`` keeps flows open forever.
+      no watcher for this many seconds is closed. ``None`` keeps flows open forever. UDP sent
+      through a listener has nothing to close: the listening socket stays.
     * ``udp_max_size``: a request larger than this (bytes) goes over TCP instead of UDP
       (RFC 3261 §18.1.1: 1300 when the path MTU is unknown). ``udp_size_fallback=False``
       turns the switch off (for peers without TCP).

@@ -14,7 +14,11 @@ caller's, or its own with :func:`open_transport_layer`), like trio-websocket's
   (§18.2.1, RFC 3581 §4). No task per message.
 * ``await layer.connect(target)`` returns the open flow for ``(transport, host, port)`` if there
   is one (§18.1.1 / RFC 5923 connection reuse), else opens one; concurrent connects to the same
-  key share one attempt.
+  key share one attempt. A UDP target gets the UDP listener's flow to it (one NAT binding: the
+  datagram leaves from the listening address:port our Via and Contact name); only a layer
+  with no UDP listener of that family opens a connected socket. TCP/TLS connections are made
+  from the listener's address. ``connect_request`` adds the §18.1.1 size rule and its
+  fallback to UDP; ``sent_by(flow)`` is the address our Via names for a flow.
 * ``await layer.send_response(response, flow)`` routes a response per §18.2.2: back on the
   connection the request came in on, else a new connection to ``received`` and the sent-by
   port; over UDP from the receiving listener to ``received``/``rport``.
