@@ -34,10 +34,8 @@ and closes that peer's flow; it never propagates into the nursery.
 
 from __future__ import annotations
 
-import errno
 import functools
 import math
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -51,6 +49,7 @@ from trio_sip.proto.message import Request, Response
 from trio_sip.proto.parse import parse_message
 from trio_sip.proto.target import Target
 
+from . import binding
 from .base import (
     Address,
     Flow,
@@ -67,7 +66,8 @@ from .base import (
 from .stream import StreamFlow, error_response_untrusted
 from .tcp import TrioBackend
 from .tls import client_context, wrap_client, wrap_server
-from .udp import UdpClientFlow, UdpListener, UdpServerFlow, is_ip_literal
+from .udp import UdpClientFlow, UdpListener, UdpServerFlow
+from .udp_socket import is_ip_literal
 
 __all__ = ["FlowPool", "OnMessage", "TransportLayer", "open_transport_layer"]
 
@@ -237,7 +237,8 @@ class TransportLayer:
                 self._check_open()
                 host = target.host
                 if not is_ip_literal(host):
-                    host = await self._resolve_udp(host, target.port, listener)
+                    v6 = ":" in listener.local[0]
+                    host = await binding.resolve_udp(host, target.port, v6)
                 return listener.flow_for((host, target.port))
         key = (transport, target.host, target.port)
         while True:
@@ -287,24 +288,16 @@ class TransportLayer:
         try:
             return chosen, await self.connect(chosen)
         except TransportError as exc:
-            if chosen is target or not _refused_or_reset(exc):
+            if chosen is target or not binding.refused_or_reset(exc):
                 raise
             logger.info("%s; retrying over UDP (RFC 3261 §18.1.1)", exc)
             return target, await self.connect(target)
 
     def sent_by(self, flow: Flow) -> Address:
-        """The address:port our Via (and a Contact) names for a message sent on ``flow``: the
-        listening address for the flow's transport (a wildcard one replaced by the address the
-        route to the peer uses), else the flow's own local address."""
-        if isinstance(flow, UdpServerFlow):
-            return flow.listener.source_for(flow.remote)
-        v6 = ":" in flow.local[0]
-        for transport, (host, port) in self._listening:
-            if transport == flow.transport and (":" in host) == v6:
-                if host in _WILDCARDS:
-                    return flow.local[0], port
-                return host, port
-        return flow.local
+        """The address:port our Via (and a Contact) names for a message sent on ``flow``
+        (:func:`~trio_sip.transports.binding.sent_by`): the listening address for the flow's
+        transport, else the flow's own local address."""
+        return binding.sent_by(self._listening, flow)
 
     async def send_response(self, response: Response, flow: Flow | None = None) -> Flow:
         """Send ``response`` per §18.2.2; ``flow`` is the one its request arrived on.
@@ -445,7 +438,7 @@ class TransportLayer:
             return udp
         if transport not in ("TCP", "TLS"):
             raise TransportError(f"unknown transport {transport!r} for {target}")
-        local_host = self._stream_bind_host(transport, target.host)
+        local_host = binding.stream_bind_host(self._listening, transport, target.host)
         with map_exceptions(context):
             stream = await self.backend.connect_tcp(target.host, target.port, local_host=local_host)
         try:
@@ -470,33 +463,6 @@ class TransportLayer:
             if (":" in host) == v6 and host not in ("0.0.0.0", "::"):
                 return host
         return "::" if v6 else "0.0.0.0"
-
-    def _stream_bind_host(self, transport: str, remote_host: str) -> str | None:
-        """The address a TCP/TLS connection to ``remote_host`` is made from: that of our
-        listener for ``transport`` (else any listener) of the same family, unless it is a
-        wildcard; the Via and Contact name it, so the source must be it too."""
-        v6 = ":" in remote_host
-        other: str | None = None
-        for listening, (host, _port) in self._listening:
-            if (":" in host) != v6 or host in _WILDCARDS:
-                continue
-            if listening == transport:
-                return host
-            if other is None:
-                other = host
-        return other
-
-    async def _resolve_udp(self, host: str, port: int, listener: UdpListener) -> str:
-        """A host name (say, a Via sent-by) to the address a listener can send to, so that an
-        ICMP error, which names the address, finds the flow."""
-        family = socket.AF_INET6 if ":" in listener.local[0] else socket.AF_INET
-        try:
-            infos = await trio.socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
-        except (OSError, UnicodeError) as exc:
-            raise TransportError(f"UDP to {host}:{port}: {exc}") from exc
-        if not infos:
-            raise TransportError(f"UDP to {host}:{port}: no address")
-        return str(infos[0][4][0])
 
     def _udp_listener_for(self, host: str) -> UdpListener | None:
         v6 = ":" in host
@@ -563,16 +529,6 @@ class TransportLayer:
                 await flow.aclose()
             with trio.move_on_at(math.inf if deadline is None else deadline):
                 await self._wakeup.wait()
-
-
-_WILDCARDS = ("", "0.0.0.0", "::")
-#: What a refused or reset TCP connect raises (ICMP protocol unreachable: ENOPROTOOPT).
-_REFUSED = frozenset({errno.ECONNREFUSED, errno.ECONNRESET, errno.ENOPROTOOPT})
-
-
-def _refused_or_reset(exc: TransportError) -> bool:
-    cause = exc.__cause__
-    return isinstance(cause, OSError) and cause.errno in _REFUSED
 
 
 @asynccontextmanager

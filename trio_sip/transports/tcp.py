@@ -22,7 +22,7 @@ import socket
 import trio
 
 from .base import Address, DatagramSocket, NetworkBackend
-from .udp import TrioDatagramSocket, family_for
+from .udp_socket import TrioDatagramSocket, family_for
 
 __all__ = ["TrioBackend"]
 
