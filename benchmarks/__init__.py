@@ -17,4 +17,5 @@ BENCHMARKS: dict[str, str] = {
     "failover": "benchmarks.failover_bench:run",
     "uas": "benchmarks.uas_bench:run",
     "memory": "benchmarks.memory_bench:run",
+    "udpbind": "benchmarks.udp_binding_bench:run",
 }

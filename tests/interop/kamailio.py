@@ -65,6 +65,7 @@ loadmodule "registrar.so"
 loadmodule "auth.so"
 loadmodule "ctl.so"
 {tls_module}
+{nat_modules}
 modparam("ctl", "binrpc", "unix:{socket}")
 modparam("usrloc", "db_mode", 0)
 modparam("registrar", "min_expires", 5)
@@ -78,8 +79,10 @@ request_route {{
         exit;
     }}
     xlog("L_INFO", "request $rm $ru from $si:$sp\\n");
+{nat_detect}
     if (has_totag()) {{
         if (loose_route()) {{
+{nat_on_reply}
             t_relay();
             exit;
         }}
@@ -114,9 +117,10 @@ request_route {{
         sl_send_reply("404", "Not Found");
         exit;
     }}
+{nat_on_reply}
     t_relay();
 }}
-
+{nat_reply_route}
 route[REGISTRAR] {{
     $var(pw) = "";
 {users}
@@ -134,6 +138,38 @@ route[REGISTRAR] {{
     }}
 }}
 """
+
+
+#: NAT traversal as Kamailio's own kamailio.cfg does it (WITH_NAT, nathelper module docs):
+#: ``nat_uac_test("19")`` (Contact in RFC 1918 space, Via host or port other than the source)
+#: marks a NATed client; its REGISTER gets ``fix_nated_register()`` (the registrar stores the
+#: *source* address as the contact's ``received``, and ``lookup`` sends there), its other
+#: requests ``fix_nated_contact()``; a reply from a contact registered from behind a NAT (branch
+#: flag 6, restored by ``lookup`` through usrloc's ``nat_bflag``) gets ``fix_nated_contact()``.
+_NAT = {
+    "nat_modules": """loadmodule "nathelper.so"
+modparam("nathelper|registrar", "received_avp", "$avp(RECEIVED)")
+modparam("usrloc", "nat_bflag", 6)
+""",
+    "nat_detect": """    force_rport();
+    if (nat_uac_test("19")) {
+        if (is_method("REGISTER")) {
+            fix_nated_register();
+        } else {
+            fix_nated_contact();
+        }
+        setbflag(6);
+    }""",
+    "nat_on_reply": '            t_on_reply("NAT_REPLY");',
+    "nat_reply_route": """
+onreply_route[NAT_REPLY] {
+    xlog("L_INFO", "reply $rs $rm from $si:$sp\\n");
+    if (isbflagset(6)) {
+        fix_nated_contact();
+    }
+}
+""",
+}
 
 
 @attrs.frozen
@@ -234,10 +270,12 @@ def running_kamailio(
     port: int | None = None,
     tls: tuple[Path, Path] | None = None,
     tls_port: int | None = None,
+    nat: bool = False,
 ) -> Iterator[Kamailio]:
     """Start Kamailio with ``users`` ({name: password}); yield it; stop it by its PID.
 
-    ``tls``: (certificate, private key) PEM files to listen on TLS at ``tls_port`` too."""
+    ``tls``: (certificate, private key) PEM files to listen on TLS at ``tls_port`` too.
+    ``nat``: with nathelper's NAT traversal (see ``_NAT``)."""
     binary = ensure_debian_packages("kamailio")["kamailio"]
     ensure_debian_packages("kamailio", binaries={"kamailio": "kamcmd"})
     assert_loopback(host)
@@ -267,6 +305,7 @@ def running_kamailio(
         users="\n".join(lines),
         tls_listen=tls_listen,
         tls_module=tls_module,
+        **(_NAT if nat else dict.fromkeys(_NAT, "")),
     )
     cfg = workdir / "kamailio.cfg"
     cfg.write_text(config)

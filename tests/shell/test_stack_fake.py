@@ -352,8 +352,7 @@ async def test_cancellation_leaves_nothing(autojump_clock: trio.testing.MockCloc
         sends = len(net.captured)
         await trio.sleep(60)
         assert len(net.captured) == sends  # no timer left behind
-        assert client.statistics().flows == 1  # the UDP flow, until its idle timeout
-        await trio.sleep(120)
+        # No flow to close: the datagrams left from the client's listening socket.
         assert client.statistics().flows == 0
 
 

@@ -131,8 +131,8 @@ class _Request:
         try:
             target = await site.resolve(fwd.next_hop)
             layer = site.stack.transport_layer
-            target = layer.choose_target(target, len(bytes(fwd.request)) + 200)
-            flow = await layer.connect(target)
+            # §18.1.1: TCP when too big for UDP, and UDP again if that TCP is refused.
+            target, flow = await layer.connect_request(target, len(bytes(fwd.request)) + 200)
         except (SipError, OSError) as exc:
             logger.info("no route to %s: %s", fwd.next_hop, exc)
             await self.apply(self.ctx.on_transport_error(branch))

@@ -91,7 +91,8 @@ class StackStatistics:
     #: Every per-request task the stack started that is still running: handlers, and the
     #: sender tasks of transactions with sends waiting (transactions have no task of their own).
     tasks: int
-    #: Flows in the transport pool (client and accepted connections, connected UDP sockets).
+    #: Flows in the transport pool: client and accepted connections, and connected UDP
+    #: sockets (only without a UDP listener: otherwise UDP leaves from the listener).
     flows: int
     #: Requests waiting in the ``requests()`` queue.
     queued_requests: int
@@ -222,9 +223,8 @@ class Stack(_Receiver):
         if role is TimeoutRole.STATELESS_PROXY:
             raise LocalProtocolError("no client transactions in the stateless-proxy role")
         self._check_open()
-        if new_via:
-            target = self._layer.choose_target(target, len(bytes(request)) + 120)
-        flow = await self._connect(target, request.method)
+        size = len(bytes(request)) + 120 if new_via else None  # our Via is still to come
+        target, flow = await self._connect(target, request.method, size)
         if new_via:
             request = self.add_via(request, flow)
         request = _with_length(request)
@@ -258,12 +258,19 @@ class Stack(_Receiver):
             raise
         return tx
 
-    async def _connect(self, target: Target, method: str) -> Flow:
-        """A flow to ``target``; a connect that hangs (a SYN into a blackhole) is bounded by the
-        transaction timeout (Timer B or F), as the transaction it serves would be."""
+    async def _connect(
+        self, target: Target, method: str, size: int | None = None
+    ) -> tuple[Target, Flow]:
+        """The target and a flow to it; with ``size``, the §18.1.1 choice (over TCP when too
+        big for UDP, back to UDP when that TCP connect is refused or reset:
+        ``TransportLayer.connect_request``). A connect that hangs (a SYN into a blackhole) is
+        bounded by the transaction timeout (Timer B or F), as the transaction it serves would
+        be."""
         limit = self.timer_config.timer_b if method == "INVITE" else self.timer_config.timer_f
         with trio.move_on_after(limit):
-            return await self._layer.connect(target)
+            if size is None:
+                return target, await self._layer.connect(target)
+            return await self._layer.connect_request(target, size)
         raise TransactionTimeoutError(
             f"{target.transport} connect to {target.host}:{target.port}: no answer within "
             f"{limit:g} s"
@@ -271,21 +278,17 @@ class Stack(_Receiver):
 
     def add_via(self, request: Request, flow: Flow, branch: str | None = None) -> Request:
         """``request`` with our Via on top: ``flow``'s transport, our sent-by (the listening
-        address for that transport when there is one, else the flow's local address), the
-        given or a fresh branch (§8.1.1.7) and ``rport`` (RFC 3581)."""
+        address for that transport when there is one, else the flow's local address:
+        ``TransportLayer.sent_by``), the given or a fresh branch (§8.1.1.7) and ``rport``
+        (RFC 3581)."""
         host, port = self._sent_by(flow)
         branch = branch or new_branch(self._rng)
         via = f"SIP/2.0/{flow.transport} {format_address((host, port))};branch={branch};rport"
         return request.evolve(headers=request.headers.prepend("Via", via))
 
     def _sent_by(self, flow: Flow) -> tuple[str, int]:
-        v6 = ":" in flow.local[0]
-        for transport, (host, port) in self._layer.listening:
-            if transport == flow.transport and (":" in host) == v6:
-                if host in ("0.0.0.0", "::", ""):
-                    return flow.local[0], port
-                return host, port
-        return flow.local
+        # Over UDP the flow is the listener's, so this is where the datagram leaves from.
+        return self._layer.sent_by(flow)
 
     # -- stateless sending -----------------------------------------------------------------
 
@@ -313,8 +316,9 @@ class Stack(_Receiver):
             if target is None:
                 raise LocalProtocolError("send_stateless needs a target or a flow for a request")
             if new_via:
-                target = self._layer.choose_target(target, len(bytes(message)) + 120)
-            flow = await self._layer.connect(target)
+                _, flow = await self._layer.connect_request(target, len(bytes(message)) + 120)
+            else:
+                flow = await self._layer.connect(target)
         if new_via:
             message = self.add_via(message, flow, branch)
         message = _with_length(message)

@@ -12,8 +12,12 @@ the production code paths.
 * UDP: a datagram is delivered into the receiving socket's queue at ``now + delay + jitter``
   (``jitter`` draws from the network's seeded ``random.Random``: reordering), unless it is lost
   (``loss`` probability, same generator), the hosts are partitioned (silently blackholed), or
-  nothing listens / the port is refused: then a *connected* sender gets ``ECONNREFUSED`` one
-  round trip later, as Linux reports an ICMP port-unreachable (RFC 1122 §4.1.3.3).
+  nothing listens / the port is refused: then the sender hears of it one round trip later, as
+  Linux reports an ICMP port-unreachable (RFC 1122 §4.1.3.3): a *connected* socket as
+  ``ECONNREFUSED`` from its receive, an unconnected (listening) one through its error queue,
+  with the destination (``IP_RECVERR``, ip(7): :meth:`DatagramSocket.take_errors`).
+  ``FakeNetwork(udp_error_queue=False)`` models a platform without that (the BSDs, macOS,
+  Windows): unconnected sockets then hear nothing.
 * TCP: ``connect`` takes one round trip (``2 * delay``), then yields a pair of in-memory
   streams; bytes keep their order (a later chunk never overtakes an earlier one), loss does
   not apply (TCP retransmits), a partition blackholes them and a refusal resets the stream
@@ -105,9 +109,15 @@ class _Queue:
                 await self._lot.park()
 
 
-_REFUSED = object()
 _EOF = object()
 _RESET = object()
+
+
+@attrs.frozen(slots=True)
+class _Refused:
+    """An ICMP port-unreachable for a datagram sent to ``destination``."""
+
+    destination: Address
 
 
 class _FakeDatagramSocket(DatagramSocket):
@@ -116,13 +126,33 @@ class _FakeDatagramSocket(DatagramSocket):
         self.local = local
         self.remote = remote
         self._queue = _Queue()
+        self.error_queue = remote is None and net.udp_error_queue
+        self._errors: list[tuple[Address, OSError]] = []
 
     async def recvfrom(self) -> tuple[bytes, Address]:
-        item = await self._queue.get()
-        if item is _REFUSED:
-            raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+        while True:
+            item = await self._queue.get()
+            if not isinstance(item, _Refused):
+                break
+            if self.remote is not None:
+                raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+            self._errors.append(_refusal(item))
         assert isinstance(item, tuple)
         return item[0], item[1]
+
+    async def recvfrom_many(self, limit: int) -> list[tuple[bytes, Address]]:
+        item = await self._queue.get()
+        if isinstance(item, _Refused):
+            if self.remote is not None:
+                raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+            self._errors.append(_refusal(item))
+            return []  # like the real socket: an error ends the wait
+        assert isinstance(item, tuple)
+        return [(item[0], item[1])]
+
+    def take_errors(self) -> list[tuple[Address, OSError]]:
+        errors, self._errors = self._errors, []
+        return errors
 
     async def sendto(self, data: bytes, address: Address) -> None:
         await trio.lowlevel.checkpoint()
@@ -139,6 +169,10 @@ class _FakeDatagramSocket(DatagramSocket):
         if not self._queue.closed:
             self._queue.close()
             self._net._udp.pop(self.local, None)
+
+
+def _refusal(item: _Refused) -> tuple[Address, OSError]:
+    return item.destination, ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
 
 
 class _FakeStream(trio.abc.Stream):
@@ -235,18 +269,21 @@ class FakeBackend(NetworkBackend):
         net._udp[sock.local] = sock
         return sock
 
-    async def connect_tcp(self, host: str, port: int) -> trio.abc.Stream:
+    async def connect_tcp(
+        self, host: str, port: int, *, local_host: str | None = None
+    ) -> trio.abc.Stream:
         net = self.network
         dst = (host, port)
-        if net.partitioned(self.host, host):
-            net._record("TCP", (self.host, 0), dst, b"", "blackholed")
+        source = self.host if local_host is None or local_host in _WILDCARDS else local_host
+        if net.partitioned(source, host):
+            net._record("TCP", (source, 0), dst, b"", "blackholed")
             await trio.sleep_forever()
-        await trio.sleep(2 * net.link(self.host, host).delay)
+        await trio.sleep(2 * net.link(source, host).delay)
         listener = net._tcp.get(dst)
         if listener is None or net.refused(host, port):
-            net._record("TCP", (self.host, 0), dst, b"", "refused")
+            net._record("TCP", (source, 0), dst, b"", "refused")
             raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
-        client = _FakeStream(net, (self.host, net._ephemeral()), dst)
+        client = _FakeStream(net, (source, net._ephemeral()), dst)
         server = _FakeStream(net, dst, client.local)
         client.peer, server.peer = server, client
         net._streams.extend((client, server))
@@ -273,10 +310,19 @@ class FakeNetwork:
     """A deterministic in-memory IP network (see the module docstring).
 
     ``seed`` seeds the generator behind loss and jitter; ``captured`` lists every send.
+    ``udp_error_queue``: whether unconnected UDP sockets hear of ICMP errors (Linux's
+    ``IP_RECVERR``, the default) or not (other platforms).
     """
 
-    def __init__(self, *, seed: int = 0, default_link: LinkConfig | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        default_link: LinkConfig | None = None,
+        udp_error_queue: bool = True,
+    ) -> None:
         self.random = random.Random(seed)
+        self.udp_error_queue = udp_error_queue
         self.default_link = default_link or LinkConfig()
         self.captured: list[Packet] = []
         self._links: dict[tuple[str, str], LinkConfig] = {}
@@ -378,8 +424,8 @@ class FakeNetwork:
             fate = "blackholed"
         elif target is None or self.refused(*dst) or target.remote not in (None, sock.local):
             fate = "refused"
-            if sock.remote is not None:  # only connected sockets hear about ICMP errors
-                sock._queue.push(trio.current_time() + 2 * link.delay, _REFUSED)
+            if sock.remote is not None or sock.error_queue:  # who hears about ICMP errors
+                sock._queue.push(trio.current_time() + 2 * link.delay, _Refused(dst))
         elif link.loss and self.random.random() < link.loss:
             fate = "lost"
         else:

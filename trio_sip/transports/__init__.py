@@ -2,7 +2,9 @@
 
 General layout: :mod:`.base` holds the interfaces (``Flow``, flow events, ``TransportConfig``,
 ``NetworkBackend``) and the RFC 3261 §18 routing rules; :mod:`.udp`, :mod:`.stream` and
-:mod:`.tls` implement the flows; :mod:`.tcp` is the real-socket backend; :mod:`.pool` is the
+:mod:`.tls` implement the flows (:mod:`.udp_socket`: the real UDP socket and its ICMP error
+queue); :mod:`.binding` decides which local address a message leaves from and is named by;
+:mod:`.tcp` is the real-socket backend; :mod:`.pool` is the
 ``TransportLayer`` that owns them. See docs/transports.md.
 """
 

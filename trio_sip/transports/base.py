@@ -77,7 +77,8 @@ class TransportConfig:
     """Settings of a :class:`~trio_sip.transports.TransportLayer` (see docs/transports.md).
 
     * ``idle_timeout``: a client or accepted flow (TCP, TLS, connected UDP) with no traffic and
-      no watcher for this many seconds is closed. ``None`` keeps flows open forever.
+      no watcher for this many seconds is closed. ``None`` keeps flows open forever. UDP sent
+      through a listener has nothing to close: the listening socket stays.
     * ``udp_max_size``: a request larger than this (bytes) goes over TCP instead of UDP
       (RFC 3261 §18.1.1: 1300 when the path MTU is unknown). ``udp_size_fallback=False``
       turns the switch off (for peers without TCP).
@@ -202,9 +203,17 @@ def map_exceptions(context: str) -> Iterator[None]:
 
 
 def map_os_error(exc: OSError, context: str) -> TransportError:
-    """The ``TransportError`` for an ``OSError`` from a socket call (as :func:`map_exceptions`)."""
+    """The ``TransportError`` for an ``OSError`` from a socket call (as :func:`map_exceptions`).
+
+    The message names the real cause: over UDP a refusal is an ICMP port unreachable; over
+    TCP/TLS (``context`` starting with "TCP" or "TLS") it is the peer's TCP reset (RST).
+    """
+    stream = context[:3] in ("TCP", "TLS")
     if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
-        return TransportError(f"{context}: connection refused (ICMP port unreachable)")
+        cause = "TCP reset" if stream else "ICMP port unreachable"
+        return TransportError(f"{context}: connection refused ({cause})")
+    if isinstance(exc, ConnectionResetError) or exc.errno == errno.ECONNRESET:
+        return TransportError(f"{context}: connection reset (TCP reset)")
     return TransportError(f"{context}: {exc.strerror or exc}")
 
 
@@ -358,6 +367,19 @@ class DatagramSocket(ABC):
     local: Address
     #: True when ``try_sendto`` / ``try_send`` may send without a task.
     sync: bool = False
+    #: True when this unconnected socket reports ICMP errors with the destination they are
+    #: about (``IP_RECVERR`` on Linux): :meth:`take_errors` returns them.
+    error_queue: bool = False
+
+    def take_errors(self) -> list[tuple[Address, OSError]]:
+        """The ICMP errors read since the last call, as ``(original destination, error)``;
+        a :meth:`recvfrom_many` that ends because of them may return an empty batch."""
+        return []
+
+    def source_for(self, remote_host: str) -> str:
+        """The local address datagrams to ``remote_host`` leave from (for a socket bound to a
+        wildcard address: the one the route uses)."""
+        return self.local[0]
 
     async def recvfrom_many(self, limit: int) -> list[tuple[bytes, Address]]:
         """Wait for one datagram; return it with up to ``limit - 1`` more that are already
@@ -393,11 +415,16 @@ class NetworkBackend(ABC):
 
     @abstractmethod
     async def open_udp(self, host: str, port: int, remote: Address | None = None) -> DatagramSocket:
-        """Bind a UDP socket to ``(host, port)``; with ``remote``, connect it too."""
+        """Bind a UDP socket to ``(host, port)``; with ``remote``, connect it too. An
+        unconnected socket should report ICMP errors when the platform can
+        (:attr:`DatagramSocket.error_queue`)."""
 
     @abstractmethod
-    async def connect_tcp(self, host: str, port: int) -> trio.abc.Stream:
-        """Open a TCP connection (raises ``OSError``)."""
+    async def connect_tcp(
+        self, host: str, port: int, *, local_host: str | None = None
+    ) -> trio.abc.Stream:
+        """Open a TCP connection (raises ``OSError``); from ``local_host`` (an ephemeral port
+        on that address) when given, so the source is the address our Via names."""
 
     @abstractmethod
     async def open_tcp_listener(

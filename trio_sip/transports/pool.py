@@ -14,7 +14,11 @@ caller's, or its own with :func:`open_transport_layer`), like trio-websocket's
   (§18.2.1, RFC 3581 §4). No task per message.
 * ``await layer.connect(target)`` returns the open flow for ``(transport, host, port)`` if there
   is one (§18.1.1 / RFC 5923 connection reuse), else opens one; concurrent connects to the same
-  key share one attempt.
+  key share one attempt. A UDP target gets the UDP listener's flow to it (one NAT binding: the
+  datagram leaves from the listening address:port our Via and Contact name); only a layer
+  with no UDP listener of that family opens a connected socket. TCP/TLS connections are made
+  from the listener's address. ``connect_request`` adds the §18.1.1 size rule and its
+  fallback to UDP; ``sent_by(flow)`` is the address our Via names for a flow.
 * ``await layer.send_response(response, flow)`` routes a response per §18.2.2: back on the
   connection the request came in on, else a new connection to ``received`` and the sent-by
   port; over UDP from the receiving listener to ``received``/``rport``.
@@ -45,6 +49,7 @@ from trio_sip.proto.message import Request, Response
 from trio_sip.proto.parse import parse_message
 from trio_sip.proto.target import Target
 
+from . import binding
 from .base import (
     Address,
     Flow,
@@ -62,6 +67,7 @@ from .stream import StreamFlow, error_response_untrusted
 from .tcp import TrioBackend
 from .tls import client_context, wrap_client, wrap_server
 from .udp import UdpClientFlow, UdpListener, UdpServerFlow
+from .udp_socket import is_ip_literal
 
 __all__ = ["FlowPool", "OnMessage", "TransportLayer", "open_transport_layer"]
 
@@ -218,8 +224,22 @@ class TransportLayer:
                     await trio.aclose_forcefully(listener)
 
     async def connect(self, target: Target) -> Flow:
-        """The open flow to ``target`` (reused), or a new one. Raises ``TransportError``."""
+        """The open flow to ``target`` (reused), or a new one. Raises ``TransportError``.
+
+        UDP with a UDP listener of the target's address family: that listener's flow to the
+        target, so the datagrams leave from the listening address:port (one NAT binding; see
+        docs/transports.md). TCP/TLS: a connection from the listener's address.
+        """
         transport = target.transport.upper()
+        if transport == "UDP":
+            listener = self._udp_listener_for(target.host)
+            if listener is not None:
+                self._check_open()
+                host = target.host
+                if not is_ip_literal(host):
+                    v6 = ":" in listener.local[0]
+                    host = await binding.resolve_udp(host, target.port, v6)
+                return listener.flow_for((host, target.port))
         key = (transport, target.host, target.port)
         while True:
             self._check_open()
@@ -247,17 +267,37 @@ class TransportLayer:
 
         NAT keep-alives must leave from the SIP port itself: that is the binding the NAT
         keeps open for incoming requests. With no UDP listener of the right family, a
-        connected client flow is used instead (see :meth:`connect`).
+        connected client flow is used instead. (Since every UDP send now leaves from the
+        listener, this is :meth:`connect` for a UDP target.)
         """
-        self._check_open()
-        listener = self._udp_listener_for(remote[0])
-        if listener is not None:
-            return listener.flow_for(remote)
         return await self.connect(Target("UDP", remote[0], remote[1]))
 
     def choose_target(self, target: Target, size: int) -> Target:
         """§18.1.1: the target for a request of ``size`` bytes (UDP over the limit → TCP)."""
         return choose_transport(target, size, self.config)
+
+    async def connect_request(self, target: Target, size: int) -> tuple[Target, Flow]:
+        """The target and flow for a request of ``size`` bytes to ``target`` (RFC 3261
+        §18.1.1): over TCP when a UDP request is over ``udp_max_size`` (:meth:`choose_target`),
+        and back over UDP when that TCP connection is refused or reset: "if the attempt to
+        establish the connection generates either an ICMP Protocol Not Supported, or results
+        in a TCP reset, the element SHOULD retry the request, using UDP". Put the returned
+        flow's transport in the Via. Raises ``TransportError``.
+        """
+        chosen = choose_transport(target, size, self.config)
+        try:
+            return chosen, await self.connect(chosen)
+        except TransportError as exc:
+            if chosen is target or not binding.refused_or_reset(exc):
+                raise
+            logger.info("%s; retrying over UDP (RFC 3261 §18.1.1)", exc)
+            return target, await self.connect(target)
+
+    def sent_by(self, flow: Flow) -> Address:
+        """The address:port our Via (and a Contact) names for a message sent on ``flow``
+        (:func:`~trio_sip.transports.binding.sent_by`): the listening address for the flow's
+        transport, else the flow's own local address."""
+        return binding.sent_by(self._listening, flow)
 
     async def send_response(self, response: Response, flow: Flow | None = None) -> Flow:
         """Send ``response`` per §18.2.2; ``flow`` is the one its request arrived on.
@@ -398,8 +438,9 @@ class TransportLayer:
             return udp
         if transport not in ("TCP", "TLS"):
             raise TransportError(f"unknown transport {transport!r} for {target}")
+        local_host = binding.stream_bind_host(self._listening, transport, target.host)
         with map_exceptions(context):
-            stream = await self.backend.connect_tcp(target.host, target.port)
+            stream = await self.backend.connect_tcp(target.host, target.port, local_host=local_host)
         try:
             if transport == "TLS":
                 if self._client_ssl is None:

@@ -4,7 +4,9 @@ Theory of operation
 -------------------
 :class:`TrioBackend` implements :class:`~trio_sip.transports.base.NetworkBackend` with trio's
 sockets: ``trio.open_tcp_stream`` to connect (the target host is normally an address already
-resolved by RFC 3263 planning), ``trio.open_tcp_listeners`` to listen (served by the layer
+resolved by RFC 3263 planning; the socket is bound to ``local_host``, the address of our
+listener, so that its source is the address our Via and Contact name),
+``trio.open_tcp_listeners`` to listen (served by the layer
 with ``trio.serve_listeners``), and :class:`~trio_sip.transports.udp.TrioDatagramSocket` for
 UDP. The backend raises trio's and the OS's exceptions; the layer maps them to
 ``TransportError`` at its edge. Per RFC 3261 §18.3 a SIP connection carries many messages and
@@ -13,13 +15,14 @@ either side may close it; TCP_NODELAY is set by trio.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 
 import trio
 
 from .base import Address, DatagramSocket, NetworkBackend
-from .udp import TrioDatagramSocket, family_for
+from .udp_socket import TrioDatagramSocket, family_for
 
 __all__ = ["TrioBackend"]
 
@@ -43,14 +46,21 @@ class TrioBackend(NetworkBackend):
     async def open_udp(self, host: str, port: int, remote: Address | None = None) -> DatagramSocket:
         return await TrioDatagramSocket.open(host, port, remote)
 
-    async def connect_tcp(self, host: str, port: int) -> trio.abc.Stream:
+    async def connect_tcp(
+        self, host: str, port: int, *, local_host: str | None = None
+    ) -> trio.abc.Stream:
         try:
             ipaddress.ip_address(host)
         except ValueError:  # a host name (e.g. a Via sent-by): let trio resolve it
-            return await trio.open_tcp_stream(host, port)
+            return await trio.open_tcp_stream(host, port, local_address=local_host)
         # An address literal: one attempt, so that the OS error (ECONNREFUSED...) is kept.
         sock = trio.socket.socket(family_for(host), socket.SOCK_STREAM)
         try:
+            if local_host is not None and family_for(local_host) == sock.family:
+                # The port is chosen at connect time, per 4-tuple (as trio does).
+                with contextlib.suppress(OSError, AttributeError):
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_BIND_ADDRESS_NO_PORT, 1)
+                await sock.bind((local_host, 0))
             await sock.connect((host, port))
         except BaseException:
             sock.close()

@@ -4,24 +4,36 @@ Theory of operation
 -------------------
 *Listening* (RFC 3261 §18.2.1). A :class:`UdpListener` owns one socket and one receive loop;
 each datagram is handed to the layer together with a :class:`UdpServerFlow`, a cheap
-``(listener, source address)`` pair that owns no resource. Responses leave through the
+``(listener, peer address)`` pair that owns no resource. Responses leave through the
 listener's socket, so they come from the address the request was sent to (RFC 3581 §4
 symmetric response routing).
 
-*Sending requests* (§18.1.1). A request to a UDP target goes out on a :class:`UdpClientFlow`:
-its own socket, *connected* to the target, with its own receive task. On Linux (and BSD) a
-connected UDP socket reports an ICMP port-unreachable for an earlier datagram as
-``ECONNREFUSED`` on the next ``recv``/``send`` (RFC 1122 §4.1.3.3; udp(7)); an unconnected
-socket does not. The receive task therefore learns within a round trip that a proxy is dead
-and fails the flow, which tells the watching transaction (§17.1.4: "the client transaction
-SHOULD inform the TU that a transport failure has occurred"). Responses to such a request come
-back to the flow's own port when the Via carries ``rport`` or names that port.
+*One binding* (issue #11). Requests, ACKs, responses and NULL keep-alives to a UDP peer all
+leave through the listening socket too (a :class:`UdpServerFlow` per peer), so the source
+address:port a NAT or a NAT-aware registrar records (Kamailio's ``fix_nated_register``) is the
+one in our Via and Contact, and the binding a keep-alive refreshes is the one incoming requests
+come back through.
+
+*ICMP on the listening socket* (RFC 1122 §4.1.3.3). An unconnected socket normally hears
+nothing about an ICMP port-unreachable. On Linux the listening socket sets ``IP_RECVERR``
+(``IPV6_RECVERR``), ip(7): each ICMP error is queued on the socket's error queue, read with
+``recvmsg(MSG_ERRQUEUE)``, whose ``msg_name`` is the original destination. The receive loop
+drains it and fails that peer's flow (:meth:`UdpListener.unreachable`), which tells every
+transaction watching it (§17.1.4) within a round trip, as a connected socket would. The error
+also sets the socket's pending error (``sk_err``), which the kernel returns once, to whichever
+``recvfrom`` or ``sendto`` comes next, whatever its peer: a send that fails with such an error
+is retried (the error belongs to an earlier datagram; the queue still names its destination),
+a receive that does drains the queue. docs/transports.md has the figures behind this choice
+(``benchmarks/udp_binding_bench.py``). Elsewhere (no ``IP_RECVERR``), datagrams still leave
+from the listening socket and a refused peer is noticed by the transaction's timeout.
+
+*No listener* (a pure client). A request to a UDP target goes out on a :class:`UdpClientFlow`:
+its own socket, *connected* to the target, with its own receive task; a connected socket
+reports an ICMP port-unreachable as ``ECONNREFUSED`` (udp(7)). Its Via names its own port.
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
 from collections.abc import Callable
 
 import trio
@@ -38,138 +50,22 @@ from .base import (
     map_os_error,
 )
 
+# The real socket lives in udp_socket; these names are re-exported (they lived here first).
+from .udp_socket import LISTENER_RECEIVE_BUFFER as LISTENER_RECEIVE_BUFFER
+from .udp_socket import MAX_DATAGRAM as MAX_DATAGRAM
+from .udp_socket import TrioDatagramSocket as TrioDatagramSocket
+from .udp_socket import family_for as family_for
+from .udp_socket import is_ip_literal as is_ip_literal
+
 __all__ = ["TrioDatagramSocket", "UdpClientFlow", "UdpListener", "UdpServerFlow"]
 
-#: Largest UDP payload (IPv4): the receive buffer size.
-MAX_DATAGRAM = 65535
 #: At most this many queued datagrams are read between two schedule points.
 RECEIVE_BATCH = 32
-#: Receive buffer asked for a listening socket (bytes; the kernel caps the request at its
-#: ``net.core.rmem_max``). The usual 208 KB default holds ~500 INVITEs: at 1,400 calls/s a
-#: 150 ms stall (a full garbage collection, another process on the core) overflows it and the
-#: kernel drops datagrams, which the peers must then retransmit.
-LISTENER_RECEIVE_BUFFER = 4 * 1024 * 1024
-#: A listener keeps its UdpServerFlow per peer address; the cache is emptied past this size.
+#: A listener keeps its UdpServerFlow per peer address; past this size the flows nobody
+#: watches are dropped from the cache (watched ones stay: an ICMP error must find them).
 MAX_CACHED_FLOWS = 4096
 
 Deliver = Callable[[bytes, Flow], None]
-
-
-def family_for(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-#: IP literals seen (host -> is an IP literal): the synchronous send path never resolves names
-#: (``socket.sendto`` would block on DNS), it leaves those to trio's async ``sendto``.
-_IP_LITERAL: dict[str, bool] = {}
-
-
-def is_ip_literal(host: str) -> bool:
-    known = _IP_LITERAL.get(host)
-    if known is None:
-        known = False
-        for family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                socket.inet_pton(family, host)
-            except (OSError, ValueError):
-                continue
-            known = True
-            break
-        if len(_IP_LITERAL) > 4096:
-            _IP_LITERAL.clear()
-        _IP_LITERAL[host] = known
-    return known
-
-
-class TrioDatagramSocket(DatagramSocket):
-    """A real UDP socket: ``trio.socket`` for the waits, the stdlib socket under it for the
-    non-blocking sends and receives that need no wait (no checkpoint, no task)."""
-
-    sync = True
-
-    def __init__(self, sock: trio.socket.SocketType, raw: socket.socket | None = None) -> None:
-        self._sock = sock
-        self._raw = raw
-        host, port = sock.getsockname()[:2]
-        self.local = (str(host), int(port))
-
-    @classmethod
-    async def open(cls, host: str, port: int, remote: Address | None = None) -> TrioDatagramSocket:
-        raw = socket.socket(family_for(host), socket.SOCK_DGRAM)
-        sock = trio.socket.from_stdlib_socket(raw)  # makes ``raw`` non-blocking
-        try:
-            if remote is None:
-                with contextlib.suppress(OSError):  # the kernel caps it (net.core.rmem_max)
-                    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LISTENER_RECEIVE_BUFFER)
-            await sock.bind((host, port))
-            if remote is not None:
-                await sock.connect(remote)
-        except BaseException:
-            sock.close()
-            raise
-        return cls(sock, raw)
-
-    async def recvfrom(self) -> tuple[bytes, Address]:
-        data, address = await self._sock.recvfrom(MAX_DATAGRAM)
-        return data, (str(address[0]), int(address[1]))
-
-    async def recvfrom_many(self, limit: int) -> list[tuple[bytes, Address]]:
-        raw = self._raw
-        if raw is None:
-            return [await self.recvfrom()]
-        waited = False
-        while True:
-            if raw.fileno() < 0:
-                raise trio.ClosedResourceError("socket closed")
-            try:
-                data, address = raw.recvfrom(MAX_DATAGRAM)
-                break
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(raw)
-                waited = True
-        out = [(data, (str(address[0]), int(address[1])))]
-        while len(out) < limit:
-            try:
-                data, address = raw.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, OSError):
-                break  # an error is seen again by the next call, after this batch
-            out.append((data, (str(address[0]), int(address[1]))))
-        if not waited:
-            await trio.lowlevel.cancel_shielded_checkpoint()  # one schedule point per batch
-        return out
-
-    def try_sendto(self, data: bytes, address: Address) -> bool:
-        raw = self._raw
-        host = address[0]
-        # Only an IP literal of the socket's own family (trio's sendto maps the rest).
-        if raw is None or (":" in host) != (raw.family == socket.AF_INET6):
-            return False
-        if not is_ip_literal(host):
-            return False
-        try:
-            raw.sendto(data, address)
-        except BlockingIOError:
-            return False
-        return True
-
-    def try_send(self, data: bytes) -> bool:
-        raw = self._raw
-        if raw is None:
-            return False
-        try:
-            raw.send(data)
-        except BlockingIOError:
-            return False
-        return True
-
-    async def sendto(self, data: bytes, address: Address) -> None:
-        await self._sock.sendto(data, address)
-
-    async def send(self, data: bytes) -> None:
-        await self._sock.send(data)
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 class UdpListener:
@@ -180,24 +76,43 @@ class UdpListener:
     def __init__(self, sock: DatagramSocket) -> None:
         self.sock = sock
         self.local = sock.local
+        #: True when an ICMP error for a datagram sent from here fails that peer's flow
+        #: (``IP_RECVERR`` on Linux; the in-memory network): see the module docstring.
+        self.reports_unreachable = sock.error_queue
         self._flows: dict[Address, UdpServerFlow] = {}
 
     def flow_for(self, remote: Address) -> UdpServerFlow:
         """The flow to ``remote`` through this listener: one per peer address, reused (a
-        UdpServerFlow owns no resource; a closed one is replaced)."""
+        UdpServerFlow owns no resource; a failed or closed one is replaced)."""
         flow = self._flows.get(remote)
         if flow is None or not flow.usable:
             if len(self._flows) >= MAX_CACHED_FLOWS:
-                self._flows.clear()
+                self._flows = {a: f for a, f in self._flows.items() if f.watched and f.usable}
             flow = self._flows[remote] = UdpServerFlow(self, remote)
         return flow
 
+    def source_for(self, remote: Address) -> Address:
+        """The address:port datagrams to ``remote`` leave from: the listening address, or for
+        a wildcard listener the local address the route to ``remote`` uses (for the Via)."""
+        return (self.sock.source_for(remote[0]), self.local[1])
+
+    def unreachable(self, destination: Address, error: OSError) -> None:
+        """An ICMP error came back for a datagram sent to ``destination``: fail its flow, so
+        that every transaction watching it hears at once (RFC 3261 §17.1.4)."""
+        flow = self._flows.get(destination)
+        logger.debug("UDP %s -> %s: %s", format_address(self.local), format_address(destination),
+                     error)  # fmt: skip
+        if flow is not None and flow.usable:
+            flow._fail(map_os_error(error, f"UDP to {format_address(destination)}"))
+
     async def serve(self, deliver: Deliver) -> None:
         """Receive until the socket is closed; ``deliver(datagram, flow)`` each datagram (the
-        datagrams already queued are read in batches of up to ``RECEIVE_BATCH``)."""
+        datagrams already queued are read in batches of up to ``RECEIVE_BATCH``); ICMP errors
+        from the socket's error queue fail their peer's flow."""
+        sock = self.sock
         while True:
             try:
-                batch = await self.sock.recvfrom_many(RECEIVE_BATCH)
+                batch = await sock.recvfrom_many(RECEIVE_BATCH)
             except trio.ClosedResourceError:
                 return
             except OSError as exc:
@@ -205,6 +120,8 @@ class UdpListener:
                 logger.debug("UDP listener %s: %s", format_address(self.local), exc)
                 await trio.lowlevel.checkpoint()
                 continue
+            for destination, error in sock.take_errors():
+                self.unreachable(destination, error)
             for data, source in batch:
                 deliver(data, self.flow_for(source))
 
@@ -227,7 +144,9 @@ class UdpServerFlow(Flow):
 
     def with_remote(self, remote: Address) -> UdpServerFlow:
         """The same listener, another destination (§18.2.2 ``received``/``rport``)."""
-        return self if remote == self.remote else self.listener.flow_for(remote)
+        if remote == self.remote and self.usable:
+            return self
+        return self.listener.flow_for(remote)
 
     async def send(self, data: bytes) -> None:
         self._check_usable()
@@ -247,7 +166,11 @@ class UdpServerFlow(Flow):
         return sent
 
     async def aclose(self) -> None:
-        self.closed = True  # owns no resource: the listener's socket belongs to the listener
+        # Owns no resource: the listener's socket belongs to the listener.
+        if not self.closed:
+            self.closed = True
+            self._fail(TransportError(f"UDP flow to {format_address(self.remote)}: closed"))
+        await trio.lowlevel.checkpoint()
 
 
 class UdpClientFlow(Flow):
