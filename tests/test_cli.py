@@ -203,7 +203,9 @@ def _answers(sock: socket.socket, wanted: frozenset[int], wait: float) -> list[R
     ``wait`` seconds; all of them when nothing is wanted)."""
     got: list[Response] = []
     deadline = time.monotonic() + wait
-    while (not wanted or {r.status_code for r in got} < wanted) and time.monotonic() < deadline:
+    while (not wanted or not wanted <= {r.status_code for r in got}) and (
+        time.monotonic() < deadline
+    ):
         sock.settimeout(max(0.01, deadline - time.monotonic()))
         try:
             data = sock.recv(65535)
