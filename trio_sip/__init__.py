@@ -40,7 +40,9 @@ from .proto.ids import new_tag as new_tag
 from .proto.limits import Limits as Limits
 from .proto.message import Request as Request
 from .proto.message import Response as Response
+from .proto.message import make_error_response as make_error_response
 from .proto.message import make_response as make_response
+from .proto.message import reason_phrase as reason_phrase
 from .proto.parse import NEED_DATA as NEED_DATA
 from .proto.parse import PING as PING
 from .proto.parse import PONG as PONG
@@ -215,8 +217,10 @@ __all__ = [
     "answer_for",
     "audio_offer",
     "load_config",
+    "make_error_response",
     "make_response",
     "parse_message",
     "parse_sdp",
     "parse_uri",
+    "reason_phrase",
 ]

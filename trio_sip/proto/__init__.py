@@ -60,7 +60,9 @@ from .location import LocationService as LocationService
 from .message import Message as Message
 from .message import Request as Request
 from .message import Response as Response
+from .message import make_error_response as make_error_response
 from .message import make_response as make_response
+from .message import reason_phrase as reason_phrase
 from .outputs import ApplicationRetransmit as ApplicationRetransmit
 from .outputs import Deliver as Deliver
 from .outputs import MessageReceived as MessageReceived
@@ -267,6 +269,7 @@ __all__ = [
     "check_request",
     "check_response",
     "client_key",
+    "make_error_response",
     "make_response",
     "new_branch",
     "new_call_id",
@@ -277,6 +280,7 @@ __all__ = [
     "parse_name_addr",
     "parse_sdp",
     "parse_uri",
+    "reason_phrase",
     "serialize",
     "server_key",
     "verify",

@@ -19,6 +19,8 @@ from .errors import ParseError
 __all__ = [
     "TOKEN_CHARS",
     "TOKEN_RE",
+    "bad_nul",
+    "excerpt",
     "is_token",
     "quote",
     "scan_quoted",
@@ -52,6 +54,33 @@ def is_token(text: str) -> bool:
     return (text.isalnum() and text.isascii()) or _token_match(text) is not None
 
 
+def excerpt(text: str, limit: int = 60) -> str:
+    """``repr`` of ``text`` cut to ``limit`` characters, for error messages: a hostile 48 KB
+    header must not become a 48 KB exception message, log line or reason phrase."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def bad_nul(line: str) -> bool:
+    """True if ``line`` holds a NUL that is not the escaped character of a quoted-pair inside a
+    quoted string, the only place §25.1 allows one (``quoted-pair = "\\" (%x00-09 / %x0B-0C /
+    %x0E-7F)``, RFC 4475 intmeth). Call it only for a line that holds a NUL."""
+    quoted = False
+    i = 0
+    n = len(line)
+    while i < n:
+        c = line[i]
+        if c == '"':
+            quoted = not quoted
+        elif c == "\\" and quoted:
+            i += 1  # the escaped character, whatever it is
+        elif c == "\0":
+            return True
+        i += 1
+    return False
+
+
 def scan_quoted(text: str, start: int) -> int:
     """Return the index just after the quoted-string that opens at ``text[start] == '"'``.
 
@@ -59,19 +88,23 @@ def scan_quoted(text: str, start: int) -> int:
     """
     i = start + 1
     n = len(text)
+    # The next quote is searched for again only once a quoted-pair has stepped past it, so a
+    # string of many backslashes costs O(n), not O(n) per backslash.
+    q = text.find('"', i)
     while True:
-        q = text.find('"', i)
         b = text.find("\\", i, q if q >= 0 else n)
         if b >= 0:
             # A quoted-pair: the backslash escapes the next character, whatever it is.
             if b + 1 >= n:
                 break
             i = b + 2
+            if q >= 0 and q < i:
+                q = text.find('"', i)
             continue
         if q < 0:
             break
         return q + 1
-    raise ParseError(f"unterminated quoted string in {text!r}")
+    raise ParseError(f"unterminated quoted string in {excerpt(text)}")
 
 
 def unquote(text: str) -> str:
@@ -117,7 +150,7 @@ def split_top(text: str, sep: str) -> list[str]:
         if c == "<":
             j = text.find(">", i + 1)
             if j < 0:
-                raise ParseError(f"unterminated '<' in {text!r}")
+                raise ParseError(f"unterminated '<' in {excerpt(text)}")
             i = j + 1
             continue
         if c == sep:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 import attrs
 
+from .abnf import excerpt
 from .errors import ParseError, SipError
 
 __all__ = [
@@ -69,7 +70,7 @@ def _parse(value: str, what: str) -> tuple[str, tuple[AuthParam, ...], str | Non
     """Split ``value`` into scheme, auth-params and (for non-Digest schemes) a token68."""
 
     def fail(why: str) -> ParseError:
-        return ParseError(f"malformed {what} header value ({why}): {value!r}")
+        return ParseError(f"malformed {what} header value ({why}): {excerpt(value)}")
 
     text = value.strip(_WS)
     m = _TOKEN.match(text)
@@ -84,19 +85,22 @@ def _parse(value: str, what: str) -> tuple[str, tuple[AuthParam, ...], str | Non
     if scheme.lower() != "digest" and _TOKEN68.match(rest) and not re.match(r"[^=]+=[^=]", rest):
         return scheme, (), rest
     params: list[AuthParam] = []
+    seen: set[str] = set()  # a set, not list.count per name: linear in the parameters
     pos = 0
-    while pos < len(rest):
+    end = len(rest)
+    while pos < end:
         m = _PARAM.match(rest, pos)
         if not m:
-            raise fail(f"cannot read a parameter at {rest[pos:]!r}")
+            raise fail(f"cannot read a parameter at {excerpt(rest[pos : pos + 40], 30)}")
+        name = m.group(1)
+        key = name.lower()
+        if key in seen:
+            raise fail(f"parameter {excerpt(key, 30)} appears twice")
+        seen.add(key)
         quoted = m.group(2) is not None
         text = _UNESCAPE.sub(r"\1", m.group(2)) if quoted else m.group(3)
-        params.append(AuthParam(m.group(1), text, quoted))
+        params.append(AuthParam(name, text, quoted))
         pos = m.end()
-    names = [p.name.lower() for p in params]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise fail(f"parameter {duplicates[0]!r} appears twice")
     return scheme, tuple(params), None
 
 
@@ -216,7 +220,7 @@ def parse_challenge(value: str) -> Challenge:
     if challenge.is_digest:
         missing = [n for n in ("realm", "nonce") if challenge.get(n) is None]
         if missing:
-            raise ParseError(f"Digest challenge without {' and '.join(missing)}: {value!r}")
+            raise ParseError(f"Digest challenge without {' and '.join(missing)}: {excerpt(value)}")
     return challenge
 
 
@@ -232,8 +236,8 @@ def parse_credentials(value: str) -> Credentials:
             required += ["cnonce", "nc"]
         missing = [n for n in required if creds.get(n) is None]
         if missing:
-            raise ParseError(f"Digest credentials without {', '.join(missing)}: {value!r}")
+            raise ParseError(f"Digest credentials without {', '.join(missing)}: {excerpt(value)}")
         nc = creds.get("nc")
         if nc is not None and not re.fullmatch(r"[0-9a-fA-F]{8}", nc):
-            raise ParseError(f"Digest nc must be 8 hex digits, not {nc!r}")
+            raise ParseError(f"Digest nc must be 8 hex digits, not {excerpt(nc, 20)}")
     return creds

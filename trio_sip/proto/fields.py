@@ -19,7 +19,7 @@ from typing import Any, Final, Generic, TypeVar, overload
 
 import attrs
 
-from .abnf import LWS, STRING_FAST_PATHS, TOKEN_CHARS, is_token
+from .abnf import LWS, STRING_FAST_PATHS, TOKEN_CHARS, excerpt, is_token
 from .errors import ParseError
 from .uri import (
     EMPTY_PARAMS,
@@ -115,11 +115,11 @@ def _parse_int(text: str, header: str, maximum: int = MAX_UINT32) -> int:
     """``parse_int`` without the fast path (the general parser)."""
     t = text.strip(LWS)
     if not t.isdigit() or not t.isascii():
-        raise ParseError(f"{header}: not a number: {text!r}")
+        raise ParseError(f"{header}: not a number: {excerpt(text)}")
     # Strip leading zeros before the length check so '0068' is fine but 10**100 is cheap.
     digits = t.lstrip("0") or "0"
     if len(digits) > 20 or int(digits) > maximum:
-        raise ParseError(f"{header}: value too large: {text!r}")
+        raise ParseError(f"{header}: value too large: {excerpt(text)}")
     return int(digits)
 
 
@@ -179,7 +179,7 @@ def _parse_cseq(text: str) -> CSeq:
     """``parse_cseq`` without the fast path (the general parser)."""
     parts = text.split()
     if len(parts) != 2 or not is_token(parts[1]):
-        raise ParseError(f"CSeq: expected '<number> <method>', got {text!r}")
+        raise ParseError(f"CSeq: expected '<number> <method>', got {excerpt(text)}")
     return CSeq(parse_int(parts[0], "CSeq"), parts[1])
 
 
@@ -355,16 +355,16 @@ def _parse_via(text: str) -> Via:
     head = text if semi < 0 else text[:semi]
     parts = head.split("/")
     if len(parts) != 3:
-        raise ParseError(f"Via: bad sent-protocol in {text!r}")
+        raise ParseError(f"Via: bad sent-protocol in {excerpt(text)}")
     name = parts[0].strip(LWS)
     version = parts[1].strip(LWS)
     rest = parts[2].split()
     if len(rest) != 2 or not is_token(name) or not is_token(version) or not is_token(rest[0]):
-        raise ParseError(f"Via: expected 'SIP/2.0/<transport> <host>' in {text!r}")
+        raise ParseError(f"Via: expected 'SIP/2.0/<transport> <host>' in {excerpt(text)}")
     host, port = parse_hostport(rest[1])
     params = parse_params(text[semi + 1 :]) if semi >= 0 else EMPTY_PARAMS
     if "branch" in params and not params.get("branch"):
-        raise ParseError(f"Via: empty branch in {text!r}")
+        raise ParseError(f"Via: empty branch in {excerpt(text)}")
     return Via(rest[0].upper(), host, port, params, f"{name}/{version}")
 
 
@@ -375,7 +375,7 @@ def parse_tokens(elements: list[str], header: str) -> tuple[str, ...]:
         if not e:
             continue
         if not is_token(e):
-            raise ParseError(f"{header}: {e!r} is not a token")
+            raise ParseError(f"{header}: {excerpt(e)} is not a token")
         out.append(e)
     return tuple(out)
 
@@ -450,7 +450,7 @@ def parse_media_type(text: str) -> MediaType:
     t, slash, s = mime.partition("/")
     t, s = t.strip(LWS), s.strip(LWS)
     if not slash or not is_token(t) or not is_token(s):
-        raise ParseError(f"Content-Type: bad media type {text!r}")
+        raise ParseError(f"Content-Type: bad media type {excerpt(text)}")
     params = parse_params(text[semi + 1 :]) if semi >= 0 else EMPTY_PARAMS
     return MediaType(t, s, params)
 
@@ -480,10 +480,10 @@ def parse_retry_after(text: str) -> RetryAfter:
     if rest.startswith("("):
         end = rest.rfind(")")
         if end < 0:
-            raise ParseError(f"Retry-After: unterminated comment in {text!r}")
+            raise ParseError(f"Retry-After: unterminated comment in {excerpt(text)}")
         comment = rest[1:end]
         rest = rest[end + 1 :].lstrip(LWS)
     if rest and rest[0] != ";":
-        raise ParseError(f"Retry-After: junk in {text!r}")
+        raise ParseError(f"Retry-After: junk in {excerpt(text)}")
     params = parse_params(rest[1:]) if rest else EMPTY_PARAMS
     return RetryAfter(seconds, comment, params)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from .abnf import LWS, is_token, split_top
+from .abnf import LWS, bad_nul, is_token, split_top
 from .errors import LocalProtocolError
 
 __all__ = ["COMPACT_FORMS", "LIST_HEADERS", "Headers", "canonical_name", "long_name"]
@@ -181,6 +181,8 @@ def _check(name: str, value: str) -> None:
         raise LocalProtocolError(f"bad header name {name!r}")
     if "\r" in value or "\n" in value:
         raise LocalProtocolError(f"header {name} value contains CR or LF: {value!r}")
+    if "\0" in value and bad_nul(value):  # the parser refuses it too
+        raise LocalProtocolError(f"header {name} value contains NUL: {value!r}")
 
 
 def _index(pairs: list[tuple[str, str]]) -> tuple[dict[str, str], dict[str, list[str]]]:

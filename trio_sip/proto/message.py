@@ -2,6 +2,13 @@
 # §8.2.6.2 (building a response: copy Via, From, To, Call-ID, CSeq; add a To tag) and §21
 # (reason phrases).
 #
+# Reason phrases we send may quote a peer (a registrar's "Bad Request (<what was wrong>)"): a
+# peer's text must not make a response header injection (CR, LF) or a 5,000-character status
+# line, so ``make_response`` passes every reason it is given through ``reason_phrase`` (control
+# characters become spaces, cut to ``Limits.max_reason_length``). ``make_error_response`` is
+# the refusal builder of the stack: it answers what ``make_response`` cannot (a request with no
+# Call-ID, a malformed To) with whatever §8.2.6.2 header fields can be copied.
+#
 # Theory of operation: a message is a start line, a Headers multimap and a body. The typed
 # views (``vias``, ``cseq``, ``from_``, ...) are *lazy*: the first read parses the header text
 # via ``fields``/``uri`` and caches the value (in a slot for the common views, else a dict),
@@ -18,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+from .abnf import excerpt
 from .errors import ParseError
 from .fields import (
     CSeq,
@@ -34,13 +42,22 @@ from .fields import (
 )
 from .headers import _CANON, Headers, canonical_name, long_name
 from .headers import _check as _check_header
+from .limits import DEFAULT_LIMITS, Limits
 from .serialize import serialize
 from .uri import NameAddress, Uri, parse_name_addr, parse_uri
 
 if TYPE_CHECKING:
     from .auth import Challenge, Credentials
 
-__all__ = ["REASON_PHRASES", "Message", "Request", "Response", "make_response"]
+__all__ = [
+    "REASON_PHRASES",
+    "Message",
+    "Request",
+    "Response",
+    "make_error_response",
+    "make_response",
+    "reason_phrase",
+]
 
 T = TypeVar("T")
 _MISSING: Any = object()
@@ -199,7 +216,7 @@ class Message:
         if value is None:
             value = _one(self, "call-id")
             if not value or " " in value or "\t" in value:
-                raise ParseError(f"Call-ID: bad value {value!r}")
+                raise ParseError(f"Call-ID: bad value {excerpt(value)}")
             self._call_id = value
         return value
 
@@ -521,6 +538,16 @@ REASON_PHRASES: dict[int, str] = {
 }  # fmt: skip
 
 
+def reason_phrase(text: str, max_length: int = DEFAULT_LIMITS.max_reason_length) -> str:
+    """``text`` made safe as a reason phrase (§25.1 Reason-Phrase): every control character
+    (CR, LF, NUL, HTAB, ...) and every octet that was not UTF-8 becomes a space, and the result
+    is cut to ``max_length`` characters. For reasons that quote a peer's input."""
+    if len(text) <= max_length and text.isprintable():  # the usual "Bad Request"
+        return text
+    text = text[:max_length]
+    return "".join([c if c.isprintable() else " " for c in text]).strip()
+
+
 def make_response(
     request: Request,
     status_code: int,
@@ -529,15 +556,19 @@ def make_response(
     to_tag: str | None = None,
     headers: Iterable[tuple[str, str]] = (),
     body: bytes = b"",
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Response:
     """Build a response to ``request`` (§8.2.6.2).
 
     Copies every Via line, From, To, Call-ID and CSeq (as written), adds ``;tag=to_tag`` to the
     To unless it already has a tag, then appends ``headers``. Raises ParseError if the request
-    lacks one of those headers or its To is malformed.
+    lacks one of those headers or its To is malformed. ``reason`` is passed through
+    :func:`reason_phrase` (cut to ``limits.max_reason_length``).
     """
     if not 100 <= status_code <= 699:
         raise ValueError(f"status code {status_code} is not in 100..699")
+    if reason is not None:
+        reason = reason_phrase(reason, limits.max_reason_length)
     src = request._headers
     index = src._index()
     for name in ("from", "to", "call-id", "cseq"):
@@ -571,3 +602,55 @@ def make_response(
 
 #: The canonical names of the header fields a response copies from its request (§8.2.6.2).
 _COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))
+
+
+def make_error_response(
+    request: Request,
+    status_code: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    limits: Limits = DEFAULT_LIMITS,
+) -> Response | None:
+    """A response refusing ``request`` (400, 415, 503, ...) that never raises ParseError.
+
+    The same as :func:`make_response` for a well-formed request. For one that
+    ``make_response`` cannot answer (no Call-ID, From, To or CSeq; a malformed To; two of
+    them), it copies what it can (§8.2.6.2): every Via line and the first From, To, Call-ID
+    and CSeq line present, as written (the parser already refused CR, LF and NUL in them), with
+    ``;tag=to_tag`` added to a To that shows no tag. None if the request has no Via: there is
+    nowhere to send a response (RFC 4475 §3.1.2 ``test``).
+    """
+    try:
+        return make_response(
+            request, status_code, reason, to_tag=to_tag, headers=headers, limits=limits
+        )
+    except ParseError:
+        pass
+    canon = _CANON.get
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for n, v in request._headers._pairs:
+        key = canon(n) or canonical_name(n)
+        if key not in _COPIED or (key != "via" and key in seen):
+            continue
+        seen.add(key)
+        if key == "to" and to_tag is not None and not _has_tag(v):
+            v = f"{v};tag={to_tag}"
+        pairs.append((n, v))
+    if "via" not in seen:
+        return None
+    if reason is not None:
+        reason = reason_phrase(reason, limits.max_reason_length)
+    return Response(status_code, reason, Headers._trusted(pairs + Headers(headers)._pairs))
+
+
+def _has_tag(to: str) -> bool:
+    try:
+        return parse_name_addr(to).tag is not None
+    except ParseError:
+        pass
+    except _UNEXPECTED:
+        pass
+    return ";tag=" in to.replace(" ", "").lower()

@@ -13,6 +13,23 @@
 # then waits for exactly Content-Length body octets. The only exception that leaves this module
 # is ParseError; its status says what a server should answer (0 for a response: drop it).
 #
+# Strict where laxity is a hole (issue #10, RFC 3261 §7.3.1, §25.1, RFC 4475): inside the
+# header section a CR or LF is only ever part of a line end, so a bare CR, a bare LF between
+# CRLF-ended lines (a peer that splits on CR or on CRLF would read other headers than we do:
+# header injection) and a NUL (a C peer cuts the value there) are refused with 400. The one
+# NUL the grammar allows is the escaped character of a quoted-pair inside a quoted string
+# (RFC 4475 intmeth); bodies are octets and are never looked at (mpart01). A message whose
+# lines all end in a bare LF (the RFC 5118 archive form) is still accepted. Content-Length
+# may appear once. These checks are three C-level scans of the header text (``count`` and
+# ``in``), so they cost nothing next to the split; the NUL rule only runs its character loop
+# over a line that holds a NUL.
+#
+# Bounds (``trio_sip.Limits``, docs/security.md): the message, the header section and the body
+# (513, §21.5.14), the number and length of header fields, Via and Route/Record-Route values
+# (400), and the Request-URI's length and parameter count (414, §21.4.12). Each is a
+# comparison of a length or count the parser already has, except the Via/Route counts (a
+# ``str.count`` over those values) and a long Request-URI's parameter count.
+#
 # Keep-alives between messages: TCP may cut a CRLFCRLF ping anywhere, so CRLFs are kept until
 # it is clear what they are. CRLFCRLF is a PING; a CRLF followed by any byte but CR is a PONG
 # (or a leading CRLF before a message, §7.5, which is the same harmless event). A lone CRLF at
@@ -31,15 +48,15 @@ from __future__ import annotations
 import enum
 import re
 
-from .abnf import LWS, is_token
+from .abnf import LWS, bad_nul, excerpt, is_token
 from .errors import ParseError
 from .headers import _CANON, Headers, _index
+from .limits import DEFAULT_LIMITS, Limits
 from .message import Request, Response
 
 __all__ = ["NEED_DATA", "PING", "PONG", "FramerEvent", "StreamFramer", "parse_message"]
 
 _UNEXPECTED = (ValueError, IndexError, KeyError, TypeError, UnicodeError, RecursionError)
-_LINE_END = re.compile(r"\r?\n")
 _EMPTY_LINE = re.compile(rb"\r?\n\r?\n")
 _VERSION = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
 
@@ -63,28 +80,37 @@ PING = FramerEvent.PING
 PONG = FramerEvent.PONG
 
 
-def _build(head: bytes) -> tuple[Request | Response, int | None, bool]:
+def _build(head: bytes, limits: Limits) -> tuple[Request | Response, int | None, bool]:
     """Parse a header block (no empty line). Returns the message (body still unset), the
     Content-Length (None if absent) and whether the raw bytes can be reused as they are."""
     text = head.decode("utf-8", "surrogateescape")
-    built = _build_text(text, text.split("\r\n"), False)
+    built = _build_text(text, text.split("\r\n"), False, limits)
     if built is None:  # pragma: no cover  (only for datagrams)
         raise ParseError("empty line inside the header section")
     return built
 
 
 def _build_text(
-    text: str, lines: list[str], datagram: bool
+    text: str, lines: list[str], datagram: bool, limits: Limits
 ) -> tuple[Request | Response, int | None, bool] | None:
     """``_build`` of the decoded block split on CRLF. For a datagram, returns None if the block
     holds an LF LF: the empty line came earlier (bare-LF line ends), the caller cuts again."""
     faithful = True
-    if text.count("\n") != len(lines) - 1:
-        # Bare LF line ends (RFC 5118's archive form): accept them, but re-format on output.
+    crlf = len(lines) - 1
+    if text.count("\n") != crlf:
         if datagram and "\n\n" in text:
             return None
-        lines = _LINE_END.split(text)
+        if crlf or "\r" in text:
+            # An LF that does not end a CRLF line (or a CR in a bare-LF message): a peer that
+            # splits lines differently would see other header fields than we do.
+            raise ParseError("bare LF or CR inside a header line")
+        # Bare LF line ends (RFC 5118's archive form): accept them, but re-format on output.
+        lines = text.split("\n")
         faithful = False
+    elif text.count("\r") != crlf:
+        raise ParseError("bare CR inside a header line")
+    if "\0" in text:
+        _check_nul(lines)
     pairs: list[tuple[str, str]] = []
     first: dict[str, str] = {}
     more: dict[str, list[str]] = {}
@@ -113,16 +139,16 @@ def _build_text(
     clen: int | None = None
     length = first.get("content-length")
     if length is not None:
-        lengths = more.get("content-length")
-        if lengths is not None:
-            if len(set(lengths)) > 1:
-                raise ParseError(f"conflicting Content-Length values {sorted(set(lengths))}")
-            faithful = False
+        if "content-length" in more:
+            # RFC 4475 §3.3.9: the body length is undefined; a second, equal value is refused
+            # too (one element must not frame differently from the next).
+            raise ParseError(f"{len(more['content-length'])} Content-Length header fields")
         if not length.isdigit() or not length.isascii() or len(length.lstrip("0")) > 12:
-            raise ParseError(f"bad Content-Length {length!r}")
+            raise ParseError(f"bad Content-Length {excerpt(length)}")
         clen = int(length)
     else:
         faithful = False
+    _check_counts(text, pairs, first, more, limits)
 
     start = lines[0]
     headers = Headers._trusted(pairs, first, more)
@@ -130,23 +156,89 @@ def _build_text(
         return _response(start, headers), clen, faithful
     parts = start.split(" ")
     if len(parts) != 3 or not parts[1]:
-        raise ParseError(f"request line must be 'METHOD SP Request-URI SP SIP/2.0': {start!r}")
+        raise ParseError(
+            f"request line must be 'METHOD SP Request-URI SP SIP/2.0': {excerpt(start)}"
+        )
     method, uri, version = parts
     if not is_token(method):
-        raise ParseError(f"bad method {method[:60]!r}")
+        raise ParseError(f"bad method {excerpt(method)}")
+    _check_request_uri(uri, limits)
     if version != "SIP/2.0":
         if version.upper() != "SIP/2.0":
             if _VERSION.fullmatch(version):
-                raise ParseError(f"SIP version {version} not supported", status_hint=505)
-            raise ParseError(f"bad SIP version {version[:20]!r}")
+                raise ParseError(
+                    f"SIP version {excerpt(version, 20)} not supported", status_hint=505
+                )
+            raise ParseError(f"bad SIP version {excerpt(version, 20)}")
         faithful = False
     return Request._parsed(method, uri, headers), clen, faithful
+
+
+def _check_nul(lines: list[str]) -> None:
+    for line in lines:
+        if "\0" in line and bad_nul(line):
+            raise ParseError("NUL octet in a header line")
+
+
+def _check_counts(
+    text: str,
+    pairs: list[tuple[str, str]],
+    first: dict[str, str],
+    more: dict[str, list[str]],
+    limits: Limits,
+) -> None:
+    """The header-section bounds of ``limits`` that the split lines already tell (400)."""
+    if len(pairs) > limits.max_headers:
+        raise ParseError(f"{len(pairs)} header fields (max_headers is {limits.max_headers})")
+    if len(text) > limits.max_header_length:  # else no field can be longer
+        longest = limits.max_header_length
+        for name, value in pairs:
+            if len(name) + len(value) > longest:
+                raise ParseError(f"header field {excerpt(name, 30)} is over max_header_length")
+    # Each comma-separated value needs a comma: counting commas bounds the values from above.
+    vias = _values(first, more, "via")
+    if vias > limits.max_vias:
+        raise ParseError(f"{vias} Via values (max_vias is {limits.max_vias})")
+    for key in ("route", "record-route"):
+        routes = _values(first, more, key)
+        if routes > limits.max_routes:
+            raise ParseError(f"{routes} {key} values (max_routes is {limits.max_routes})")
+
+
+def _values(first: dict[str, str], more: dict[str, list[str]], key: str) -> int:
+    """How many comma-separated values the lines named ``key`` can hold, at most."""
+    lines = more.get(key)
+    if lines is None:
+        value = first.get(key)
+        return 0 if value is None else value.count(",") + 1
+    return sum(value.count(",") + 1 for value in lines)
+
+
+def _check_request_uri(uri: str, limits: Limits) -> None:
+    """414 Request-URI Too Long (§21.4.12) for a Request-URI over ``max_uri_length`` or with
+    more than ``max_uri_params`` parameters and headers."""
+    if len(uri) > limits.max_uri_length:
+        raise ParseError(
+            f"Request-URI of {len(uri)} characters (max_uri_length is {limits.max_uri_length})",
+            status_hint=414,
+        )
+    if len(uri) > 2 * limits.max_uri_params:  # ";p" is the shortest parameter
+        # An upper bound (a ';' in a user part counts too): one C-level count per separator.
+        count = uri.count(";") + uri.count("&") + uri.count("?")
+        if count > limits.max_uri_params:
+            raise ParseError(
+                f"Request-URI with {count} parameters (max_uri_params is {limits.max_uri_params})",
+                status_hint=414,
+            )
 
 
 def _fields(lines: list[str]) -> list[tuple[str, str]]:
     """The general header loop: continuation lines (§7.3.1), LWS before the colon, names
     outside the common spellings."""
     pairs: list[tuple[str, str]] = []
+    # Folded values are joined once at the end (index in pairs -> pieces): joining at every
+    # continuation line would copy the value again each time (quadratic).
+    folded: dict[int, list[str]] = {}
     canon = _CANON.get
     for line in lines[1:]:
         if line[:1] in (" ", "\t"):
@@ -154,18 +246,25 @@ def _fields(lines: list[str]) -> list[tuple[str, str]]:
             if not pairs:
                 raise ParseError("continuation line before the first header")
             cont = line.strip(LWS)
-            name, prev = pairs[-1]
-            pairs[-1] = (name, f"{prev} {cont}" if prev and cont else prev or cont)
+            if cont:
+                last = len(pairs) - 1
+                pieces = folded.get(last)
+                if pieces is None:
+                    folded[last] = [pairs[last][1], cont]
+                else:
+                    pieces.append(cont)
             continue
         colon = line.find(":")
         if colon <= 0:
-            raise ParseError(f"header line without a name and colon: {line[:60]!r}")
+            raise ParseError(f"header line without a name and colon: {excerpt(line)}")
         name = line[:colon]
         if canon(name) is None:  # not a common spelling: check it is a token
             name = name.rstrip(LWS)
             if not is_token(name):
-                raise ParseError(f"bad header name {name[:60]!r}")
+                raise ParseError(f"bad header name {excerpt(name)}")
         pairs.append((name, line[colon + 1 :].strip(LWS)))
+    for i, pieces in folded.items():
+        pairs[i] = (pairs[i][0], " ".join([p for p in pieces if p]))
     return pairs
 
 
@@ -182,22 +281,23 @@ def _response(first: str, headers: Headers) -> Response:
     parts = first.split(" ", 2)
     version = parts[0]
     if version.upper() != "SIP/2.0":
-        raise ParseError(f"response with unsupported version {version[:20]!r}", status_hint=0)
+        raise ParseError(f"response with unsupported version {excerpt(version, 20)}", status_hint=0)
     code = parts[1] if len(parts) > 1 else ""
     if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] not in "123456":
-        raise ParseError(f"bad status code {code[:20]!r}", status_hint=0)
+        raise ParseError(f"bad status code {excerpt(code, 20)}", status_hint=0)
     return Response._parsed(int(code), parts[2] if len(parts) > 2 else "", headers)
 
 
-def parse_message(data: bytes) -> Request | Response:
+def parse_message(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Request | Response:
     """Parse one complete message received as a datagram (RFC 3261 §18.3).
 
     The body is Content-Length octets (extra octets are discarded); without Content-Length it
     is everything after the empty line. Raises ParseError, whose ``status_code`` is what a
-    server answers (400, 505, ...; 0 for a malformed response, which is dropped).
+    server answers (400, 414, 505, 513, ...; 0 for a malformed response, which is dropped).
+    ``limits`` bounds sizes and counts (see docs/security.md).
     """
     try:
-        return _parse_datagram(bytes(data))
+        return _parse_datagram(bytes(data), limits)
     except ParseError as exc:
         if exc.status_hint and data.lstrip(b"\r\n")[:4].upper() == b"SIP/":
             raise ParseError(str(exc), status_hint=0) from None
@@ -206,15 +306,26 @@ def parse_message(data: bytes) -> Request | Response:
         raise ParseError(f"malformed message ({exc!r})") from exc
 
 
-def _parse_datagram(data: bytes) -> Request | Response:
+def _too_large(what: str, size: int, setting: str, limit: int) -> ParseError:
+    return ParseError(f"{what} of {size} bytes ({setting} is {limit})", status_hint=513)
+
+
+def _parse_datagram(data: bytes, limits: Limits) -> Request | Response:
+    if len(data) > limits.max_message_size:
+        raise _too_large("message", len(data), "max_message_size", limits.max_message_size)
     start = 0
     while data.startswith(b"\r\n", start):
         start += 2
     end = data.find(b"\r\n\r\n", start)
     built = None
     if end > start:
+        if end + 4 - start > limits.max_header_section:
+            size = end + 4 - start
+            raise _too_large(
+                "header section", size, "max_header_section", limits.max_header_section
+            )
         text = data[start:end].decode("utf-8", "surrogateescape")
-        built = _build_text(text, text.split("\r\n"), True)
+        built = _build_text(text, text.split("\r\n"), True, limits)
         body_start = end + 4
     if built is None:  # no CRLF CRLF, or an earlier empty line made of bare LFs
         m = _EMPTY_LINE.search(data, start)
@@ -223,7 +334,14 @@ def _parse_datagram(data: bytes) -> Request | Response:
         end, body_start = m.start(), m.end()
         if end <= start:
             raise ParseError("empty message")
-        built = _build(data[start:end])
+        if body_start - end != 2:  # "\r\n\n" or "\n\r\n": CRLF and bare LF line ends mixed
+            raise ParseError("bare LF or CR inside a header line")
+        if body_start - start > limits.max_header_section:
+            size = body_start - start
+            raise _too_large(
+                "header section", size, "max_header_section", limits.max_header_section
+            )
+        built = _build(data[start:end], limits)
     msg, clen, faithful = built
     if clen is None:
         body = data[body_start:]
@@ -232,6 +350,8 @@ def _parse_datagram(data: bytes) -> Request | Response:
         if clen > avail:
             raise ParseError(f"Content-Length {clen} is larger than the {avail} body octets")
         body = data[body_start : body_start + clen]
+    if len(body) > limits.max_body_size:
+        raise _too_large("body", len(body), "max_body_size", limits.max_body_size)
     msg._body = body
     if faithful and body_start - end == 4:
         msg._raw = data[start:body_start]
@@ -243,8 +363,14 @@ class StreamFramer:
 
     Feed bytes with ``receive_data`` (``b""`` means the peer closed), then call ``next_event``
     until it returns ``NEED_DATA``. It returns a Request/Response, ``PING`` or ``PONG``. A
-    framing error raises ParseError (400; 513 when a limit is exceeded); the stream cannot be
-    resynchronised after that, so every later call raises it again: close the connection.
+    framing error raises ParseError (400; 513 when a size limit is exceeded, 414 for an
+    overlong Request-URI); the stream cannot be resynchronised after that, so every later call
+    raises it again: answer if you can, then close the connection.
+
+    ``limits`` (a :class:`~trio_sip.Limits`) bounds the header section
+    (``max_header_section``), the body (``max_body_size``) and the whole message
+    (``max_message_size``), and the header checks of ``parse_message``;
+    ``max_header_size`` / ``max_body_size``, when given, override the first two.
 
     ``expect_pongs`` is this end's RFC 5626 role (§3.5.1: the client pings, the server
     answers). True (the default, the side that sends pings): a lone CRLF is a ``PONG`` as soon
@@ -258,6 +384,7 @@ class StreamFramer:
         "_buf",
         "_eof",
         "_error",
+        "_limits",
         "_pending",
         "_scan",
         "expect_pongs",
@@ -268,12 +395,16 @@ class StreamFramer:
     def __init__(
         self,
         *,
-        max_header_size: int = 65536,
-        max_body_size: int = 1 << 20,
+        max_header_size: int | None = None,
+        max_body_size: int | None = None,
         expect_pongs: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        self.max_header_size = max_header_size
-        self.max_body_size = max_body_size
+        self._limits = limits
+        self.max_header_size = (
+            limits.max_header_section if max_header_size is None else max_header_size
+        )
+        self.max_body_size = limits.max_body_size if max_body_size is None else max_body_size
         self.expect_pongs = expect_pongs
         self._buf = bytearray()
         self._scan = 0
@@ -313,18 +444,22 @@ class StreamFramer:
             if not buf:
                 return NEED_DATA
             end = buf.find(b"\r\n\r\n", self._scan)
+            limit = self.max_header_size
             if end < 0:
-                if len(buf) > self.max_header_size:
-                    raise ParseError("header section too large", status_hint=513)
+                if len(buf) > limit:  # no need to wait for the end of it
+                    raise _too_large("header section", len(buf), "max_header_section", limit)
                 self._scan = max(0, len(buf) - 3)
                 return self._wait("the header section")
-            if end + 4 > self.max_header_size:
-                raise ParseError("header section too large", status_hint=513)
-            msg, clen, faithful = _build(bytes(buf[:end]))
+            if end + 4 > limit:
+                raise _too_large("header section", end + 4, "max_header_section", limit)
+            msg, clen, faithful = _build(bytes(buf[:end]), self._limits)
             if clen is None:
                 raise ParseError("Content-Length is required on a stream (RFC 3261 §18.3)")
             if clen > self.max_body_size:
-                raise ParseError(f"body of {clen} octets is too large", status_hint=513)
+                raise _too_large("body", clen, "max_body_size", self.max_body_size)
+            total = self._limits.max_message_size
+            if end + 4 + clen > total:
+                raise _too_large("message", end + 4 + clen, "max_message_size", total)
             self._pending = (msg, clen, end + 4, faithful)
         msg, clen, start, faithful = self._pending
         stop = start + clen

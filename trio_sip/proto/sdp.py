@@ -38,6 +38,7 @@ from typing import Any, Final
 
 import attrs
 
+from .abnf import excerpt
 from .errors import ProtocolError
 
 __all__ = [
@@ -327,9 +328,15 @@ class SessionDescription:
         return attrs.evolve(self, lines=lines, media=media).next_version()
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits, at most 20 of them: ``int()`` of it cannot fail or take long (``isdigit``
+    alone admits '²' and 5,000-digit numbers, which ``int`` refuses with ValueError)."""
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
+
+
 def _parse_line(kind: str, value: str, number: int) -> SdpLine:
     def fail(what: str) -> SdpError:
-        return SdpError(f"SDP line {number}: malformed {kind}= line ({what}): {value!r}")
+        return SdpError(f"SDP line {number}: malformed {kind}= line ({what}): {excerpt(value)}")
 
     if kind == "c":
         parts = value.split(" ")
@@ -338,12 +345,12 @@ def _parse_line(kind: str, value: str, number: int) -> SdpLine:
         return Connection(parts[2], parts[0], parts[1])
     if kind == "b":
         bwtype, sep, amount = value.partition(":")
-        if not sep or not bwtype or not amount.isdigit():
+        if not sep or not bwtype or not _is_number(amount):
             raise fail("expected '<bwtype>:<bandwidth>'")
         return Bandwidth(bwtype, int(amount))
     if kind == "t":
         parts = value.split(" ")
-        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        if len(parts) != 2 or not all(_is_number(p) for p in parts):
             raise fail("expected '<start> <stop>'")
         return Timing(int(parts[0]), int(parts[1]))
     if kind == "a":
@@ -358,10 +365,12 @@ def _parse_media(value: str, number: int) -> tuple[str, int, str, tuple[str, ...
     """The fields of an ``m=`` line: media, port, proto, formats, port count."""
     parts = value.split(" ")
     if len(parts) < 4 or not all(parts):
-        raise SdpError(f"SDP line {number}: m= needs '<media> <port> <proto> <fmt> ...': {value!r}")
+        raise SdpError(
+            f"SDP line {number}: m= needs '<media> <port> <proto> <fmt> ...': {excerpt(value)}"
+        )
     port_text, sep, count_text = parts[1].partition("/")
-    if not port_text.isdigit() or int(port_text) > 65535 or (sep and not count_text.isdigit()):
-        raise SdpError(f"SDP line {number}: bad port {parts[1]!r} in m= line")
+    if not _is_number(port_text) or int(port_text) > 65535 or (sep and not _is_number(count_text)):
+        raise SdpError(f"SDP line {number}: bad port {excerpt(parts[1], 20)} in m= line")
     count = int(count_text) if sep else None
     return parts[0], int(port_text), parts[2], tuple(parts[3:]), count
 
@@ -382,16 +391,16 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
     pairs: list[tuple[str, str]] = []
     for number, line in enumerate(raw, 1):
         if len(line) < 2 or line[1] != "=" or not line[0].isalpha() or "\r" in line:
-            raise SdpError(f"SDP line {number} is not '<type>=<value>': {line!r}")
+            raise SdpError(f"SDP line {number} is not '<type>=<value>': {excerpt(line)}")
         pairs.append((line[0], line[2:]))
     (vk, vv), (ok, ov), (sk, sv) = pairs[:3]
     if (vk, ok, sk) != ("v", "o", "s"):
         raise SdpError("SDP body must start with v=, o= and s= lines, in that order")
     if vv != "0":
-        raise SdpError(f"unsupported SDP version v={vv!r} (only v=0 exists)")
+        raise SdpError(f"unsupported SDP version v={excerpt(vv, 20)} (only v=0 exists)")
     fields = ov.split(" ")
-    if len(fields) != 6 or not all(fields) or not fields[2].isdigit():
-        raise SdpError(f"SDP line 2: malformed o= line: {ov!r}")
+    if len(fields) != 6 or not all(fields) or not _is_number(fields[2]):
+        raise SdpError(f"SDP line 2: malformed o= line: {excerpt(ov)}")
     origin = Origin(fields[0], fields[1], int(fields[2]), fields[5], fields[3], fields[4])
     session: list[SdpLine] = []
     media: list[tuple[tuple[str, int, str, tuple[str, ...], int | None], list[SdpLine]]] = []

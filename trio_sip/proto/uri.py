@@ -24,7 +24,16 @@ from typing import Any, Final, Union
 
 import attrs
 
-from .abnf import LWS, STRING_FAST_PATHS, TOKEN_CHARS, is_token, quote, scan_quoted, unquote
+from .abnf import (
+    LWS,
+    STRING_FAST_PATHS,
+    TOKEN_CHARS,
+    excerpt,
+    is_token,
+    quote,
+    scan_quoted,
+    unquote,
+)
 from .errors import ParseError
 from .uri_parts import _URI_PARAMCHARS as _URI_PARAMCHARS
 from .uri_parts import EMPTY_PARAMS as EMPTY_PARAMS
@@ -317,10 +326,10 @@ def _parse_uri(text: str) -> Uri:
     """``parse_uri`` without the fast path (the general parser)."""
     colon = text.find(":")
     if colon <= 0 or not _SCHEME_RE.fullmatch(text, 0, colon):
-        raise ParseError(f"bad URI {text!r}: no scheme")
+        raise ParseError(f"bad URI {excerpt(text)}: no scheme")
     scheme = text[:colon].lower()
     if _OPAQUE_BAD_RE.search(text) is not None:
-        raise ParseError(f"bad URI {text!r}: whitespace or forbidden character")
+        raise ParseError(f"bad URI {excerpt(text)}: whitespace or forbidden character")
     rest = text[colon + 1 :]
     if scheme in ("sip", "sips"):
         return _parse_sip(scheme, rest, text)
@@ -328,12 +337,12 @@ def _parse_uri(text: str) -> Uri:
         semi = rest.find(";")
         number = rest if semi < 0 else rest[:semi]
         if not number:
-            raise ParseError(f"bad tel URI {text!r}")
+            raise ParseError(f"bad tel URI {excerpt(text)}")
         return TelUri(
             number, parse_params(rest[semi + 1 :], uri=True) if semi >= 0 else EMPTY_PARAMS
         )
     if not rest:
-        raise ParseError(f"bad URI {text!r}: empty after scheme")
+        raise ParseError(f"bad URI {excerpt(text)}: empty after scheme")
     return AbsoluteUri(text[:colon], rest)  # kept as written: it is opaque to us
 
 
@@ -348,11 +357,11 @@ def _parse_sip(scheme: str, rest: str, text: str) -> SipUri:
         if pc >= 0:
             user, password = userinfo[:pc], userinfo[pc + 1 :]
             if not _PASSWORD_RE.fullmatch(password):
-                raise ParseError(f"bad password in URI {text!r}")
+                raise ParseError(f"bad password in URI {excerpt(text)}")
         else:
             user = userinfo
         if not _USER_RE.fullmatch(user):
-            raise ParseError(f"bad user part in URI {text!r}")
+            raise ParseError(f"bad user part in URI {excerpt(text)}")
     headers: tuple[tuple[str, str], ...] = ()
     q = rest.find("?")
     if q >= 0:
@@ -372,7 +381,7 @@ def _parse_uri_headers(text: str, where: str) -> tuple[tuple[str, str], ...]:
     for piece in text.split("&"):
         name, eq, value = piece.partition("=")
         if not eq or not name or not _HEADERCHARS_RE.fullmatch(name + value):
-            raise ParseError(f"bad URI header {piece!r} in {where!r}")
+            raise ParseError(f"bad URI header {excerpt(piece)} in {excerpt(where)}")
         out.append((name, value))
     return tuple(out)
 
@@ -523,18 +532,18 @@ def _parse_name_addr(text: str) -> NameAddress:
         display = unquote(s[:end])
         s = s[end:].lstrip(LWS)
         if not s.startswith("<"):
-            raise ParseError(f"expected '<' after display name in {text!r}")
+            raise ParseError(f"expected '<' after display name in {excerpt(text)}")
         lt = 0
     else:
         lt = s.find("<")
     if lt >= 0:
         gt = s.find(">", lt)
         if gt < 0:
-            raise ParseError(f"missing '>' in {text!r}")
+            raise ParseError(f"missing '>' in {excerpt(text)}")
         if lt > 0:
             words = s[:lt].split()
             if not all(is_token(w) for w in words):
-                raise ParseError(f"display name must be tokens or quoted in {text!r}")
+                raise ParseError(f"display name must be tokens or quoted in {excerpt(text)}")
             display = " ".join(words) if words else None
         uri_text = s[lt + 1 : gt]
         after = s[gt + 1 :].lstrip(LWS)
@@ -547,10 +556,10 @@ def _parse_name_addr(text: str) -> NameAddress:
         after = "" if semi < 0 else s[semi:]
         # §20: a URI with ',', '?' or ';' must be in angle brackets (RFC 4475 regbadct).
         if "?" in uri_text or "," in uri_text:
-            raise ParseError(f"URI with '?' or ',' must be in <> in {text!r}")
+            raise ParseError(f"URI with '?' or ',' must be in <> in {excerpt(text)}")
     if after:
         if after[0] != ";":
-            raise ParseError(f"junk after address in {text!r}")
+            raise ParseError(f"junk after address in {excerpt(text)}")
         params = parse_params(after[1:])
     else:
         params = EMPTY_PARAMS

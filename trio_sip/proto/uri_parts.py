@@ -19,7 +19,16 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import overload
 
-from .abnf import LWS, TOKEN_CHARS, TOKEN_RE, is_token, scan_quoted, split_top, unquote
+from .abnf import (
+    LWS,
+    TOKEN_CHARS,
+    TOKEN_RE,
+    excerpt,
+    is_token,
+    scan_quoted,
+    split_top,
+    unquote,
+)
 from .errors import ParseError
 
 __all__ = [
@@ -262,9 +271,9 @@ def parse_params(text: str, *, uri: bool = False) -> Params:
         else:
             name, value = piece[:eq].strip(LWS), piece[eq + 1 :].strip(LWS)
         if check(name) is None:
-            raise ParseError(f"bad parameter {piece!r}")
+            raise ParseError(f"bad parameter {excerpt(piece)}")
         if value is not None and check(value) is None and (uri or not _good_value(value)):
-            raise ParseError(f"bad parameter value in {piece!r}")
+            raise ParseError(f"bad parameter value in {excerpt(piece)}")
         items.append((name, value))
     return Params(items)
 
@@ -295,12 +304,12 @@ def parse_hostport(text: str) -> tuple[str, int | None]:
     if text.startswith("["):
         end = text.find("]")
         if end < 0 or not _ipv6_ok(text[1:end]):
-            raise ParseError(f"bad IPv6 reference in {text!r}")
+            raise ParseError(f"bad IPv6 reference in {excerpt(text)}")
         host = text[1:end]
         rest = text[end + 1 :]
         if rest:
             if rest[0] != ":":
-                raise ParseError(f"junk after IPv6 reference in {text!r}")
+                raise ParseError(f"junk after IPv6 reference in {excerpt(text)}")
             port = _port(rest[1:], text)
         return host, port
     colon = text.find(":")
@@ -310,13 +319,13 @@ def parse_hostport(text: str) -> tuple[str, int | None]:
     else:
         host = text
     if not _HOSTNAME_RE.fullmatch(host):
-        raise ParseError(f"bad host in {text!r}")
+        raise ParseError(f"bad host in {excerpt(text)}")
     return host, port
 
 
 def _port(text: str, where: str) -> int:
     if not text.isdigit() or not text.isascii() or len(text) > 5 or int(text) > 65535:
-        raise ParseError(f"bad port in {where!r}")
+        raise ParseError(f"bad port in {excerpt(where)}")
     return int(text)
 
 
