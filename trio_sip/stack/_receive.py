@@ -28,6 +28,7 @@ from trio_sip.drivers import Inbox, TimerQueue
 from trio_sip.proto.errors import LocalProtocolError, ProtocolError, TransportError
 from trio_sip.proto.headers import canonical_name
 from trio_sip.proto.ids import new_tag
+from trio_sip.proto.limits import Limits
 from trio_sip.proto.message import Request, Response, make_response
 from trio_sip.proto.outputs import MessageReceived
 from trio_sip.proto.parse import parse_message
@@ -70,6 +71,7 @@ class _Receiver:
 
     role: TimeoutRole
     timer_config: TimerConfig
+    limits: Limits
     _nursery: trio.Nursery
     _layer: TransportLayer
     _table: TransactionTable
@@ -138,7 +140,7 @@ class _Receiver:
             return
         if self._check:
             proxy = self.role is TimeoutRole.STATEFUL_PROXY
-            rejection = check_request(request, role="proxy" if proxy else "uas")
+            rejection = check_request(request, role="proxy" if proxy else "uas", limits=self.limits)
             if rejection is not None:
                 self._reject(request, flow, rejection.status_code, rejection.headers)
                 return

@@ -135,7 +135,13 @@ class IncomingRequest(_Transaction):
         """A response to the request with this transaction's To tag (not sent)."""
         tag = self.to_tag if status_code > 100 else None
         return make_response(
-            self.request, status_code, reason, to_tag=tag, headers=headers, body=body
+            self.request,
+            status_code,
+            reason,
+            to_tag=tag,
+            headers=headers,
+            body=body,
+            limits=self._stack.limits,
         )
 
     async def respond(

@@ -420,7 +420,7 @@ class TransportLayer:
             except (TransportError, OSError) as exc:
                 logger.info("dropping incoming %s connection: %s", transport, exc)
                 return
-            flow = StreamFlow(transport, stream, local, remote, accepted=True)
+            flow = StreamFlow(transport, stream, local, remote, accepted=True, limits=self.limits)
             if self._closed:  # accepted while the layer was closing
                 await flow.aclose()
                 return
@@ -452,7 +452,7 @@ class TransportLayer:
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
-        flow = StreamFlow(transport, stream, local, peer)
+        flow = StreamFlow(transport, stream, local, peer, limits=self.limits)
         self._nursery.start_soon(self._supervise, flow.serve, self._message_received)
         return flow
 
@@ -475,7 +475,7 @@ class TransportLayer:
         if data[:1] in (b"\r", b"\n", b"") and not data.strip(b"\r\n"):
             return  # a NULL keep-alive (bare CRLFs) over UDP
         try:
-            message = parse_message(data)
+            message = parse_message(data, limits=self.limits)
         except ParseError as exc:
             self._reject_datagram(data, flow, exc)
             return

@@ -28,6 +28,7 @@ from collections.abc import Callable
 import trio
 
 from trio_sip.proto.errors import ParseError, TransportError
+from trio_sip.proto.limits import DEFAULT_LIMITS, Limits
 from trio_sip.proto.parse import NEED_DATA, PING, PONG, FramerEvent, StreamFramer
 
 from .base import Address, Flow, Message, format_address, logger, map_exceptions
@@ -97,13 +98,14 @@ class StreamFlow(Flow):
         remote: Address,
         *,
         accepted: bool = False,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         super().__init__(transport, local, remote)
         self.stream = stream
         self._send_lock = trio.Lock()
         # RFC 5626 §3.5.1 roles: we ping on connections we opened and answer pings on the
         # ones we accepted, where a lone CRLF may be the first half of a split CRLFCRLF.
-        self._framer = StreamFramer(expect_pongs=not accepted)
+        self._framer = StreamFramer(expect_pongs=not accepted, limits=limits)
         self._context = f"{transport} to {format_address(remote)}"
 
     async def send(self, data: bytes) -> None:
