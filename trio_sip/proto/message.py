@@ -622,6 +622,8 @@ def make_error_response(
     ``;tag=to_tag`` added to a To that shows no tag. None if the request has no Via: there is
     nowhere to send a response (RFC 4475 §3.1.2 ``test``).
     """
+    if "via" not in request._headers._index():
+        return None
     try:
         return make_response(
             request, status_code, reason, to_tag=to_tag, headers=headers, limits=limits
