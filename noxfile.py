@@ -46,6 +46,17 @@ def interop(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz(session: nox.Session) -> None:
+    """The fuzz targets of tests/proto/test_fuzz.py, long and random: 20,000 examples per
+    target (``nox -s fuzz -- N`` for N). A failure prints the input: keep it as a file under
+    tests/data/crashers/ (see that test module)."""
+    session.install("-e", ".[test]")
+    examples = session.posargs[0] if session.posargs else "20000"
+    env = {**_corpus_env(), "TRIO_SIP_FUZZ_EXAMPLES": examples}
+    session.run("pytest", "-p", "no:cacheprovider", "tests/proto/test_fuzz.py", env=env)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff>=0.6")
