@@ -96,20 +96,23 @@ def _build_text(
     """``_build`` of the decoded block split on CRLF. For a datagram, returns None if the block
     holds an LF LF: the empty line came earlier (bare-LF line ends), the caller cuts again."""
     faithful = True
-    crlf = len(lines) - 1
-    if text.count("\n") != crlf:
+    # After the split on CRLF, a CR or LF left inside a line is a bare one. Looking for them
+    # in the lines joined back (a copy and two memchr) costs less than counting either in
+    # the text (a loop over every character).
+    rest = "".join(lines)
+    if "\n" in rest:
         if datagram and "\n\n" in text:
             return None
-        if crlf or "\r" in text:
+        if len(lines) > 1 or "\r" in text:
             # An LF that does not end a CRLF line (or a CR in a bare-LF message): a peer that
             # splits lines differently would see other header fields than we do.
             raise ParseError("bare LF or CR inside a header line")
         # Bare LF line ends (RFC 5118's archive form): accept them, but re-format on output.
         lines = text.split("\n")
         faithful = False
-    elif text.count("\r") != crlf:
+    elif "\r" in rest:
         raise ParseError("bare CR inside a header line")
-    if "\0" in text:
+    if "\0" in rest:
         _check_nul(lines)
     pairs: list[tuple[str, str]] = []
     first: dict[str, str] = {}
@@ -148,7 +151,15 @@ def _build_text(
         clen = int(length)
     else:
         faithful = False
-    _check_counts(text, pairs, first, more, limits)
+    if len(pairs) > limits.max_headers or len(text) > limits.max_header_length:
+        _check_fields(text, pairs, limits)
+    # Via / Route / Record-Route values are counted only when one of them has several lines
+    # or a comma: one value per line is the usual case, and it is within any bound.
+    for key in _COUNTED:
+        listed = first.get(key)
+        if listed is not None and (key in more or "," in listed):
+            _check_values(first, more, limits)
+            break
 
     start = lines[0]
     headers = Headers._trusted(pairs, first, more)
@@ -162,7 +173,8 @@ def _build_text(
     method, uri, version = parts
     if not is_token(method):
         raise ParseError(f"bad method {excerpt(method)}")
-    _check_request_uri(uri, limits)
+    if len(uri) > limits.max_uri_length or len(uri) > 2 * limits.max_uri_params:
+        _check_request_uri(uri, limits)
     if version != "SIP/2.0":
         if version.upper() != "SIP/2.0":
             if _VERSION.fullmatch(version):
@@ -180,14 +192,8 @@ def _check_nul(lines: list[str]) -> None:
             raise ParseError("NUL octet in a header line")
 
 
-def _check_counts(
-    text: str,
-    pairs: list[tuple[str, str]],
-    first: dict[str, str],
-    more: dict[str, list[str]],
-    limits: Limits,
-) -> None:
-    """The header-section bounds of ``limits`` that the split lines already tell (400)."""
+def _check_fields(text: str, pairs: list[tuple[str, str]], limits: Limits) -> None:
+    """``max_headers`` and ``max_header_length`` (400)."""
     if len(pairs) > limits.max_headers:
         raise ParseError(f"{len(pairs)} header fields (max_headers is {limits.max_headers})")
     if len(text) > limits.max_header_length:  # else no field can be longer
@@ -195,7 +201,15 @@ def _check_counts(
         for name, value in pairs:
             if len(name) + len(value) > longest:
                 raise ParseError(f"header field {excerpt(name, 30)} is over max_header_length")
-    # Each comma-separated value needs a comma: counting commas bounds the values from above.
+
+
+#: The list headers whose number of values is bounded (``max_vias``, ``max_routes``).
+_COUNTED = ("via", "route", "record-route")
+
+
+def _check_values(first: dict[str, str], more: dict[str, list[str]], limits: Limits) -> None:
+    """``max_vias`` and ``max_routes`` (400). Each comma-separated value needs a comma:
+    counting commas bounds the values from above."""
     vias = _values(first, more, "via")
     if vias > limits.max_vias:
         raise ParseError(f"{vias} Via values (max_vias is {limits.max_vias})")
