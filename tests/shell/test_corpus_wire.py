@@ -50,12 +50,7 @@ ANSWER_WAIT = 5.0
 SILENCE_WAIT = 0.5
 #: Cases whose answer depends on the user agent's fault isolation (issue #10, fault isolation
 #: and RFC 2543 peers): name -> why it fails today. Not strict: they pass once that is fixed.
-XFAIL: dict[str, str] = {
-    "rfc4475.inv2543": (
-        "IncomingCall.accept() raises RemoteProtocolError('the request has no From tag') for "
-        "an RFC 2543 INVITE and no final response is ever sent (no 500 either)"
-    ),
-}
+XFAIL: dict[str, str] = {}
 
 # The first Via's transport, host and port (tolerating the folding and odd spacing of wsinv).
 _VIA = re.compile(

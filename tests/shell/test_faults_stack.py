@@ -183,8 +183,10 @@ async def test_a_failing_on_stray_hook(
 async def test_a_500_that_cannot_be_built_drops_the_transaction(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """A To the response builder refuses (a bare CR): no 500 can be made; the transaction is
-    dropped instead of waiting forever, and the fault is counted."""
+    """A To the response builder refuses (a bare CR): no 500 can be made. The parser now
+    refuses a bare CR in the header section (400 when the lines a response copies are usable,
+    else nothing), so such a request never reaches the stack: no transaction is created, none
+    waits forever."""
     net = FakeNetwork()
 
     async def silent(incoming: IncomingRequest) -> None:
@@ -197,7 +199,6 @@ async def test_a_500_that_cannot_be_built_drops_the_transaction(
         invite = request((SERVER, 5060), (EVE, 5060), to='"a\rb" <sip:x@h>')
         await eve.sendto(invite, (SERVER, 5060))
         await trio.sleep(1)
-        assert stack.faults["unanswerable-request"] == 1
         assert stack.statistics().server_transactions == 0
 
 
