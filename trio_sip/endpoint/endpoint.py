@@ -97,6 +97,7 @@ class Endpoint:
         return await self._set.add(config)
 
     async def enable(self, connection_id: str) -> None:
+        """Start registering a disabled connection again (the SDK's ``EnableConnection``)."""
         await self._set.enable(connection_id)
 
     async def disable(self, connection_id: str) -> None:

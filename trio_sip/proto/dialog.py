@@ -72,6 +72,8 @@ TARGET_REFRESH_METHODS = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "
 
 
 class DialogState(enum.Enum):
+    """The states of a dialog (RFC 3261 §12): early, confirmed, terminated."""
+
     EARLY = "early"
     CONFIRMED = "confirmed"
     TERMINATED = "terminated"

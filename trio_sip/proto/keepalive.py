@@ -56,6 +56,8 @@ DEFAULT_PONG_TIMEOUT: Final = 10.0
 
 
 class KeepAliveState(enum.Enum):
+    """The states of a keep-alive machine (NULL CRLF or RFC 5626 ping/pong)."""
+
     DISABLED = "disabled"
     WAITING = "waiting"  # until the next ping is due
     AWAITING_PONG = "awaiting-pong"

@@ -82,6 +82,8 @@ MAX_CHALLENGES: Final = 3
 
 
 class RegistrationState(enum.Enum):
+    """The states of a REGISTER refresh machine (RFC 3261 §10)."""
+
     UNREGISTERED = "unregistered"
     REGISTERING = "registering"
     REGISTERED = "registered"

@@ -68,6 +68,9 @@ CYCLE_WINDOW: Final = 32.0
 
 
 class RequestKind(enum.Enum):
+    """Which retry rule of the failover policy a request follows (seed 002: INVITE once,
+    BYE/CANCEL/2xx cycled, REGISTER not at once)."""
+
     INITIAL_INVITE = "initial INVITE"
     REINVITE = "mid-call re-INVITE"
     INVITE_2XX = "2xx to an INVITE (retransmission / ACK path)"
@@ -79,6 +82,9 @@ class RequestKind(enum.Enum):
 
 
 class Failure(enum.Enum):
+    """How an attempt failed, as the policy sees it (a timeout, a transport error, a 503, a
+    408)."""
+
     TIMEOUT = "timeout"
     TRANSPORT_ERROR = "transport error"
     SERVICE_UNAVAILABLE = "503 Service Unavailable"
@@ -102,6 +108,8 @@ class RetryLater:
 
 @attrs.frozen
 class GiveUp:
+    """The policy's answer when no further attempt is made; ``reason`` says why."""
+
     reason: str
 
 

@@ -73,6 +73,8 @@ __all__ = [
 
 
 class SubscriptionState(enum.Enum):
+    """The states of a SUBSCRIBE/NOTIFY subscription (RFC 6665)."""
+
     IDLE = "idle"
     SUBSCRIBING = "subscribing"
     PENDING = "pending"

@@ -54,6 +54,8 @@ __all__ = ["TRANSITIONS", "ClientInviteState", "ClientInviteTransaction", "ack_f
 
 
 class ClientInviteState(enum.Enum):
+    """The states of the INVITE client transaction (RFC 3261 §17.1.1, RFC 6026)."""
+
     CALLING = "Calling"
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"

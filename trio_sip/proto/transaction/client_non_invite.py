@@ -45,6 +45,8 @@ __all__ = ["TRANSITIONS", "ClientNonInviteState", "ClientNonInviteTransaction"]
 
 
 class ClientNonInviteState(enum.Enum):
+    """The states of the non-INVITE client transaction (RFC 3261 §17.1.2)."""
+
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"

@@ -56,6 +56,8 @@ TRYING_DELAY = 0.2
 
 
 class ServerInviteState(enum.Enum):
+    """The states of the INVITE server transaction (RFC 3261 §17.2.1, RFC 6026)."""
+
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
     CONFIRMED = "Confirmed"

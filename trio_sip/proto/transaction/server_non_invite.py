@@ -48,6 +48,8 @@ __all__ = ["TRANSITIONS", "ServerNonInviteState", "ServerNonInviteTransaction"]
 
 
 class ServerNonInviteState(enum.Enum):
+    """The states of the non-INVITE server transaction (RFC 3261 §17.2.2)."""
+
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
