@@ -15,7 +15,9 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).parent
-LINT_TARGETS = ["trio_sip", "tests", "benchmarks", "noxfile.py"]
+# docs/*.md are not ruff's: their python blocks are formatted for the reader (and run by
+# tests/test_docs.py); only the site's Python is linted.
+LINT_TARGETS = ["trio_sip", "tests", "benchmarks", "noxfile.py", "docs/conf.py", "docs/_ext"]
 
 
 def _corpus_env() -> dict[str, str]:
@@ -140,11 +142,64 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks", *session.posargs, env=_corpus_env())
 
 
+#: Debian packages the docs session needs: Graphviz draws the diagrams, Chromium runs the browser
+#: test, DejaVu is the font both use. {package: the file that shows it is installed}
+DOCS_DEBIAN = {
+    "graphviz": "/usr/bin/dot",
+    "chromium": "/usr/bin/chromium",
+    "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+}
+
+
+def _ensure_debian(session: nox.Session, packages: dict[str, str]) -> None:
+    """Install the Debian packages that are missing (as root with apt-get), else stop with
+    the command to run."""
+    missing = [name for name, path in packages.items() if not Path(path).exists()]
+    if not missing:
+        return
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.error(f"install the Debian packages {' '.join(missing)} (apt-get install ...)")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run(
+        *("apt-get", "install", "-y", "-q", "--no-install-recommends", *missing),
+        external=True,
+        env=env,
+    )
+
+
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Run the code examples in docs/ (they are tested as scripts)."""
-    session.install("-e", ".[test]")
-    session.run("pytest", "tests/test_docs.py", *session.posargs, env=_corpus_env())
+    """The documentation site, built and checked (docs/site.md).
+
+    1. Every python block of docs/*.md and the README runs (tests/test_docs.py).
+    2. Sphinx builds docs/_build/html with warnings as errors (-W): cross-references, test
+       citations, pictures, docstrings; then the offline link check of every internal link
+       and anchor (docs/_ext/sitekit/linkcheck.py; external links are listed, not fetched).
+    3. Headless Chromium opens the built site (tests/docs/test_site_browser.py): headings,
+       pictures, search; screenshots in docs/_build/screenshots/.
+
+    Installs the docs extra here, and the Debian packages graphviz, chromium and
+    fonts-dejavu-core when run as root. ``nox -s docs -- -k quickstart`` passes the arguments
+    to both pytest runs.
+    """
+    session.install("-e", ".[test,docs]")
+    env = _corpus_env()
+    session.run("pytest", "tests/test_docs.py", *session.posargs, env=env)
+    _ensure_debian(session, DOCS_DEBIAN)
+    build = ROOT / "docs" / "_build"
+    html, shots = build / "html", build / "screenshots"
+    shutil.rmtree(shots, ignore_errors=True)
+    session.run(
+        *("sphinx-build", "-W", "--keep-going", "-b", "html", "-d", str(build / "doctrees")),
+        *("-j", "auto", str(ROOT / "docs"), str(html)),
+        env=env,
+    )
+    session.run(
+        *("pytest", "-m", "docs", "-p", "no:cacheprovider", "tests/docs", *session.posargs),
+        env={**env, "TRIO_SIP_DOCS_SITE": str(html), "TRIO_SIP_DOCS_SHOTS": str(shots)},
+    )
+    session.log(f"site: {html / 'index.html'}  screenshots: {shots}")
 
 
 @nox.session(python=False)
@@ -152,3 +207,5 @@ def clean(session: nox.Session) -> None:
     """Remove build output and caches."""
     for name in [".nox", "build", "dist", ".mypy_cache", ".ruff_cache", ".pytest_cache"]:
         shutil.rmtree(ROOT / name, ignore_errors=True)
+    for name in ["_build", "_generated"]:
+        shutil.rmtree(ROOT / "docs" / name, ignore_errors=True)
