@@ -58,85 +58,29 @@ BRANCH_ISSUES: dict[str, int] = {
 }
 
 #: Subject openings of the first issues' commits (before messages cited issues).
-AREAS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (6, ("endpoint", "config", "cli", "demo", "quickstart", "docs/endpoint", "docs/cli")),
-    (
-        4,
-        (
-            "rfc 3263",
-            "fading blacklist",
-            "blacklist",
-            "dns",
-            "failover",
-            "resolve",
-            "docs/failover",
-            "docs/resolution",
-        ),
-    ),
+AREAS: tuple[tuple[int, str], ...] = (
+    (6, "endpoint|config|cli|demo|quickstart|trio-sip|docs/endpoint|docs/cli|export the endpoint"),
+    (4, "rfc 3263|fading blacklist|blacklist|dns|failover|resolve|retry|export the failover"),
     (
         5,
-        (
-            "ua",
-            "ua.call",
-            "dialog",
-            "digest",
-            "auth",
-            "sdp",
-            "subscription",
-            "registration",
-            "keep-alive",
-            "keepalive",
-            "proxy",
-            "registrar",
-            "interop",
-            "docs/calls",
-            "docs/keepalive",
-            "docs/registration",
-            "docs/proxy",
-            "docs/tutorial",
-        ),
+        "ua|ua.call|dialog|digest|auth|sdp|subscription|subscriptions|registration|keep-alive"
+        "|keepalive|proxy|registrar|interop|register/subscribe|uas copies|user agent"
+        "|export the user agent|export dialog|test: an agent|docs/calls|docs/keepalive"
+        "|docs/registration|docs/proxy|docs/tutorial",
     ),
     (
         3,
-        (
-            "transaction",
-            "client transactions",
-            "server transactions",
-            "machine inputs",
-            "transports",
-            "transport",
-            "stack",
-            "timerconfig",
-            "timerqueue",
-            "outputs",
-            "drivers",
-            "docs/stack",
-            "docs/transactions",
-            "docs/transports",
-        ),
+        "transaction|transactions|client transactions|server transactions|machine inputs"
+        "|transports|transport|stack|timerconfig|timerqueue|timeout roles|outputs|drivers|keys"
+        "|udp|tcp|tls|torture test|fakenetwork tests|testing|export the stack"
+        "|export the transport|docs/stack|docs/transactions|docs/transports",
     ),
     (
         2,
-        (
-            "scaffold",
-            "readme",
-            "message layer",
-            "parse",
-            "parser",
-            "benchmarks",
-            "memory",
-            "compiled core",
-            "hatch_build",
-            "lint",
-            "nox",
-            "ci",
-            "tests",
-            "docs",
-            "core target",
-            "uri",
-            "headers",
-            "corpus",
-        ),
+        "scaffold|readme|message layer|parse|parser|benchmarks|bench|uas bench|memory"
+        "|compiled core|optional mypyc|hatch_build|lint|nox|ci|tests|docs|core target|uri"
+        "|headers|corpus|proto|streamframer|leaner reads|faster reads|fast paths|validate"
+        "|hypothesis|public exports|export framer",
     ),
 )
 
@@ -157,7 +101,7 @@ def _git(root: Path, *args: str) -> str | None:
 def _area_issue(subject: str) -> int | None:
     head = subject.lower()
     for issue, openings in AREAS:
-        for opening in openings:
+        for opening in openings.split("|"):
             if re.match(re.escape(opening) + r"\b", head):
                 return issue
     return None
@@ -185,11 +129,22 @@ def history(root: Path) -> dict[int | None, list[tuple[str, str, str]]] | None:
         brought = _git(root, "rev-list", f"{parents[0]}..{parents[1]}") or ""
         for sha in brought.split():
             by_merge.setdefault(sha, issue)
+    records = [
+        (record.split("\x1f") + [""] * 5)[:5]
+        for record in filter(None, (r.strip() for r in log.split("\x1e")))
+    ]
+    cites = [CITED.search(subject) or CITED.search(body) for _, _, _, subject, body in records]
+    # Rule 3 only for the commits older than the oldest one that cites an issue.
+    first_cite = max((i for i, cite in enumerate(cites) if cite), default=len(records))
     groups: dict[int | None, list[tuple[str, str, str]]] = {}
-    for record in filter(None, (r.strip() for r in log.split("\x1e"))):
-        sha, short, date, subject, body = (record.split("\x1f") + [""] * 5)[:5]
-        cited = CITED.search(subject) or CITED.search(body)
-        issue = int(cited.group(1)) if cited else by_merge.get(sha, _area_issue(subject))
+    for i, (sha, short, date, subject, _) in enumerate(records):
+        cite = cites[i]
+        if cite:
+            issue: int | None = int(cite.group(1))
+        elif sha in by_merge:
+            issue = by_merge[sha]
+        else:
+            issue = _area_issue(subject) if i > first_cite else None
         groups.setdefault(issue, []).append((date, short, subject))
     return groups
 
