@@ -80,7 +80,7 @@ def _quote(text: str) -> str:
 
 def fsm_dot(machine: str) -> str:
     """Graphviz source for one machine: one edge per (source, target) pair, its triggers as the
-    label; staying in a state is a grey loop."""
+    label. Transitions that stay in their state are left out, as in the pages' tables."""
     rows = transitions(machine)
     states: list[str] = []
     for source, _, target in rows:
@@ -104,9 +104,10 @@ def fsm_dot(machine: str) -> str:
         extra = ', peripheries=2, fillcolor="#f4f4f4"' if state.lower() == "terminated" else ""
         lines.append(f"  {_quote(state)} [label={_quote(state)}{extra}];")
     for (source, target), triggers in edges.items():
+        if source == target:  # staying in a state: in the tables, not in the picture
+            continue
         label = "\\n".join(t.replace('"', "'") for t in triggers)
-        style = ', color="#9aa5b1", fontcolor="#5b6570"' if source == target else ""
-        lines.append(f'  {_quote(source)} -> {_quote(target)} [label="{label}"{style}];')
+        lines.append(f'  {_quote(source)} -> {_quote(target)} [label="{label}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
