@@ -45,3 +45,14 @@ def test_every_public_class_and_function_has_a_docstring() -> None:
         and not (obj.__dict__.get("__doc__") if inspect.isclass(obj) else obj.__doc__)
     )
     assert not missing, "public names without a docstring: " + ", ".join(missing)
+
+
+def test_the_errors_reference_knows_who_raises_what() -> None:
+    from sitekit.public import raised_by
+
+    found = raised_by()
+    assert set(found) >= {"ConfigError", "ParseError", "TransactionTimeoutError", "DnsError"}
+    assert "trio_sip.load_config" in found["ConfigError"]
+    assert "trio_sip.parse_message" in found["ParseError"]
+    assert "trio_sip.Stack.request" in found["TransactionTimeoutError"]
+    assert "trio_sip.KeepAlives.send_sip_keepalive" in found["DnsError"]

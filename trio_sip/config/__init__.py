@@ -40,7 +40,11 @@ _LOADERS = {".xml": load_xml, ".config": load_xml, ".toml": load_toml}
 
 
 def load_config(path: str | Path, *, strict: bool = False) -> LoadedConfig:
-    """Load a configuration file, choosing the format by suffix (.xml, .config or .toml)."""
+    """Load a configuration file, choosing the format by suffix (.xml, .config or .toml).
+
+    Raises :class:`ConfigError` (a ``ConfigErrors`` listing every problem, each naming its
+    setting, value and allowed range) for bad values or an unknown suffix, and ``OSError``
+    when the file cannot be read."""
     path = Path(path)
     loader = _LOADERS.get(path.suffix.lower())
     if loader is None:

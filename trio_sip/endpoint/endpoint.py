@@ -93,19 +93,24 @@ class Endpoint:
         return self._set.view
 
     async def add_connection(self, config: ConnectionConfig) -> Connection:
-        """Add a connection; it starts registering at once when ``config.enabled``."""
+        """Add a connection; it starts registering at once when ``config.enabled``. Raises
+        :class:`ConfigError` when its id is in use or the endpoint does not listen on its
+        transport."""
         return await self._set.add(config)
 
     async def enable(self, connection_id: str) -> None:
-        """Start registering a disabled connection again (the SDK's ``EnableConnection``)."""
+        """Start registering a disabled connection again (the SDK's ``EnableConnection``).
+        Raises :class:`ConfigError` naming ``connection_id`` for an unknown id."""
         await self._set.enable(connection_id)
 
     async def disable(self, connection_id: str) -> None:
-        """Stop registering (unregister, bounded); the status becomes DISABLED."""
+        """Stop registering (unregister, bounded); the status becomes DISABLED. Raises
+        :class:`ConfigError` naming ``connection_id`` for an unknown id."""
         await self._set.disable(connection_id)
 
     async def remove(self, connection_id: str) -> None:
-        """Unregister and forget the connection; the last status event says REMOVED."""
+        """Unregister and forget the connection; the last status event says REMOVED. Raises
+        :class:`ConfigError` naming ``connection_id`` for an unknown id."""
         await self._set.remove(connection_id)
 
     @property

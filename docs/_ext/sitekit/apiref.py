@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import importlib
 import inspect
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -25,7 +26,7 @@ from sphinx.environment import BuildEnvironment
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import make_refnode, nested_parse_with_titles
 
-from .public import homes, is_exception, public_names
+from .public import homes, is_exception, public_names, raised_by
 
 #: (title, prefixes of the defining module): the first match is the object's section.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -141,6 +142,8 @@ class ApiRef(SphinxDirective):
             grouped.setdefault(section_of(obj, modname), []).append((name, obj))
         order = [title for title, _ in SECTIONS] + [OTHER]
         lines = [f".. py:module:: {modname}", ""]
+        if modname == "trio_sip.errors":
+            lines += _errors_preamble(Path(self.env.srcdir))
         for title in order:
             entries = grouped.get(title)
             if not entries:
@@ -162,6 +165,40 @@ class ApiRef(SphinxDirective):
         node.document = self.state.document
         nested_parse_with_titles(self.state, StringList(lines, source=f"apiref {modname}"), node)
         return node.children
+
+
+def _short(dotted: str) -> str:
+    """``trio_sip.Stack.request`` -> ``Stack.request`` (the public module left out)."""
+    for modname in sorted(public_names(), key=len, reverse=True):
+        if dotted.startswith(modname + "."):
+            return dotted[len(modname) + 1 :]
+    return dotted
+
+
+def _errors_preamble(srcdir: Path) -> list[str]:
+    """The guide (docs/errors.md, when it exists) and who raises what, from the docstrings."""
+    lines = []
+    if (srcdir / "errors.md").exists():
+        lines += ["How to handle them, with examples: :doc:`/errors`.", ""]
+    lines += [
+        "Raised by",
+        "---------",
+        "",
+        "For each exception, the public functions, classes and methods whose docstrings say "
+        "they raise it (read from the docstrings at build time; an exception also reaches you "
+        "through whatever calls these).",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "   :widths: 25 75",
+        "",
+        "   * - exception",
+        "     - raised by",
+    ]
+    for name, where in raised_by().items():
+        links = ", ".join(f":py:obj:`{_short(d)} <{d}>`" for d in where) or "(the base of others)"
+        lines += [f"   * - :py:exc:`{name}`", f"     - {links}"]
+    return [*lines, ""]
 
 
 def _resolve_dotted(target: str) -> str | None:

@@ -259,20 +259,68 @@ def _numbers(tree: Any, prefix: str = "") -> dict[str, float]:
     return out
 
 
+def _stack_rates(tree: Any) -> dict[str, dict[str, dict[str, float]]]:
+    """{benchmark/metric: {stack: {message: per second}}} from ``python -m benchmarks --json``
+    output: each stack's ``<metric>_s`` tables of seconds per message."""
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    if not isinstance(tree, Mapping):
+        return found
+    for bench, result in tree.items():
+        stacks = result.get("stacks") if isinstance(result, Mapping) else None
+        for stack in stacks if isinstance(stacks, list) else []:
+            if not isinstance(stack, Mapping):
+                continue
+            for key, table in stack.items():
+                if key.endswith("_s") and isinstance(table, Mapping):
+                    rates = {
+                        str(m): 1.0 / v
+                        for m, v in table.items()
+                        if isinstance(v, int | float) and v > 0
+                    }
+                    if rates:
+                        metric = f"{bench}: {key.removesuffix('_s').replace('_', ' ')}"
+                        found.setdefault(metric, {})[str(stack.get("name"))] = rates
+    return found
+
+
 def plot_result(path: Path, out: Path) -> None:
-    """A horizontal bar per number in a results file (benchmarks or soak), labelled by path."""
+    """Benchmark results (``python -m benchmarks --json``): per metric, a bar per message and
+    stack, in operations per second. Any other JSON (a soak's): a bar per number in it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    values = _numbers(json.loads(path.read_text()))
-    items = sorted(values.items())[:40]
-    fig, ax = plt.subplots(figsize=(8.2, 0.3 * len(items) + 1.0), dpi=100)
-    ax.barh([k for k, _ in items], [v for _, v in items], color="#2c6fbb")
-    ax.invert_yaxis()
-    ax.set_title(path.name, fontsize=10, loc="left")
-    ax.tick_params(axis="y", labelsize=7)
+    tree = json.loads(path.read_text())
+    metrics = _stack_rates(tree)
+    if metrics:
+        fig, axes = plt.subplots(
+            len(metrics), 1, figsize=(8.2, 2.6 * len(metrics)), dpi=100, squeeze=False
+        )
+        for ax, (metric, stacks) in zip(axes[:, 0], sorted(metrics.items()), strict=True):
+            messages = sorted({m for rates in stacks.values() for m in rates})
+            width = 0.8 / max(len(stacks), 1)
+            for i, (stack, rates) in enumerate(sorted(stacks.items())):
+                xs = [j + i * width for j in range(len(messages))]
+                ax.bar(xs, [rates.get(m, 0.0) for m in messages], width, label=stack)
+            ax.set_xticks(
+                [j + 0.4 - width / 2 for j in range(len(messages))],
+                messages,
+                rotation=30,
+                ha="right",
+                fontsize=7,
+            )
+            ax.set_ylabel("per second", fontsize=8)
+            ax.set_title(metric, fontsize=9, loc="left")
+            ax.legend(fontsize=7)
+        fig.suptitle(path.name, fontsize=10, x=0.01, ha="left")
+    else:
+        values = sorted(_numbers(tree).items())[:40]
+        fig, ax = plt.subplots(figsize=(8.2, 0.3 * len(values) + 1.0), dpi=100)
+        ax.barh([k for k, _ in values], [v for _, v in values], color="#2c6fbb")
+        ax.invert_yaxis()
+        ax.set_title(path.name, fontsize=10, loc="left")
+        ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     fig.savefig(out, format="svg")
     plt.close(fig)
