@@ -107,7 +107,11 @@ def tests_compiled(session: nox.Session) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     for name in ["tests", "docs"]:
-        shutil.copytree(ROOT / name, tmp / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / name,
+            tmp / name,
+            ignore=shutil.ignore_patterns("__pycache__", "_build", "_generated"),
+        )
     shutil.copy(ROOT / "pyproject.toml", tmp / "pyproject.toml")  # the pytest configuration
     session.chdir(tmp)
     session.run(
