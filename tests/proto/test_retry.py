@@ -31,9 +31,19 @@ def test_once_kinds_retry_the_next_target_once(kind: RequestKind, failure: Failu
     assert isinstance(second, GiveUp) and failure.value in second.reason
 
 
-def test_once_kind_with_a_single_target_gives_up() -> None:
-    d = decide(K.INITIAL_INVITE, Failure.TIMEOUT, attempts=1, targets=1, first_attempt=0, now=32)
+def test_other_requests_with_a_single_target_give_up() -> None:
+    d = decide(K.OTHER, Failure.TIMEOUT, attempts=1, targets=1, first_attempt=0, now=32)
     assert d == GiveUp("timeout; no other target")
+
+
+@pytest.mark.parametrize("kind", [K.INITIAL_INVITE, K.REINVITE])
+def test_invite_is_retried_once_even_with_a_single_target(kind: RequestKind) -> None:
+    # Seed 002: "The SIP Endpoint SDK always retries INVITE once, regardless of the number of
+    # proxies configured." With one target the retry goes to that same address.
+    first = decide(kind, Failure.TIMEOUT, attempts=1, targets=1, first_attempt=0, now=4)
+    assert first == RetryNext(0)
+    second = decide(kind, Failure.TIMEOUT, attempts=2, targets=1, first_attempt=0, now=8)
+    assert isinstance(second, GiveUp) and "one retry" in second.reason
 
 
 @pytest.mark.parametrize("kind", [K.INVITE_2XX, K.BYE, K.CANCEL])
@@ -131,11 +141,38 @@ def test_plan_refusals_do_not_use_up_the_single_invite_retry() -> None:
 
 
 def test_plan_tries_each_target_once_in_the_once_rows() -> None:
-    plan = RetryPlan(K.REINVITE, list(TARGETS[:2]), first=0.0, timeout_ms=4000)
+    plan = RetryPlan(K.OTHER, list(TARGETS[:2]), first=0.0, timeout_ms=4000)
     plan.begin(0, 0.0)
     assert plan.after_failure(Failure.TRANSPORT_ERROR, 0.0) == (1, 0.0)
     plan.begin(1, 0.0)
     assert plan.after_failure(Failure.TRANSPORT_ERROR, 0.0) is None  # no untried target
+
+
+@pytest.mark.parametrize("kind", [K.INITIAL_INVITE, K.REINVITE])
+def test_plan_retries_an_invite_to_its_only_target(kind: RequestKind) -> None:
+    plan = RetryPlan(kind, list(TARGETS[:1]), first=0.0, timeout_ms=4000)
+    plan.begin(0, 0.0)
+    assert plan.after_failure(Failure.TIMEOUT, 4.0) == (0, 4.0)  # the same address, once
+    plan.begin(0, 4.0)
+    assert plan.after_failure(Failure.TIMEOUT, 8.0) is None  # a double failure
+    assert [a.started for a in plan.attempts] == [0.0, 4.0]
+
+
+def test_plan_invite_refused_everywhere_goes_once_more_to_the_oldest() -> None:
+    # Refusals are free, so the retry is still unused when every target has refused: one
+    # more attempt, to the target tried longest ago; then it gives up (targets + 1 attempts).
+    plan = RetryPlan(K.INITIAL_INVITE, list(TARGETS[:2]), first=0.0, timeout_ms=4000)
+    plan.begin(0, 0.0)
+    assert plan.after_failure(Failure.TRANSPORT_ERROR, 0.01) == (1, 0.01)
+    plan.begin(1, 0.01)
+    assert plan.after_failure(Failure.TRANSPORT_ERROR, 0.02) == (0, 0.02)
+    plan.begin(0, 0.02)
+    assert plan.after_failure(Failure.TRANSPORT_ERROR, 0.03) is None
+    single = RetryPlan(K.INITIAL_INVITE, list(TARGETS[:1]), first=0.0, timeout_ms=4000)
+    single.begin(0, 0.0)
+    assert single.after_failure(Failure.TRANSPORT_ERROR, 0.01) == (0, 0.01)
+    single.begin(0, 0.01)
+    assert single.after_failure(Failure.TRANSPORT_ERROR, 0.02) is None
 
 
 def test_plan_timeout_then_refusal_then_timeout_gives_up() -> None:

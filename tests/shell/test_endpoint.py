@@ -52,30 +52,33 @@ async def test_site_dies_dial_falls_over_registration_retries_and_returns(
             await call.hangup()
         got = await collect(call.events)
         failover = [e for e in got if isinstance(e.event, Failover)]
-        assert len(failover) == 1 and failover[0].connection_id == "b"
-        event = failover[0].event
-        assert isinstance(event, Failover)
-        assert event.reason.startswith("connection a: 408 Request Timeout")
-        assert failover[0].time == 17.0  # sip_transaction_timeout = 2 s on the dead site
+        # Two: the INVITE's one retry on site A's only address at 17 s (seed 002: "The SIP
+        # Endpoint SDK always retries INVITE once, regardless of the number of proxies
+        # configured"), then connection b once A failed twice (2 s timeout each).
+        assert [(e.connection_id, e.time) for e in failover] == [("a", 17.0), ("b", 19.0)]
+        retry, move = (e.event for e in failover)
+        assert isinstance(retry, Failover) and isinstance(move, Failover)
+        assert retry.reason.startswith("timeout; trying") and retry.new_call_id == move.old_call_id
+        assert move.reason.startswith("connection a: 408 Request Timeout")
         assert any(isinstance(e.event, Answered) and e.connection_id == "b" for e in got)
         assert {e.session_id for e in got} == {call.session_id}
-        assert 17.0 <= answered_at < 17.1
+        assert 19.0 <= answered_at < 19.1
         # A: unavailable from the INVITE's timeout on. Its binding is renewed: the unregister
         # (bounded: 2 s), a new REGISTER, then retries on the back-off schedule.
         assert [(e.connection_id, e.new, e.reason, e.time) for e in events[4:]] == [
-            ("a", CS.UNAVAILABLE, "408 Request Timeout", 17.0)
+            ("a", CS.UNAVAILABLE, "408 Request Timeout", 19.0)
         ]
         await trio.sleep(100 - trio.current_time())
         net.heal(ALICE, SITE_A)
         await alice.wait_registered("a")
         registers = first_sends(net, "REGISTER", ALICE, SITE_A)
-        expected = [0.0, 17.0, 19.0]
+        expected = [0.0, 19.0, 21.0]
         for n in range(1, 10):
             expected.append(expected[-1] + 2 + retry_delay(n, 60, 2.0, 30.0))
             if expected[-1] > 100:
                 break
         assert registers == expected
-        assert expected[3:] == [23.0, 29.0, 39.0, 57.0, 89.0, 121.0]
+        assert expected[3:] == [25.0, 31.0, 41.0, 59.0, 91.0, 123.0]
         back = events[-1]
         assert (back.connection_id, back.old, back.new, back.reason) == (
             "a",

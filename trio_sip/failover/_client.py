@@ -40,6 +40,7 @@ from ._plan import (
     classify,
     response_failure,
     status_line,
+    with_attempts,
 )
 
 __all__ = ["FailoverClient", "InviteAttempts"]
@@ -84,6 +85,25 @@ class FailoverClient:
         if not found:
             raise DnsError(str(destination), "no targets")
         return self.blacklist.order(found, trio.current_time())
+
+    def targets_nowait(
+        self, destination: Destination, *, transport: str | None = None
+    ) -> list[Target] | None:
+        """:meth:`targets` when no DNS lookup is needed (Targets, numeric hosts), ordered by
+        the blacklist now; None when a host name must be resolved first."""
+        if isinstance(destination, (str, SipUri)):
+            uri = parse_uri(destination) if isinstance(destination, str) else destination
+            if not isinstance(uri, SipUri) or not _is_numeric(uri.host):
+                return None
+            forced = transport.lower() if transport is not None else uri.transport
+            found = Planner(
+                UriParts(uri.scheme, uri.host, uri.port, forced), rng=self._rng
+            ).targets()
+        else:
+            found = [destination] if isinstance(destination, Target) else list(destination)
+            if transport is not None:
+                found = [attrs.evolve(t, transport=transport.upper()) for t in found]
+        return self.blacklist.order(found, trio.current_time()) if found else None
 
     async def _resolve(self, destination: SipUri | str, transport: str | None) -> list[Target]:
         uri = parse_uri(destination) if isinstance(destination, str) else destination
@@ -168,7 +188,7 @@ class FailoverClient:
             )
             error = await attempts._start(0)
             if error is not None and not await attempts._failed(None, error):
-                raise attempts._last_error or error
+                raise with_attempts(attempts._last_error or error, plan.attempts)
             yield attempts
 
     # -- shared --------------------------------------------------------------------------------
@@ -286,7 +306,7 @@ class InviteAttempts:
                 if await self._failed(None, exc):
                     continue
                 self._done = True
-                raise (self._last_error or exc) from None
+                raise with_attempts(self._last_error or exc, self._plan.attempts) from None
             if not isinstance(event, Response):
                 continue  # RetransmitTimeout: only in the app-retransmit role
             if event.status_code >= 200:
@@ -296,7 +316,8 @@ class InviteAttempts:
                     continue
                 elif self._last_error is not None:
                     self._done = True
-                    raise self._last_error  # the 503/408's retry could not even connect
+                    # the 503/408's retry could not even connect
+                    raise with_attempts(self._last_error, self._plan.attempts)
                 self._done = True
                 self.final_response = event
             return event

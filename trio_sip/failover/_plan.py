@@ -50,3 +50,22 @@ def response_failure(response: Response) -> Failure | None:
 
 def status_line(response: Response) -> str:
     return f"{response.status_code} {response.reason}"
+
+
+def with_attempts(error: TransactionError, attempts: Sequence[Attempt]) -> TransactionError:
+    """``error`` again (same class), its message followed by every attempt when there was
+    more than one: "...; 2 attempts: UDP 10.0.1.1:5060 timeout, then UDP 10.0.1.1:5060
+    timeout"."""
+    if len(attempts) < 2:
+        return error
+    steps = ", then ".join(_step(a) for a in attempts)
+    again = type(error)(f"{error}; {len(attempts)} attempts: {steps}")
+    again.__cause__ = error
+    return again
+
+
+def _step(attempt: Attempt) -> str:
+    t = attempt.target
+    where = f"{t.transport} {t.host}:{t.port}"
+    outcome = (attempt.outcome or "abandoned").replace(f"{t.transport} to {t.host}:{t.port}: ", "")
+    return f"{where} {outcome}"

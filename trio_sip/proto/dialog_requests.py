@@ -33,26 +33,29 @@ the transport and sent-by; it passes ``"SIP/2.0/UDP host:port;branch=z9hG4bK..."
 * §14.1: "a UAC MUST NOT initiate a new INVITE transaction within a dialog while another INVITE
   transaction is in progress in either direction."
 
-Machines (Contract 2 shape): :class:`AckWait` retransmits our 2xx at T1, 2*T1, ... capped at T2
-until the ACK arrives, and gives up after 64*T1 with :class:`AckTimeout` (the caller then sends
-a BYE, §13.3.1.4). :class:`AckResender` keeps the ACK for 64*T1 (RFC 6026 Timer M) and sends it
-again for each retransmitted 2xx.
+Machines (Contract 2 shape, in :mod:`.ack_path`, re-exported here): :class:`AckWait`
+retransmits our 2xx at T1, 2*T1, ... capped at T2 until the ACK arrives, and gives up after 64*T1
+with :class:`AckTimeout` (the caller then sends a BYE, §13.3.1.4). :class:`AckResender` keeps
+the ACK for 64*T1 (RFC 6026 Timer M) and sends it again for each retransmitted 2xx. Under a
+short ``sip_transaction_timeout`` both cycle through the configured proxies (seed 002).
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from collections.abc import Iterable
 
-import attrs
-
+from .ack_path import ACK_RESENDER_TRANSITIONS as ACK_RESENDER_TRANSITIONS
+from .ack_path import ACK_WAIT_TRANSITIONS as ACK_WAIT_TRANSITIONS
+from .ack_path import AckResender as AckResender
+from .ack_path import AckResenderState as AckResenderState
+from .ack_path import AckTimeout as AckTimeout
+from .ack_path import AckWait as AckWait
+from .ack_path import AckWaitState as AckWaitState
+from .ack_path import NextDestination as NextDestination
 from .dialog import TARGET_REFRESH_METHODS, Dialog, DialogState
 from .errors import LocalProtocolError
-from .message import Request, Response
-from .outputs import MessageReceived, Terminated, TerminationReason, Transmit
+from .message import Request
 from .sdp import SessionDescription
-from .timers import TimerConfig
 from .uri import NameAddress, SipUri, Uri, parse_uri
 
 __all__ = [
@@ -63,6 +66,7 @@ __all__ = [
     "AckTimeout",
     "AckWait",
     "AckWaitState",
+    "NextDestination",
     "build_ack",
     "build_bye",
     "build_cancel",
@@ -226,135 +230,3 @@ def build_cancel(invite: Request) -> Request:
         *((n, v) for n in _AUTH for v in src.get_all(n)),
     ]
     return Request("CANCEL", invite.uri_text, pairs)
-
-
-# ---------------------------------------------------------------------- the 2xx / ACK machines
-
-
-@attrs.frozen(slots=True)
-class AckTimeout:
-    """Output: no ACK came for our 2xx within 64*T1; send a BYE (§13.3.1.4, RFC 6026 §8.1)."""
-
-    reason: str
-
-
-class AckWaitState(enum.Enum):
-    WAITING = "waiting for ACK"
-    CONFIRMED = "ACK received"
-    TIMED_OUT = "timed out"
-
-
-ACK_WAIT_TRANSITIONS: dict[tuple[AckWaitState, str], AckWaitState] = {
-    (AckWaitState.WAITING, "retransmit timer"): AckWaitState.WAITING,
-    (AckWaitState.WAITING, "ACK"): AckWaitState.CONFIRMED,
-    (AckWaitState.WAITING, "64*T1"): AckWaitState.TIMED_OUT,
-}
-
-
-E = TypeVar("E", bound=enum.Enum)
-
-
-def _step(table: Mapping[tuple[E, str], E], state: E, trigger: str) -> E:
-    try:
-        return table[(state, trigger)]
-    except KeyError:
-        raise LocalProtocolError(f"{trigger!r} is not allowed in state {state.value}") from None
-
-
-class AckWait:
-    """UAS: resend our 2xx to an INVITE until its ACK arrives (§13.3.1.4)."""
-
-    __slots__ = ("_give_up", "_interval", "_next", "config", "deadline", "response", "state")
-
-    def __init__(self, response: Response, config: TimerConfig | None = None) -> None:
-        self.response = response
-        self.config = config if config is not None else TimerConfig()
-        self.state = AckWaitState.WAITING
-        self.deadline: float | None = None
-        self._next = 0.0
-        self._interval = self.config.t1
-        self._give_up = 0.0
-
-    def start(self, now: float) -> list[Transmit]:
-        """Send the 2xx; the first retransmission is due T1 later, the end 64*T1 later."""
-        self._next = now + self._interval
-        self._give_up = now + 64 * self.config.t1
-        self.deadline = min(self._next, self._give_up)
-        return [Transmit(self.response)]
-
-    def handle(self, event: MessageReceived, now: float) -> list[Terminated]:
-        """An ACK with our 2xx's CSeq number stops the retransmissions."""
-        msg = event.message
-        if (
-            self.state is not AckWaitState.WAITING
-            or not isinstance(msg, Request)
-            or msg.method != "ACK"
-            or msg.cseq.seq != self.response.cseq.seq
-        ):
-            return []
-        self.state = _step(ACK_WAIT_TRANSITIONS, self.state, "ACK")
-        self.deadline = None
-        return [Terminated(TerminationReason.COMPLETED)]
-
-    def handle_timer(self, now: float) -> list[Transmit | AckTimeout | Terminated]:
-        if self.deadline is None or now < self.deadline:
-            return []
-        if now >= self._give_up:
-            self.state = _step(ACK_WAIT_TRANSITIONS, self.state, "64*T1")
-            self.deadline = None
-            return [
-                AckTimeout(f"no ACK within 64*T1 = {64 * self.config.t1:g} s"),
-                Terminated(TerminationReason.TIMEOUT),
-            ]
-        self.state = _step(ACK_WAIT_TRANSITIONS, self.state, "retransmit timer")
-        # Re-arm from the scheduled time, "doubles ... until it reaches T2".
-        self._interval = min(2 * self._interval, self.config.t2)
-        self._next += self._interval
-        self.deadline = min(self._next, self._give_up)
-        return [Transmit(self.response)]
-
-
-class AckResenderState(enum.Enum):
-    ACKED = "acked"
-    TERMINATED = "terminated"
-
-
-ACK_RESENDER_TRANSITIONS: dict[tuple[AckResenderState, str], AckResenderState] = {
-    (AckResenderState.ACKED, "2xx retransmission"): AckResenderState.ACKED,
-    (AckResenderState.ACKED, "64*T1"): AckResenderState.TERMINATED,
-}
-
-
-class AckResender:
-    """UAC: send the ACK, then send it again for each 2xx retransmission for 64*T1."""
-
-    __slots__ = ("ack", "config", "deadline", "state")
-
-    def __init__(self, ack: Request, config: TimerConfig | None = None) -> None:
-        self.ack = ack
-        self.config = config if config is not None else TimerConfig()
-        self.state = AckResenderState.ACKED
-        self.deadline: float | None = None
-
-    def start(self, now: float) -> list[Transmit]:
-        self.deadline = now + 64 * self.config.t1
-        return [Transmit(self.ack)]
-
-    def handle(self, event: MessageReceived, now: float) -> list[Transmit]:
-        msg = event.message
-        if (
-            self.state is AckResenderState.ACKED
-            and isinstance(msg, Response)
-            and 200 <= msg.status_code < 300
-            and msg.cseq.method == "INVITE"
-            and msg.cseq.seq == self.ack.cseq.seq
-        ):
-            return [Transmit(self.ack)]
-        return []
-
-    def handle_timer(self, now: float) -> list[Terminated]:
-        if self.deadline is None or now < self.deadline:
-            return []
-        self.state = _step(ACK_RESENDER_TRANSITIONS, self.state, "64*T1")
-        self.deadline = None
-        return [Terminated(TerminationReason.COMPLETED)]

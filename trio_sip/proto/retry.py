@@ -9,8 +9,11 @@ transaction with a new branch, to target ``target_index`` of the ordered, blackl
 list), :class:`RetryLater` (REGISTER / SUBSCRIBE: at the next ``reg_interval`` tick) or
 :class:`GiveUp` with the reason. The rules, one row per :class:`RequestKind` (``POLICY``):
 
-* initial INVITE: the next target, once; a second failure fails the call;
-* mid-call re-INVITE (hold / retrieve): the next target, once, transparently;
+* initial INVITE: the next target, once; a second failure fails the call. Seed 002: "The SIP
+  Endpoint SDK always retries INVITE once, regardless of the number of proxies configured":
+  with a single target the retry goes to that same address;
+* mid-call re-INVITE (hold / retrieve): the next target, once, transparently (the same
+  address too when it is the only one: it is an INVITE);
 * the 2xx to an INVITE (its retransmission / ACK path), BYE and CANCEL: cycle through the
   targets until 32 s have passed since the first attempt -- only when
   ``sip_transaction_timeout`` < 32000 ms; with the RFC's 32 s timeout one attempt already took
@@ -25,7 +28,9 @@ list), :class:`RetryLater` (REGISTER / SUBSCRIBE: at the next ``reg_interval`` t
 * refusals are free in the "once" rows: a transport error (refused, reset, ICMP unreachable)
   provably reached nobody, so it does not use up the single retry; the next *untried* target
   is attempted, and each target at most once per request. Timeouts, 503 and 408 are charged
-  (the request may have been processed, or it cost the caller time);
+  (the request may have been processed, or it cost the caller time). An INVITE whose targets
+  are all tried while its retry is unused goes once more to the target tried longest ago (the
+  same one when there is only one): at most ``targets + 1`` attempts, two of them charged;
 * in the cycling rows a target is not attempted again sooner than ``sip_transaction_timeout``
   after its previous attempt began (targets that refuse at once are cycled at the pace of
   timeouts, not in a busy loop), and a retry that could not start inside the 32 s window
@@ -60,6 +65,7 @@ __all__ = [
     "RetryLater",
     "RetryNext",
     "RetryPlan",
+    "cycles",
     "decide",
 ]
 
@@ -125,8 +131,10 @@ class PolicyRow:
 
 
 POLICY: Final[dict[RequestKind, PolicyRow]] = {
-    RequestKind.INITIAL_INVITE: PolicyRow("next target", "once"),
-    RequestKind.REINVITE: PolicyRow("next target", "once"),
+    RequestKind.INITIAL_INVITE: PolicyRow(
+        "next target (the same one if it is the only one)", "once"
+    ),
+    RequestKind.REINVITE: PolicyRow("next target (the same one if it is the only one)", "once"),
     RequestKind.INVITE_2XX: PolicyRow(
         "cycle through the targets", "32 s in all, only if sip_transaction_timeout < 32000"
     ),
@@ -146,7 +154,17 @@ POLICY: Final[dict[RequestKind, PolicyRow]] = {
 }
 
 _ONCE = {RequestKind.INITIAL_INVITE, RequestKind.REINVITE, RequestKind.OTHER}
+#: The "once" rows that retry even with a single target (seed 002: "always retries INVITE
+#: once, regardless of the number of proxies configured").
+_INVITES = {RequestKind.INITIAL_INVITE, RequestKind.REINVITE}
 _CYCLE = {RequestKind.INVITE_2XX, RequestKind.BYE, RequestKind.CANCEL}
+
+
+def cycles(sip_transaction_timeout: int) -> bool:
+    """Whether the 2xx / BYE / CANCEL rows cycle through the proxies: seed 002, "These retry
+    operations work only when the sip_transaction_timeout parameter is set to a value lower
+    than 32000 milliseconds"."""
+    return sip_transaction_timeout < MAX_TRANSACTION_TIMEOUT_MS
 
 
 def decide(
@@ -172,11 +190,11 @@ def decide(
     if kind in _ONCE:
         if attempts >= 2:
             return GiveUp(f"{why} on the retry too ({kind.value}: one retry)")
-        if targets < 2:
+        if targets < 2 and kind not in _INVITES:
             return GiveUp(f"{why}; no other target")
         return RetryNext(next_index)
     if kind in _CYCLE:
-        if sip_transaction_timeout >= MAX_TRANSACTION_TIMEOUT_MS:
+        if not cycles(sip_transaction_timeout):
             return GiveUp(f"{why} (sip_transaction_timeout {sip_transaction_timeout} ms: no retry)")
         if now - first_attempt >= CYCLE_WINDOW:
             return GiveUp(f"{why}; {CYCLE_WINDOW:g} s passed since the first attempt")
@@ -209,6 +227,7 @@ class RetryPlan:
         "first",
         "kind",
         "last_start",
+        "repeated",
         "targets",
         "timeout_ms",
         "tried",
@@ -231,6 +250,7 @@ class RetryPlan:
         self.tried: list[int] = []
         self.last_start: dict[int, float] = {}
         self.charged = 0
+        self.repeated = False
 
     @property
     def index(self) -> int:
@@ -269,7 +289,14 @@ class RetryPlan:
             if isinstance(decision, GiveUp):
                 return None
             untried = [i for i in range(n) if i not in self.tried]
-            return (untried[0], now) if untried else None
+            if untried:
+                return untried[0], now
+            if self.kind in _INVITES and not self.repeated:
+                # Every target was tried and the retry is unused (one target, or refusals):
+                # the INVITE goes once more, to the target tried longest ago.
+                self.repeated = True
+                return min(range(n), key=lambda i: self.last_start[i]), now
+            return None
         decision = decide(
             self.kind,
             failure,

@@ -54,6 +54,7 @@ from .call import Call
 from .dialogs import DialogDrivers, challenge, next_hop, with_auth
 from .incoming import IncomingCall
 from .media_ports import MediaPorts, media_port_range
+from .paths import ProxyList
 from .registration import Registrations, UaRegistration
 from .subscription import Subscriptions
 
@@ -100,8 +101,13 @@ class UserAgent:
         cleanup_timeout: float,
         incoming_queue: int,
         user_agent: str,
+        proxies: ProxyList = (),
     ) -> None:
         self.stack = stack
+        #: The configured proxies (SIP URIs or Targets): under a short sip_transaction_timeout
+        #: the 2xx we answer with, our ACKs, BYEs and CANCELs cycle through them too (seed
+        #: 002; docs/failover.md, "The configured proxies").
+        self.proxies: ProxyList = tuple(proxies)
         self.failover = failover
         self.aor = aor
         self._contact = contact
@@ -194,12 +200,13 @@ class UserAgent:
         headers: Iterable[tuple[str, str]] = (),
         aor: str | NameAddress | None = None,
         credentials: CredentialStore | None = None,
+        proxies: ProxyList | None = None,
     ) -> AsyncIterator[Call]:
         """Place a call; leaving the block hangs up (BYE) or cancels (CANCEL after a 1xx).
 
         ``aor`` (the From of this call) and ``credentials`` (for its 401/407 challenges,
         in-dialog ones included) default to the agent's; a multi-account application passes
-        each account's own."""
+        each account's own; so are ``proxies`` (the configured proxies, ``ua.proxies``)."""
         uri = parse_uri(destination) if isinstance(destination, str) else destination
         caller = _as_name_addr(aor) if aor is not None else None
         media_key: tuple[int, int] | None = None
@@ -224,6 +231,8 @@ class UserAgent:
         self._claim_media(call)
         if credentials is not None:
             call._digest = self._digest_client(credentials)
+        if proxies is not None:
+            call._proxies = tuple(proxies)
         if media_key is not None and self._sdp_round_trips:  # kept small (see Call)
             call._media, call._local_sdp = media_key, body
         self._live.add(call)
@@ -529,6 +538,7 @@ async def open_user_agent(
     user_agent: str = "trio-sip",
     limits: Limits | None = None,
     strict: bool | None = None,
+    proxies: ProxyList = (),
 ) -> AsyncIterator[UserAgent]:
     """A :class:`UserAgent` listening on ``listen`` (see docs/calls.md for every argument)."""
     ports = MediaPorts(media_port_range(media_ports, media_port))
@@ -575,7 +585,7 @@ async def open_user_agent(
                 stack, nursery, fc, aor=address, contact=contact_addr, credentials=credentials,
                 rng=rng, media_address=media_address or host, media_port=ports,
                 cleanup_timeout=cleanup_timeout, incoming_queue=incoming_queue,
-                user_agent=user_agent,
+                user_agent=user_agent, proxies=proxies,
             )  # fmt: skip
             holder.append(ua)
             try:

@@ -18,6 +18,12 @@
 # again, and ACK the 2xx. Requests from the remote side (BYE, re-INVITE, INFO, MESSAGE) come
 # from the agent's handler, already checked by the dialog (§12.2.2). Ending a call stops its
 # dialog machines and closes its event channel.
+#
+# Seed 002's cycling rows (only when sip_transaction_timeout < 32000; ua/paths.py): the 2xx we
+# answer with and the ACK we send for theirs go through the configured proxies too
+# (``_add_paths``, DialogDrivers.add_destinations), and so do BYE and CANCEL (their target
+# lists are built with ``paths.cycle_targets``). A BYE runs in the agent's nursery, so leaving
+# ``async with call`` (bounded by ``cleanup_timeout``) does not cut its 32 s cycle short.
 """Call and CallFailed."""
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, final
 
 import trio
@@ -41,12 +47,13 @@ from trio_sip.proto.dialog_requests import (
 from trio_sip.proto.errors import LocalProtocolError, SipError, TransactionError
 from trio_sip.proto.ids import new_call_id
 from trio_sip.proto.message import Request, Response
-from trio_sip.proto.retry import RequestKind
+from trio_sip.proto.retry import RequestKind, cycles
 from trio_sip.proto.sdp import SdpError, SessionDescription, answer_for, parse_sdp
 from trio_sip.proto.target import Target
 from trio_sip.stack import IncomingRequest
 
 from .dialogs import PLACEHOLDER_VIA, challenge, next_hop, strip_via, with_auth
+from .paths import ProxyList, cycle_targets, cycle_targets_nowait
 from .session import (
     TRANSITIONS,
     Answered,
@@ -63,7 +70,7 @@ from .session import (
 )
 
 if TYPE_CHECKING:
-    from trio_sip.failover import Attempt, InviteAttempts
+    from trio_sip.failover import Attempt, Destination, InviteAttempts
 
     from .agent import UserAgent
 
@@ -137,6 +144,7 @@ class Call:
         "_media",
         "_pending_events",
         "_provisional_tx",
+        "_proxies",
         "_reinvite_lock",
         "_remote_held",
         "_remote_sdp",
@@ -193,6 +201,8 @@ class Call:
         self._request: Request | None = None
         self._destination: object = None
         self._reinvite_lock: trio.Lock | None = None
+        #: The configured proxies (ua/paths.py): where seed 002's cycling rows go too.
+        self._proxies: ProxyList = ua.proxies
 
     @property
     def local_sdp(self) -> SessionDescription | None:
@@ -516,7 +526,56 @@ class Call:
         assert self.dialog is not None
         ack = build_ack(self.dialog, invite, via=PLACEHOLDER_VIA)
         target = await self._ua._target_for(self.dialog, fallback)
-        await self._ua.drivers.send_ack(self.dialog, ack, target)
+        sent = await self._ua.drivers.send_ack(self.dialog, ack, target)
+        self._add_paths(sent.cseq.seq, [next_hop(self.dialog), *self._proxies])
+
+    # -- seed 002: the cycling rows --------------------------------------------------------
+
+    def _cycling(self) -> bool:
+        return cycles(self._ua.stack.timer_config.sip_transaction_timeout)
+
+    def _add_paths(
+        self, seq: int, sources: list[Destination], exclude: Sequence[Target] = ()
+    ) -> None:
+        """Let the 2xx (UAS) or ACK (UAC) of INVITE ``seq`` cycle through the targets of
+        ``sources`` after its own way (short timeout only); a DNS lookup runs in a task."""
+        dialog = self.dialog
+        if dialog is None or not self._cycling() or not sources:
+            return
+        drivers, client = self._ua.drivers, self._ua.failover
+        found = cycle_targets_nowait(client, sources)
+        if found is not None:
+            drivers.add_destinations(dialog, seq, found, exclude=exclude)
+            return
+
+        async def resolve() -> None:
+            found = await cycle_targets(client, sources)
+            drivers.add_destinations(dialog, seq, found, exclude=exclude)
+
+        self._ua._spawn(resolve)
+
+    def _answer_paths(self) -> None:
+        """Seed 002: our 2xx to the initial INVITE also cycles through the proxy in front of us
+        (the first route: the top Record-Route, §12.1.1) and the configured proxies."""
+        dialog, response = self.dialog, self.final_response
+        if dialog is None or response is None:
+            return
+        sources: list[Destination] = [next_hop(dialog)] if dialog.route_set else []
+        # The proxy that sent us the INVITE by its Via (its source port may differ).
+        via = response.vias[0]
+        transport = via.transport.upper()
+        port = via.port or (5061 if transport == "TLS" else 5060)
+        host = (via.params.get("received") or via.host).strip("[]")
+        sent_by = Target(transport, host, port)
+        self._add_paths(response.cseq.seq, [*sources, *self._proxies], [sent_by])
+
+    async def _cycle_destination(self, first: Destination, kind: RequestKind) -> Destination:
+        """Where a BYE or CANCEL goes: ``first`` (RFC 3261's place), then, when cycling, the
+        other proxies (ua/paths.py)."""
+        if not self._cycling() or (not self._proxies and kind is RequestKind.BYE):
+            return first
+        found = await cycle_targets(self._ua.failover, [first, *self._proxies])
+        return found or first
 
     async def _canceller(self) -> None:
         """§9.1: once cancelled, and once a provisional arrived, send the CANCEL."""
@@ -531,8 +590,14 @@ class Call:
                 if tx is not None and tx is self._provisional_tx and tx.final_response is None:
                     self._move("cancel")
                     try:
+                        # §9.1: where the INVITE went; seed 002, when cycling: then the
+                        # INVITE's other targets and the configured proxies.
+                        first: list[Target] = [attempts.target, *attempts.targets]
+                        to = await self._cycle_destination(first, RequestKind.CANCEL)
+                        if to is first:
+                            to = attempts.target
                         await self._ua.failover.request(
-                            build_cancel(tx.request), attempts.target, kind=RequestKind.CANCEL
+                            build_cancel(tx.request), to, kind=RequestKind.CANCEL
                         )
                     except SipError as exc:
                         logger.info("%r: CANCEL failed: %s", self, exc)
@@ -546,29 +611,46 @@ class Call:
 
     async def hangup(self) -> None:
         """Send BYE (answered) or cancel (not answered yet); returns once the call ENDED."""
+        await self._hangup(EndReason.LOCAL_HANGUP)
+
+    async def _hangup(self, reason: EndReason, detail: str = "") -> None:
         if self.state is CallState.ENDED:
             return
         if self.dialog is None or self.state not in (CallState.ANSWERED, CallState.ENDING):
             self._set_cancel()
             await self._wait_for(lambda: self._ended)
             return
-        dialog = self.dialog
-        self.state = CallState.ENDING
-        bye = with_auth(strip_via(build_bye(dialog, via=PLACEHOLDER_VIA)), self._digest)
+        if self.state is CallState.ANSWERED:
+            self.state = CallState.ENDING
+            bye = build_bye(self.dialog, via=PLACEHOLDER_VIA)
+            bye = with_auth(strip_via(bye), self._digest)
+            if self._ua._closed:  # closing: no nursery to outlive us
+                await self._send_bye(bye, reason, detail)
+                return
+            # In the agent's nursery: the BYE keeps cycling (seed 002: 32 s) even when the
+            # caller stops waiting (``aclose`` is bounded by cleanup_timeout).
+            self._ua._nursery.start_soon(self._send_bye, bye, reason, detail)
+        await self._wait_for(lambda: self._ended)
+
+    async def _send_bye(self, bye: Request, reason: EndReason, detail: str) -> None:
         response: Response | None = None
         try:
             response = await self._request_in_dialog(bye, RequestKind.BYE)
-        except TransactionError as exc:
-            self._finish(EndReason.LOCAL_HANGUP, None, f"BYE failed: {exc}")
+        except SipError as exc:
+            failed = f"BYE failed: {exc}"
+            self._finish(reason, None, f"{detail}; {failed}" if detail else failed)
             return
-        self._finish(EndReason.LOCAL_HANGUP, response)
+        self._finish(reason, response, detail)
 
     async def _request_in_dialog(self, request: Request, kind: RequestKind) -> Response:
         """Send an in-dialog request to the next hop with failover; answer 401/407 once."""
         assert self.dialog is not None
         dialog = self.dialog
+        to: Destination = next_hop(dialog)
+        if kind is RequestKind.BYE:
+            to = await self._cycle_destination(to, kind)
         for _ in range(3):
-            result = await self._ua.failover.request(request, next_hop(dialog), kind=kind)
+            result = await self._ua.failover.request(request, to, kind=kind)
             response = result.response
             dialog.receive_response(request, response)
             if not challenge(self._digest, request, response):
@@ -749,9 +831,7 @@ class Call:
         self.state = CallState.ANSWERED
         with trio.move_on_after(self._ua.cleanup_timeout):
             try:
-                await self.hangup()
+                await self._hangup(EndReason.NO_ACK, reason)
             except SipError as exc:
                 logger.info("%r: BYE failed: %s", self, exc)
         self._finish(EndReason.NO_ACK, None, reason)
-        if self.end_reason is not None and self.end_reason.reason is EndReason.LOCAL_HANGUP:
-            self.end_reason = Ended(EndReason.NO_ACK, self.end_reason.response, reason)

@@ -20,6 +20,12 @@
 # ``send_stateless``, which stamps the Via), so their start output is dropped. A failed
 # retransmission is dropped too: the next one, or the give-up timer, follows.
 #
+# Seed 002's cycling (``proto.ack_path``, only when sip_transaction_timeout < 32000): a
+# machine's destination 0 is the RFC's way (the 2xx: the arrival flow; the ACK: the first
+# target of the next hop); ``add_destinations`` appends the other proxies' addresses (``paths``)
+# as destinations 1, 2, ... -- the 2xx then goes as it is (same Via stack) on a flow to that
+# address, the ACK as it is (its Via kept) to that target.
+#
 # In-dialog requests are built with the core's builders (dialog routing, CSeq) without a Via
 # (the stack adds one per attempt, with a fresh branch) and sent to the dialog's next hop --
 # "the first Route, else the remote target" (§12.2.1.1) -- through the failover client, which
@@ -31,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -39,13 +45,15 @@ import trio
 from trio_sip.drivers import TimerQueue
 from trio_sip.proto.auth import AuthenticationFailed, DigestClient
 from trio_sip.proto.dialog import Dialog, DialogId
-from trio_sip.proto.dialog_requests import AckResender, AckTimeout, AckWait
+from trio_sip.proto.dialog_requests import AckResender, AckTimeout, AckWait, NextDestination
 from trio_sip.proto.errors import ProtocolError, TransportError
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.outputs import MessageReceived, Terminated, Transmit
 from trio_sip.proto.target import Target
 from trio_sip.proto.uri import SipUri
 from trio_sip.transports.base import Flow
+
+from .paths import merge
 
 if TYPE_CHECKING:
     from trio_sip.stack import Stack
@@ -101,25 +109,42 @@ def challenge(digest: DigestClient | None, request: Request, response: Response)
 class _Running:
     """One running 2xx/ACK machine: no task of its own (see the module comment)."""
 
-    __slots__ = ("done", "key", "machine", "on_timeout", "resender", "send", "sending", "timer_at")
+    __slots__ = (
+        "done",
+        "first",
+        "key",
+        "machine",
+        "on_timeout",
+        "others",
+        "resender",
+        "sending",
+        "timer_at",
+    )
 
     def __init__(
         self,
         key: tuple[DialogId, int],
         machine: AckWait | AckResender,
-        send: Callable[[Request | Response], Awaitable[object]],
+        first: Flow | Target,
         on_timeout: Callable[[str], object] | None,
     ) -> None:
         self.key = key
         self.machine = machine
-        self.send = send
+        #: Destination 0: the 2xx's arrival flow, or the ACK's target.
+        self.first = first
+        #: Destinations 1, 2, ...: the other proxies' addresses (seed 002's cycling).
+        self.others: list[Target] | None = None
         self.on_timeout = on_timeout
         self.resender = isinstance(machine, AckResender)
         #: The deadline pushed on the drivers' TimerQueue (stale entries are ignored).
         self.timer_at: float | None = None
-        #: Messages waiting for this machine's sender task (None: no sender running).
-        self.sending: deque[Request | Response] | None = None
+        #: (message, destination) waiting for this machine's sender task (None: no sender).
+        self.sending: deque[tuple[Request | Response, int]] | None = None
         self.done = False
+
+
+def _what(running: _Running) -> str:
+    return "the ACK" if running.resender else "the 2xx"
 
 
 def _live(running: _Running, deadline: float) -> bool:
@@ -158,13 +183,8 @@ class DialogDrivers:
         """Resend ``response`` until its ACK. Call it *before* the transaction sends the 2xx
         the first time (the stack sends at once, and the ACK may be back before the sender's
         next checkpoint is over); the first retransmission is due T1 from now."""
-        stack = self._stack
-
-        async def send(message: Request | Response) -> None:
-            await stack.send_stateless(message, flow=flow)
-
-        machine = AckWait(response, stack.timer_config)
-        self._start((dialog.id, response.cseq.seq), machine, send, on_timeout)
+        machine = AckWait(response, self._stack.timer_config)
+        self._start((dialog.id, response.cseq.seq), machine, flow, on_timeout)
 
     async def start_ack_wait(
         self,
@@ -183,28 +203,49 @@ class DialogDrivers:
         stack = self._stack
         sent = await stack.send_stateless(strip_via(ack), target)
         assert isinstance(sent, Request)
-
-        async def send(message: Request | Response) -> None:
-            await stack.send_stateless(message, target, new_via=False)
-
         key = (dialog.id, sent.cseq.seq)
         old = self._running.get(key)
         if old is not None:
             self._end(old)
-        self._start(key, AckResender(sent, stack.timer_config), send, None)
+        self._start(key, AckResender(sent, stack.timer_config), target, None)
         return sent
+
+    def add_destinations(
+        self,
+        dialog: Dialog,
+        seq: int,
+        targets: Sequence[Target],
+        *,
+        exclude: Sequence[Target] = (),
+    ) -> int:
+        """Seed 002: let the 2xx (UAS) or the ACK (UAC) of ``dialog``'s INVITE ``seq`` cycle
+        through ``targets`` too, after its own destination and without ``exclude`` (module
+        comment). Returns how many destinations the machine has now (0: it has ended)."""
+        running = self._running.get((dialog.id, seq))
+        if running is None:
+            return 0
+        first = running.first
+        if isinstance(first, Flow):
+            first_key = [Target(first.transport, first.remote[0], first.remote[1])]
+        else:
+            first_key = [first]
+        others = running.others or []
+        others.extend(merge([targets], exclude=[*exclude, *others, *first_key]))
+        running.others = others
+        running.machine.destinations = 1 + len(others)
+        return running.machine.destinations
 
     def _start(
         self,
         key: tuple[DialogId, int],
         machine: AckWait | AckResender,
-        send: Callable[[Request | Response], Awaitable[object]],
+        first: Flow | Target,
         on_timeout: Callable[[str], object] | None,
     ) -> None:
         # The machine's first transmission already happened (the 2xx by its transaction, the
         # ACK by send_stateless): its start outputs are dropped, only its deadlines are set.
         machine.start(trio.current_time())
-        running = _Running(key, machine, send, on_timeout)
+        running = _Running(key, machine, first, on_timeout)
         self._running[key] = running
         self._by_dialog.setdefault(key[0], set()).add(key[1])
         self._settle(running)
@@ -233,6 +274,8 @@ class DialogDrivers:
         for output in outputs:
             if isinstance(output, Transmit):
                 self._transmit(running, output.message)
+            elif isinstance(output, NextDestination):
+                logger.info("%s of %s: %s", _what(running), running.key[0], output.reason)
             elif isinstance(output, Terminated):
                 self._end(running)
             elif isinstance(output, AckTimeout) and running.on_timeout is not None:
@@ -253,27 +296,44 @@ class DialogDrivers:
             self._timers.push(deadline, running)
 
     def _transmit(self, running: _Running, message: Request | Response) -> None:
+        item = (message, running.machine.destination)
         if running.sending is not None:  # an earlier send still waits: keep the order
-            running.sending.append(message)
+            running.sending.append(item)
             return
-        running.sending = deque([message])
+        running.sending = deque([item])
         self._nursery.start_soon(self._drain, running)
 
     async def _drain(self, running: _Running) -> None:
         """Send the machine's queued retransmissions in order. A failed one is dropped, with
-        the rest (§17.1.4: the next one, or the give-up timer, follows)."""
+        the rest (§17.1.4: the next one, the next destination or the give-up timer follows)."""
         queue = running.sending
         assert queue is not None
         try:
             while queue and not running.done:
                 try:
-                    await running.send(queue[0])
-                except (TransportError, ProtocolError):  # ProtocolError: a Via that routes nowhere
+                    await self._send(running, *queue[0])
+                # ProtocolError: a Via that routes nowhere
+                except (TransportError, ProtocolError) as exc:
+                    logger.info("%s of %s not sent: %s", _what(running), running.key[0], exc)
                     queue.clear()
                     break
                 queue.popleft()
         finally:
             running.sending = None
+
+    async def _send(self, running: _Running, message: Request | Response, index: int) -> None:
+        stack = self._stack
+        way: Flow | Target = running.first
+        if index > 0 and running.others is not None and index <= len(running.others):
+            way = running.others[index - 1]
+        if isinstance(message, Request):  # an ACK: its Via was stamped by the first send
+            assert isinstance(way, Target)
+            await stack.send_stateless(message, way, new_via=False)
+        elif isinstance(way, Flow):
+            await stack.send_stateless(message, flow=way)  # §18.2.2 from the top Via
+        else:  # seed 002: the same 2xx, through another proxy of the list
+            flow = await stack.transport_layer.connect(way)
+            await flow.send(bytes(message))
 
     def deliver(self, message: Request | Response) -> bool:
         """An ACK for our 2xx (UAS) or a retransmitted 2xx (UAC): give it to its machine.

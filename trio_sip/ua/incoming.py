@@ -36,6 +36,7 @@ from trio_sip.proto.uri import NameAddress
 from trio_sip.stack import IncomingRequest
 
 from .call import Call, CallFailed, _keep
+from .paths import ProxyList
 from .session import CallState, EndReason
 
 if TYPE_CHECKING:
@@ -145,12 +146,15 @@ class IncomingCall:
         sdp: SessionDescription | None = None,
         *,
         headers: Iterable[tuple[str, str]] = (),
+        proxies: ProxyList | None = None,
     ) -> Call:
         """Answer 200 OK and return the :class:`Call`.
 
         ``sdp`` is our media (default: the agent's audio offer); the 200 carries
         ``answer_for(offer, sdp)``, or ``sdp`` itself when the INVITE had no offer. Raises
-        :class:`CallFailed` if the caller cancelled first.
+        :class:`CallFailed` if the caller cancelled first. ``proxies`` (default
+        ``ua.proxies``): the configured proxies the 200 cycles through when no ACK comes
+        (seed 002, only with a sip_transaction_timeout below 32000; docs/failover.md).
         """
         self._check_open()
         ua = self._ua
@@ -190,6 +194,8 @@ class IncomingCall:
             self.request.body if offer is not None and not self._offer_given else offer
         )
         call._final = _keep(response)
+        if proxies is not None:
+            call._proxies = tuple(proxies)
         call.dialog = dialog
         call.state = CallState.ANSWERED
         call._emit_answered()
@@ -211,6 +217,7 @@ class IncomingCall:
             raise
         self.call = call
         self._decide()
+        call._answer_paths()  # seed 002: the 200 cycles through the proxies (short timeout)
         return call
 
     async def reject(
