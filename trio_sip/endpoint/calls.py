@@ -275,7 +275,10 @@ class IncomingEndpointCall:
         return the :class:`EndpointCall`."""
         endpoint = self._endpoint
         await endpoint._hold_others(None)
-        call = await self._incoming.accept(sdp, headers=headers)  # copies Record-Route (§12.1.1)
+        conn = endpoint.connections.get(self.connection_id)
+        proxies = endpoint.proxies_for(conn) if conn is not None else None
+        # copies Record-Route (§12.1.1); the 200 cycles through ``proxies`` (seed 002)
+        call = await self._incoming.accept(sdp, headers=headers, proxies=proxies)
         ecall = EndpointCall(endpoint, outgoing=False, connection_id=self.connection_id)
         ecall._attach(self.connection_id, call)
         endpoint._adopt(ecall)

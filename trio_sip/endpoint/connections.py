@@ -154,6 +154,12 @@ class Connection:
                         cfg.transport)  # fmt: skip
 
     @property
+    def proxies(self) -> list[SipUri]:
+        """This connection's configured proxies: its outbound proxies, else its server."""
+        cfg = self.config
+        return [site_uri(p, cfg.transport) for p in cfg.outbound_proxies or (cfg.server,)]
+
+    @property
     def credentials(self) -> CredentialStore | None:
         cfg = self.config
         if cfg.password is None:

@@ -38,7 +38,7 @@ from trio_sip.dns import DnspythonResolver, Resolver
 from trio_sip.keepalive import KeepAlives
 from trio_sip.proto.errors import ConfigError, SipError, TransactionError
 from trio_sip.proto.sdp import SessionDescription
-from trio_sip.proto.uri import Uri, parse_uri
+from trio_sip.proto.uri import SipUri, Uri, parse_uri
 from trio_sip.transports.base import NetworkBackend
 from trio_sip.ua import (
     CallFailed,
@@ -213,7 +213,7 @@ class Endpoint:
             try:
                 async with ua.call(
                     uri, sdp=sdp, outbound_proxy=conn.proxy, headers=headers,
-                    aor=conn.aor, credentials=conn.credentials,
+                    aor=conn.aor, credentials=conn.credentials, proxies=self.proxies_for(conn),
                 ) as call:  # fmt: skip
                     ecall._attach(conn.id, call)
                     if previous is not None:
@@ -240,6 +240,21 @@ class Endpoint:
         ecall._end(Ended(EndReason.FAILED, last.response if last else None, detail))
         if not started:
             raise CallFailed(None, detail)
+
+    def proxies_for(self, conn: Connection) -> list[SipUri]:
+        """The configured proxies of a call on ``conn`` (seed 002's cycling list for its 2xx,
+        ACK, BYE and CANCEL under a short sip_transaction_timeout): ``conn``'s outbound
+        proxies (else its server), then those of the other connections that are not
+        disabled, in configuration order (seed 001: "proxy0 and proxy1 are equivalent to the
+        SIP Endpoint SDK connections"); each is resolved per RFC 3263 when used."""
+        others = [
+            c for c in self._set if c is not conn and c.status not in (CS.DISABLED, CS.REMOVED)
+        ]
+        found: list[SipUri] = []
+        for uri in [*conn.proxies, *(u for c in others for u in c.proxies)]:
+            if uri not in found:
+                found.append(uri)
+        return found
 
     async def incoming_calls(self) -> AsyncIterator[IncomingEndpointCall]:
         """Iterate over new incoming calls, each with its ``connection_id``."""
