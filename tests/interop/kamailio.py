@@ -27,7 +27,7 @@ import re
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -45,7 +45,7 @@ auto_aliases=no
 listen=udp:{host}:{port}
 listen=tcp:{host}:{port}
 {tls_listen}alias="{realm}"
-dns=no
+{aliases}dns=no
 rev_dns=no
 use_dns_cache=off
 tcp_accept_no_cl=yes
@@ -271,11 +271,16 @@ def running_kamailio(
     tls: tuple[Path, Path] | None = None,
     tls_port: int | None = None,
     nat: bool = False,
+    aliases: Sequence[tuple[str, int]] = (),
 ) -> Iterator[Kamailio]:
     """Start Kamailio with ``users`` ({name: password}); yield it; stop it by its PID.
 
     ``tls``: (certificate, private key) PEM files to listen on TLS at ``tls_port`` too.
-    ``nat``: with nathelper's NAT traversal (see ``_NAT``)."""
+    ``nat``: with nathelper's NAT traversal (see ``_NAT``).
+    ``aliases``: more (address, port) names for this Kamailio (its ``myself``). Two instances
+    given each other's address act as one cluster sharing an identity: a response whose top
+    Via names the other, or a request whose Route names it, is handled as their own (what a
+    proxy cluster does for the requests and 2xx seed 002 cycles through it)."""
     binary = ensure_debian_packages("kamailio")["kamailio"]
     ensure_debian_packages("kamailio", binaries={"kamailio": "kamcmd"})
     assert_loopback(host)
@@ -306,6 +311,7 @@ def running_kamailio(
         tls_listen=tls_listen,
         tls_module=tls_module,
         **(_NAT if nat else dict.fromkeys(_NAT, "")),
+        aliases="".join(f"alias={assert_loopback(h)}:{p}\n" for h, p in aliases),
     )
     cfg = workdir / "kamailio.cfg"
     cfg.write_text(config)
