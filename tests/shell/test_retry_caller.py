@@ -293,3 +293,29 @@ async def test_cancel_cycles_through_the_proxies(
         assert cancel.vias[0].branch == incoming.request.vias[0].branch  # the INVITE's
     else:
         assert at_p2 == [] and p2.received == []
+
+
+async def test_bye_outlives_the_cleanup_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    # Leaving ``async with call`` waits cleanup_timeout (1 s here) for the BYE; the BYE goes on
+    # cycling in the agent's nursery: seed 002's 32 s are not cut short by the application.
+    net = linked()
+    proxies = [f"sip:{P1}:5060", f"sip:{P2}:5060"]
+    async with (
+        cluster(net, proxies=proxies, cleanup_timeout=1.0) as (ua, p1, p2),
+        trio.open_nursery() as nursery,
+    ):
+        calls: list[Call] = []
+        hang = trio.Event()
+        nursery.start_soon(place, ua, calls, hang)
+        incoming = await invite_at(p1)
+        await incoming.respond(200, headers=DIALOG)
+        (call,) = calls
+        await call.wait_answered()
+        net.partition(UA, P1)
+        start = trio.current_time()
+        hang.set()
+        await call.wait_ended()
+        assert trio.current_time() - start == pytest.approx(1.0)  # the block was left
+        await p2.wait_for("BYE")
+        assert trio.current_time() - start == pytest.approx(4.01)  # ... the BYE went on
+    assert call.end_reason is not None and call.end_reason.reason is EndReason.LOCAL_HANGUP
