@@ -48,15 +48,13 @@ def test_2xx_cycles_through_the_destinations_for_32_s() -> None:
     wait = AckWait(ok, SHORT, destinations=3)
     assert wait.start(0.0) == [Transmit(ok)]  # on the arrival path (destination 0)
     seen = run(wait, 100.0)
-    # 4 s per destination: 0 (arrival), 1, 2, 0, 1, ... each with its own T1 doubling.
-    per_window = [0.5, 1.5, 3.5]
-    expected = [(w * 4 + 0.0, w % 3) for w in range(1, 8)]
-    expected = sorted(
-        [(t, 0) for t in per_window]
-        + expected
-        + [(w * 4 + dt, w % 3) for w in range(1, 8) for dt in per_window]
-    )
+    # 4 s per destination: 0 (arrival), 1, 2, 0, 1, ... The RFC's schedule goes on (T1
+    # doubling to T2 from the first 2xx: no restart), plus one 2xx at each move.
+    rfc = [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+    moves = [4.0 * w for w in range(1, 8)]
+    expected = sorted([(t, int(t // 4) % 3) for t in rfc] + [(t, int(t // 4) % 3) for t in moves])
     assert [(pytest.approx(t), d) for t, d in sends(seen)] == expected
+    assert len(expected) + 1 == 18  # with the first 2xx: 11 as without cycling, 7 moves
     switches = [(t, out) for t, _, out in seen if isinstance(out, NextDestination)]
     assert [t for t, _ in switches] == [4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 28.0]
     assert [o.index for _, o in switches] == [1, 2, 0, 1, 2, 0, 1]
@@ -116,7 +114,9 @@ def test_a_tiny_timeout_keeps_each_destination_t1() -> None:
     wait = AckWait(ok, TimerConfig(sip_transaction_timeout=1), destinations=2)
     wait.start(0.0)
     seen = run(wait, 100.0)
-    assert len(sends(seen)) == 63  # after the first: one per T1 (0.5 s) for 32 s, no flood
+    # After the first: a move per T1 (0.5 s) for 32 s, the RFC's retransmissions falling on
+    # moves (one send each): no flood.
+    assert len(sends(seen)) == 63
     assert seen[-2][2] == AckTimeout("no ACK within 32 s (the 2xx cycled through 2 destinations)")
 
 

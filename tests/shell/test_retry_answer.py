@@ -60,14 +60,16 @@ async def forward_invite(p1: Peer, call_id: str) -> None:
                 pass
 
 
-def windows(start: float, count: int, hosts: tuple[str, str]) -> list[tuple[float, str]]:
-    """The 200s of ``count`` 4 s windows from ``start``, alternating ``hosts``: each window
-    sends at once and at T1, 3*T1, 7*T1 (0.5, 1.5, 3.5 s) after its start."""
-    return [
-        (round(start + 4 * w + dt, 3), hosts[w % 2])
-        for w in range(count)
-        for dt in (0.0, 0.5, 1.5, 3.5)
-    ]
+RFC_SCHEDULE = [0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+
+
+def cycled(start: float, window: float, hosts: tuple[str, str]) -> list[tuple[float, str]]:
+    """The 200s when cycling from ``start``: RFC 3261's schedule (T1 doubling to T2, from the
+    first 200) and one more at each move, every ``window`` s; each goes to the destination of
+    its moment, ``hosts`` alternating."""
+    moves = [window * k for k in range(1, int(32 / window)) if window * k < 32]
+    times = sorted(set(RFC_SCHEDULE) | set(moves))
+    return [(round(start + t, 3), hosts[int(t // window) % 2]) for t in times]
 
 
 async def test_200_moves_to_the_next_proxy_and_the_ack_ends_it(
@@ -89,6 +91,7 @@ async def test_200_moves_to_the_next_proxy_and_the_ack_ends_it(
         await trio.sleep(40)
         (call,) = calls
         assert call.state is CallState.ANSWERED and call.end_reason is None
+        assert p2.received == []  # P2's stack drops a 200 whose Via is P1's (§18.1.2)
         nursery.cancel_scope.cancel()
     sends = rounded(sent_by(net, UA, status=200))
     assert sends == [
@@ -107,25 +110,30 @@ async def test_200_cycles_for_32_s_then_the_call_is_abandoned(
     # The configured proxy is one name with two A records (seed 002's cluster FQDN).
     net = linked()
     async with (
-        cluster(net, proxies=[f"sip:{CLUSTER}"]) as (ua, p1, p2),
+        cluster(net, proxies=[f"sip:{CLUSTER}"]) as (ua, p1, _p2),
         trio.open_nursery() as nursery,
     ):
         calls: list[Call] = []
         nursery.start_soon(ring_then_lose_p1, ua, net, calls)
         nursery.start_soon(forward_invite, p1, "answer-2")
-        await p2.wait_for("BYE")
+        await trio.sleep(1)
         (call,) = calls
-        ended = await call.wait_ended()
+        with trio.fail_after(40):
+            ended = await call.wait_ended()
+        assert trio.current_time() == pytest.approx(32.011)  # abandoned at 32 s
+        await trio.sleep(10)
         nursery.cancel_scope.cancel()
+    # Abandoned without a BYE: the caller never answered over UDP, so a BYE could be reflected
+    # to a spoofed address (tests/shell/test_faults_ua.py); the 200s were all it got.
     assert ended.reason is EndReason.NO_ACK
-    assert ended.detail == "no ACK within 32 s (the 2xx cycled through 2 destinations)"
+    assert ended.detail == (
+        "no ACK within 32 s (the 2xx cycled through 2 destinations)"
+        " (no BYE: the peer never answered)"
+    )
     sends = [(t, host) for t, host, _ in rounded(sent_by(net, UA, status=200))]
-    assert sends == windows(0.011, 8, (P1, P2))  # P1, P2, P1, ... until 32 s: 32 sends
-    # Abandoned: the BYE cycles too, P1 (the route set) first, then P2 at the timeout.
-    byes = rounded(sent_by(net, UA, method="BYE"))
-    assert byes[0] == (32.011, P1, "blackholed")
-    assert (36.011, P2, "delivered") in byes
-    assert p2.times("BYE") == [pytest.approx(36.021)]
+    assert sends == cycled(0.011, 4.0, (P1, P2))  # P1, P2, P1, ... until 32 s: 18 sends
+    assert len(sends) == 18
+    assert sent_by(net, UA, method="BYE") == []
 
 
 async def test_200_stays_on_the_arrival_path_with_the_rfc_timeout(
@@ -141,7 +149,8 @@ async def test_200_stays_on_the_arrival_path_with_the_rfc_timeout(
         nursery.start_soon(forward_invite, p1, "answer-3")
         await trio.sleep(1)
         (call,) = calls
-        ended = await call.wait_ended()
+        with trio.fail_after(40):
+            ended = await call.wait_ended()
         await trio.sleep(10)
         nursery.cancel_scope.cancel()
     assert ended.reason is EndReason.NO_ACK
@@ -150,5 +159,5 @@ async def test_200_stays_on_the_arrival_path_with_the_rfc_timeout(
     assert [t for t, _, _ in sends] == [
         0.011, 0.511, 1.511, 3.511, 7.511, 11.511, 15.511, 19.511, 23.511, 27.511, 31.511
     ]  # fmt: skip
-    assert {host for _, host, _ in rounded(sent_by(net, UA, method="BYE"))} == {P1}
+    assert sent_by(net, UA, method="BYE") == []  # the caller never answered over UDP
     assert p2.received == []

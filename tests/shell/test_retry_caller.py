@@ -8,7 +8,6 @@ for it) and dies at the moment a test says; P2 is the other member of the cluste
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 import pytest
@@ -236,10 +235,6 @@ async def test_ack_and_bye_cycle_through_the_proxies(
         await trio.sleep(0.001)
         net.partition(UA, P1)  # P1 dies: the 200 comes through P2 (the cluster shares state)
         ok = incoming.make_response(200, headers=DIALOG)
-        # P2 sends it to the sent-by of our Via (our listening port): the rport P1 saw is the
-        # port of a socket connected to P1 (the stack's per-destination UDP sockets).
-        via = ok.headers.get_list("Via")[0]
-        ok = ok.evolve(headers=ok.headers.replace("Via", re.sub(r";rport=\d+", ";rport", via)))
         assert p2.stack is not None
         for _ in range(40):  # P2 relays the callee's 200 until our ACK reaches it
             await p2.stack.send_stateless(ok)
@@ -314,7 +309,8 @@ async def test_bye_outlives_the_cleanup_timeout(autojump_clock: trio.testing.Moc
         net.partition(UA, P1)
         start = trio.current_time()
         hang.set()
-        await call.wait_ended()
+        with trio.fail_after(10):
+            await call.wait_ended()
         assert trio.current_time() - start == pytest.approx(1.0)  # the block was left
         await p2.wait_for("BYE")
         assert trio.current_time() - start == pytest.approx(4.01)  # ... the BYE went on

@@ -4,7 +4,7 @@ cycles through the proxies of the endpoint's connections (sip_transaction_timeou
 Bob's endpoint can no longer reach site A (its packets to A are lost; A still reaches him).
 Alice's INVITE comes through A; Bob's 200 goes to A, then, 2 s without an ACK later, to site
 B's proxy (the first hop of his other connection), back to A, ... for 32 s; then the call is
-abandoned with a BYE. Site B is an independent site here: it drops a 200 whose Via is A's
+abandoned. Site B is an independent site here: it drops a 200 whose Via is A's
 (RFC 3261 §18.1.2), so Alice's endpoint gives up on A and calls again through B.
 """
 
@@ -61,15 +61,16 @@ async def test_answer_cycles_through_the_connections_proxies(
     oks = sends(net, first, status=200)
     t0 = oks[0][0]
     assert t0 - start < 0.1
-    # Windows of 2 s (the transaction timeout): at once, T1 and 3*T1 later; A, B, A, ...
+    # Moves every 2 s (the transaction timeout), A, B, A, ...: the RFC's schedule from the
+    # first 200 plus one 200 at each move; then the call is abandoned (no BYE: the caller's
+    # site never answered us over UDP).
+    rfc = [0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+    moves = [2.0 * k for k in range(1, 16)]
     expected = [
-        (round(t0 + 2 * w + dt, 3), SITE_A if w % 2 == 0 else SITE_B)
-        for w in range(16)
-        for dt in (0.0, 0.5, 1.5)
+        (round(t0 + t, 3), SITE_A if int(t // 2) % 2 == 0 else SITE_B)
+        for t in sorted(set(rfc) | set(moves))
     ]
     assert [(t, host) for t, host, _ in oks] == expected
     assert {fate for _, host, fate in oks if host == SITE_A} == {"lost"}
     assert {fate for _, host, fate in oks if host == SITE_B} == {"delivered"}
-    byes = sends(net, first, method="BYE")
-    assert byes[0][:2] == (round(t0 + 32, 3), SITE_A)  # abandoned: BYE, A first
-    assert SITE_B in {host for _, host, _ in byes}  # ... and cycled to B's proxy
+    assert sends(net, first, method="BYE") == []

@@ -69,9 +69,11 @@ class Peer:
         name = method if isinstance(method, str) else None
         return [at for at, message in self.received if matches(message, status, name)]
 
-    async def wait_for(self, method: str | int, count: int = 1) -> None:
-        while len(self.times(method)) < count:
-            await self.got.wait()
+    async def wait_for(self, method: str | int, count: int = 1, limit: float = 120.0) -> None:
+        """Wait until ``count`` of ``method`` arrived (at most ``limit`` s of virtual time)."""
+        with trio.fail_after(limit):
+            while len(self.times(method)) < count:
+                await self.got.wait()
 
 
 def matches(message: Request | Response, status: int | None, method: str | None) -> bool:

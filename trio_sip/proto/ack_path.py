@@ -27,10 +27,13 @@ set to a value lower than 32000 milliseconds ... These requests are retried cont
 abandoned." So, only when ``sip_transaction_timeout`` < 32000 (:func:`~.retry.cycles`):
 
 * AckWait: when no ACK came ``sip_transaction_timeout`` after the 2xx began on a destination,
-  it moves to the next one (:class:`NextDestination`), sends the 2xx there at once and
-  retransmits it there at T1, 2*T1, ... capped at T2; the cycle wraps around, and gives up 32 s
-  (:data:`~.retry.CYCLE_WINDOW`) after the first 2xx. A destination is kept at least T1, so
-  a 1 ms timeout does not make a flood.
+  it moves to the next one (:class:`NextDestination`) and sends the 2xx there at once; the
+  RFC's schedule (T1, 2*T1, ... capped at T2 from the first 2xx) goes on, each retransmission
+  to the current destination. The cycle wraps around and gives up 32 s
+  (:data:`~.retry.CYCLE_WINDOW`) after the first 2xx. So cycling adds one 2xx per move (seven
+  with 4 s: 18 in all instead of 11) and no schedule restarts: a spoofed INVITE is reflected
+  hardly more than without it (docs/security.md, "Faults"). A destination is kept at least
+  T1, so a 1 ms timeout does not make a flood.
 * AckResender: every retransmitted 2xx says our ACK did not arrive; once that has gone on for
   ``sip_transaction_timeout`` on one destination, the ACK moves to the next one.
 
@@ -203,8 +206,8 @@ class AckWait:
             if self.destinations > 1:
                 self.state = _step(ACK_WAIT_TRANSITIONS, self.state, "next proxy")
                 self.destination = (self.destination + 1) % self.destinations
-                self._interval = self.config.t1
-                self._next = now + self._interval
+                if self._next <= now:  # a retransmission due now: this send is it
+                    self._advance()
                 self._rearm()
                 previous = (self.destination - 1) % self.destinations
                 why = f"no ACK {after:g} s after the 2xx went to destination {previous}"
@@ -213,11 +216,14 @@ class AckWait:
             self._rearm()
             return []
         self.state = _step(ACK_WAIT_TRANSITIONS, self.state, "retransmit timer")
+        self._advance()
+        self._rearm()
+        return [Transmit(self.response)]
+
+    def _advance(self) -> None:
         # Re-arm from the scheduled time, "doubles ... until it reaches T2".
         self._interval = min(2 * self._interval, self.config.t2)
         self._next += self._interval
-        self._rearm()
-        return [Transmit(self.response)]
 
 
 class AckResenderState(enum.Enum):
