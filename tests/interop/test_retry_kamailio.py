@@ -220,12 +220,11 @@ CALLER_ACKS_THROUGH_B = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 {_ANSWER_BYE}</scenario>
 """
 
-#: sipp never ACKs: it takes every 200 and, in the end, our BYE.
+#: sipp never ACKs: it takes the 200 (and ignores its retransmissions) and leaves.
 CALLER_NEVER_ACKS = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="caller that never ACKs">
-{_INVITE}  <label id="1"/>
-  <recv response="200" optional="true" next="1"/>
-{_ANSWER_BYE}</scenario>
+{_INVITE}  <pause milliseconds="3000"/>
+</scenario>
 """
 
 
@@ -287,27 +286,72 @@ async def test_200_cycles_for_32_s_then_the_call_is_abandoned(tmp_path: Path) ->
         async with agent(BOB, "bob", (site_a, site_b)) as bob, trio.open_nursery() as nursery:
             calls: list[Call] = []
             nursery.start_soon(ring_then_lose, bob, hole, site_a, calls)
-            argv = sipp_caller(tmp_path, CALLER_NEVER_ACKS, site_a, site_b, 60)
-            with trio.fail_after(60):
-                run = await run_sipp(argv, tmp_path / "sipp")
-            (call,) = calls
-            with trio.fail_after(10):
-                ended = await call.wait_ended()
-    assert run.returncode == ALL_CALLS_OK, run.describe()
+            runs: list[SippRun] = []
+
+            async def caller() -> None:
+                argv = sipp_caller(tmp_path, CALLER_NEVER_ACKS, site_a, site_b, 30)
+                runs.append(await run_sipp(argv, tmp_path / "sipp"))
+
+            nursery.start_soon(caller)
+            with trio.fail_after(50):
+                while not calls:
+                    await trio.sleep(0.05)
+                ended = await calls[0].wait_ended()
+                while not runs:
+                    await trio.sleep(0.05)
+    assert runs[0].returncode == ALL_CALLS_OK, runs[0].describe()
+    # Abandoned without a BYE: the caller never answered us over UDP (docs/security.md).
     assert ended.reason is EndReason.NO_ACK
-    assert ended.detail.startswith("no ACK within 32 s (the 2xx cycled through 2 destinations)")
+    assert ended.detail == (
+        "no ACK within 32 s (the 2xx cycled through 2 destinations)"
+        " (no BYE: the peer never answered)"
+    )
     oks = sorted(
         (d.time, d.dst[0]) for d, m in capture.sip(src=BOB) if _is(m, 200) and d.dst[0] in (A, B)
     )
     start = oks[0][0]
-    # A, B, A, B ... in 2 s windows (at least 14 switches in 32 s), then nothing.
-    switches = [t - start for (t, h), (_, prev) in zip(oks[1:], oks, strict=False) if h != prev]
-    assert len(switches) >= 14
-    assert all(abs(s - round(s / SWITCH) * SWITCH) < 0.5 for s in switches)
-    assert 30 <= oks[-1][0] - start < 33, [(round(t - start, 2), h) for t, h in oks]
-    byes = sorted((d.time, d.dst[0]) for d, m in capture.sip(src=BOB) if _is(m, "BYE"))
-    assert byes[0][1] == A and 31 <= byes[0][0] - start < 35  # abandoned: BYE, A first...
-    assert B in {h for _, h in byes}  # ... then B, which sipp answered
+    # A, B, A, B ... moving every 2 s (15 moves in 32 s), then nothing.
+    moves = [t - start for (t, h), (_, prev) in zip(oks[1:], oks, strict=False) if h != prev]
+    assert len(moves) == 15, [(round(t - start, 2), h) for t, h in oks]
+    assert all(abs(m - round(m / SWITCH) * SWITCH) < 0.5 for m in moves)
+    assert 30 <= oks[-1][0] - start < 33
+    assert [m for _, m in capture.sip(src=BOB) if _is(m, "BYE")] == []
+
+
+async def test_our_caller_moves_its_ack_to_the_other_site(tmp_path: Path) -> None:
+    # Both ends ours, both with the sites as configured proxies. A dies after the 180: Bob's
+    # 200 reaches Alice through B (2 s later), her ACK to A (the route set) is lost; when the
+    # 200 keeps coming 2 s after her first ACK, the ACK moves to B, which hands it to Bob.
+    with scene(tmp_path, ALICE, BOB) as (site_a, site_b, hole, capture):
+        async with (
+            agent(BOB, "bob", (site_a, site_b)) as bob,
+            agent(ALICE, "alice", (site_a, site_b), register=False) as alice,
+            trio.open_nursery() as nursery,
+        ):
+            calls: list[Call] = []
+            nursery.start_soon(ring_then_lose, bob, hole, site_a, calls)
+            async with alice.call("sip:bob@example.com", outbound_proxy=uri(site_a)) as call:
+                with trio.fail_after(15):
+                    await call.wait_answered()
+                first_ack = await seen(capture, src=ALICE, dst=A, what="ACK", limit=5)
+                moved_ack = await seen(capture, src=ALICE, dst=B, what="ACK", limit=15)
+                await seen(capture, src=B, dst=BOB, what="ACK", limit=5)
+                await trio.sleep(1)
+                (bob_call,) = calls
+                assert bob_call.state is CallState.ANSWERED and call.state is CallState.ANSWERED
+                with trio.fail_after(15):
+                    await call.hangup()  # Alice's BYE: A (dead), then B
+            with trio.fail_after(5):
+                ended = await bob_call.wait_ended()
+    assert SWITCH - 0.1 <= moved_ack - first_ack <= 2 * SWITCH + 1.5
+    first_200 = times(capture, src=BOB, dst=A, what=200)[0]
+    to_b = times(capture, src=BOB, dst=B, what=200)[0]
+    assert SWITCH - 0.1 <= to_b - first_200 <= SWITCH + 1.5
+    assert ended.reason is EndReason.REMOTE_HANGUP  # the BYE came through B
+    assert (
+        times(capture, src=ALICE, dst=A, what="BYE")[0]
+        < times(capture, src=ALICE, dst=B, what="BYE")[0]
+    )
 
 
 async def test_cancel_goes_to_the_other_site(tmp_path: Path) -> None:
