@@ -24,6 +24,7 @@ from .dialog import DialogState as DialogState
 from .dialog import glare_retry_delay as glare_retry_delay
 from .dialog_requests import AckResender as AckResender
 from .dialog_requests import AckWait as AckWait
+from .dialog_requests import NextDestination as NextDestination
 from .dialog_requests import build_ack as build_ack
 from .dialog_requests import build_bye as build_bye
 from .dialog_requests import build_cancel as build_cancel
@@ -214,6 +215,7 @@ __all__ = [
     "NameAddress",
     "NaptrRecord",
     "NewServerTransaction",
+    "NextDestination",
     "NullKeepAlive",
     "PING",
     "PONG",

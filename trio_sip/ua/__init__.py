@@ -14,6 +14,7 @@ from .agent import open_user_agent as open_user_agent
 from .call import Call as Call
 from .call import CallFailed as CallFailed
 from .incoming import IncomingCall as IncomingCall
+from .paths import ProxyList as ProxyList
 from .registration import RegistrationEvent as RegistrationEvent
 from .registration import RegistrationFailed as RegistrationFailed
 from .registration import Registrations as Registrations
@@ -64,6 +65,7 @@ __all__ = [
     "InfoReceived",
     "MessageReceived",
     "Progress",
+    "ProxyList",
     "Retrieved",
     "SessionEvent",
     "UserAgent",

@@ -22,8 +22,9 @@
 # Seed 002's cycling rows (only when sip_transaction_timeout < 32000; ua/paths.py): the 2xx we
 # answer with and the ACK we send for theirs go through the configured proxies too
 # (``_add_paths``, DialogDrivers.add_destinations), and so do BYE and CANCEL (their target
-# lists are built with ``paths.cycle_targets``). A BYE runs in the agent's nursery, so leaving
-# ``async with call`` (bounded by ``cleanup_timeout``) does not cut its 32 s cycle short.
+# lists are built with ``paths.cycle_targets``). A cycling BYE runs in the agent's nursery, so
+# leaving ``async with call`` (bounded by ``cleanup_timeout``) does not cut its 32 s short.
+# With the default 32000 none of this runs: no work or task is added per call.
 """Call and CallFailed."""
 
 from __future__ import annotations
@@ -527,7 +528,8 @@ class Call:
         ack = build_ack(self.dialog, invite, via=PLACEHOLDER_VIA)
         target = await self._ua._target_for(self.dialog, fallback)
         sent = await self._ua.drivers.send_ack(self.dialog, ack, target)
-        self._add_paths(sent.cseq.seq, [next_hop(self.dialog), *self._proxies])
+        if self._cycling():
+            self._add_paths(sent.cseq.seq, [next_hop(self.dialog), *self._proxies])
 
     # -- seed 002: the cycling rows --------------------------------------------------------
 
@@ -557,8 +559,10 @@ class Call:
     def _answer_paths(self) -> None:
         """Seed 002: our 2xx to the initial INVITE also cycles through the proxy in front of us
         (the first route: the top Record-Route, §12.1.1) and the configured proxies."""
+        if not self._cycling() or self.dialog is None:
+            return  # the default: nothing to do per answered call (the 200 is kept as text)
         dialog, response = self.dialog, self.final_response
-        if dialog is None or response is None:
+        if response is None:
             return
         sources: list[Destination] = [next_hop(dialog)] if dialog.route_set else []
         # The proxy that sent us the INVITE by its Via (its source port may differ).
@@ -624,11 +628,11 @@ class Call:
             self.state = CallState.ENDING
             bye = build_bye(self.dialog, via=PLACEHOLDER_VIA)
             bye = with_auth(strip_via(bye), self._digest)
-            if self._ua._closed:  # closing: no nursery to outlive us
+            if not self._cycling() or self._ua._closed:  # one attempt; or no nursery left
                 await self._send_bye(bye, reason, detail)
                 return
-            # In the agent's nursery: the BYE keeps cycling (seed 002: 32 s) even when the
-            # caller stops waiting (``aclose`` is bounded by cleanup_timeout).
+            # Cycling: in the agent's nursery, so that the BYE goes on for seed 002's 32 s even
+            # when the caller stops waiting (``aclose`` is bounded by cleanup_timeout).
             self._ua._nursery.start_soon(self._send_bye, bye, reason, detail)
         await self._wait_for(lambda: self._ended)
 
