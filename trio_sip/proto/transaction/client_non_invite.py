@@ -35,11 +35,11 @@ from ..outputs import (
     MessageReceived,
     Output,
     TerminationReason,
-    TransactionTimeout,
     Transmit,
 )
 from ..timers import TimerConfig
 from .machine import Machine, TimeoutRole, Trigger, response_trigger
+from .timeouts import Side
 
 __all__ = ["TRANSITIONS", "ClientNonInviteState", "ClientNonInviteTransaction"]
 
@@ -93,6 +93,9 @@ class ClientNonInviteTransaction(Machine[ClientNonInviteState]):
     INITIAL: enum.Enum = S.TRYING
     TERMINATED: enum.Enum = S.TERMINATED
     TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_F, T.TIMER_K, T.TIMER_E)
+    SIDE: Side = Side.CLIENT
+    INVITE: bool = False
+    SCALED: tuple[Trigger, ...] = (T.TIMER_E, T.TIMER_F)
 
     def __init__(
         self,
@@ -111,7 +114,6 @@ class ClientNonInviteTransaction(Machine[ClientNonInviteState]):
             config, reliable=reliable, retransmit_interval=retransmit_interval, role=role
         )
         self.request = request
-        self._interval = self.first_interval
 
     def _start(self, now: float) -> list[Output]:
         if not self.reliable:
@@ -136,11 +138,11 @@ class ClientNonInviteTransaction(Machine[ClientNonInviteState]):
         before = self.state
         self._transition(timer)
         if timer is T.TIMER_E:
-            cap = self.config.t2
+            cap = self._t2
             # Trying: MIN(2*interval, T2); Proceeding: T2 (§17.1.2.2).
             self._interval = min(2 * self._interval, cap) if before is S.TRYING else cap
             self._arm(T.TIMER_E, when + self._interval)
-            return [Transmit(self.request)]
+            return self._retransmission(self.request, "E")
         if timer is T.TIMER_F:
-            return [TransactionTimeout(), *self._finish(TerminationReason.TIMEOUT)]
+            return self._timed_out("F")
         return self._finish(TerminationReason.COMPLETED)  # Timer K

@@ -9,9 +9,14 @@ against it). An event with no entry for the current state is illegal: :meth:`_tr
 raises :class:`LocalProtocolError` and the state does not change.
 
 A machine (Contract 2 in docs/architecture.md) is built from the request, a
-:class:`TimerConfig`, ``reliable`` and an optional per-transaction ``retransmit_interval``
-(JAIN-SIP's ``setRetransmitTimer``: it replaces T1 as the first interval of Timers A, E and G;
-the timeouts B, F, H stay those of the config). Then:
+:class:`TimerConfig`, ``reliable``, a :class:`TimeoutRole` and an optional per-transaction
+``retransmit_interval`` (JAIN-SIP's ``Transaction.setRetransmitTimer``: "The default
+retransmission value can be changed per transaction"). That interval is this transaction's T1:
+Timers A, E and G start from it (doubling, capped at max(T2, it)) and the timeouts B and F are
+min(64 * it, ``sip_transaction_timeout``), H 64 * it; the timers that wait for the *peer's*
+retransmissions (D, I, J, K, L, M) keep the config's values. ``set_retransmit_interval`` sets it
+later, until the timers it scales are running (a server INVITE: until its final response).
+Then:
 
 * ``start(now)`` -> outputs (the client sends its request; the server delivers its request);
 * ``handle(input, now)`` -> outputs;
@@ -24,25 +29,34 @@ schedule. Timers due at the same instant fire in the order of the machine's ``TI
 (timeouts before retransmissions: there is no point resending a request that has just timed
 out). A zero-length timer (Timer D/I/J/K over TCP) fires inside the same call.
 
-``TimeoutRole`` carries JAIN-SIP's timeout semantics; see docs/transactions.md for the table.
+``TimeoutRole`` carries JAIN-SIP's timeout semantics: each machine reads its row of
+``timeouts.TIMEOUT_TABLE`` (``self.rule``) when it is built, and :meth:`_retransmission` /
+:meth:`_timed_out` turn a retransmission or timeout timer into what the row says (see
+``timeouts.py`` and docs/transactions.md).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from typing import Generic, TypeVar, cast
 
 from ..errors import ConfigError, LocalProtocolError
+from ..message import Request, Response
 from ..outputs import (
     Input,
     Output,
+    RetransmitTimeout,
     Terminated,
     TerminationReason,
+    TransactionTimeout,
+    Transmit,
     TransportErrorOccurred,
     TransportFailed,
 )
 from ..timers import TimerConfig, Timers
+from .timeouts import Retransmitter, Side, TimeoutRole, TimeoutRule, timeout_rule
 
 __all__ = [
     "Machine",
@@ -53,21 +67,6 @@ __all__ = [
     "render_mermaid",
     "response_trigger",
 ]
-
-
-class TimeoutRole(enum.Enum):
-    """Who retransmits, and which timeouts are reported (JAIN-SIP's ``Timeout`` semantics)."""
-
-    #: The stack retransmits everything silently; the application gets TRANSACTION timeouts
-    #: (B, F, H) for every kind of transaction, never RETRANSMIT.
-    USER_AGENT = "user-agent"
-    #: Opt-in: INVITE client transactions report RetransmitTimeout on each Timer A tick and do
-    #: not resend; the application feeds ApplicationRetransmit() to resend.
-    USER_AGENT_APP_RETRANSMIT = "user-agent-app-retransmit"
-    #: The stack retransmits; TRANSACTION timeouts only, never RETRANSMIT.
-    STATEFUL_PROXY = "stateful-proxy"
-    #: No transaction state at all: the shell forwards without building machines.
-    STATELESS_PROXY = "stateless-proxy"
 
 
 class Trigger(enum.Enum):
@@ -129,8 +128,9 @@ def response_trigger(status_code: int, *, sending: bool) -> Trigger:
 class Machine(Generic[StateT]):
     """Shared plumbing: state, the table, named timers, start/handle/handle_timer.
 
-    Subclasses set ``TRANSITIONS``, ``INITIAL``, ``TERMINATED``, ``TIMER_ORDER`` and implement
-    ``_start``, ``_on_input`` and ``_on_timer``.
+    Subclasses set ``TRANSITIONS``, ``INITIAL``, ``TERMINATED``, ``TIMER_ORDER``, ``SIDE``,
+    ``INVITE`` and ``SCALED`` (the timers a per-transaction retransmit interval scales) and
+    implement ``_start``, ``_on_input`` and ``_on_timer``.
     """
 
     # INITIAL and TERMINATED are typed as the base Enum, not StateT: mypyc compiles the
@@ -139,6 +139,9 @@ class Machine(Generic[StateT]):
     INITIAL: enum.Enum
     TERMINATED: enum.Enum
     TIMER_ORDER: tuple[Trigger, ...]
+    SIDE: Side
+    INVITE: bool
+    SCALED: tuple[Trigger, ...]
 
     def __init__(
         self,
@@ -152,19 +155,48 @@ class Machine(Generic[StateT]):
             raise ConfigError(
                 "role", role, "a stateful role: a stateless proxy forwards without transactions"
             )
-        if retransmit_interval is not None and not retransmit_interval > 0:
-            raise ConfigError("retransmit_interval", retransmit_interval, "seconds > 0 or None")
         self.config = config if config is not None else TimerConfig()
         self.reliable = reliable
         self.role = role
+        #: This transaction's row of the JAIN timeout table (timeouts.TIMEOUT_TABLE).
+        self.rule: TimeoutRule = timeout_rule(role, self.SIDE, self.INVITE)
         self.timers: Timers = _timers_for(self.config, reliable)
         #: First retransmission interval (Timers A, E, G): T1 unless overridden.
-        self.first_interval = (
-            retransmit_interval if retransmit_interval is not None else self.config.t1
-        )
+        self.first_interval = self.config.t1
+        #: The cap of Timers E and G (T2, or the per-transaction interval if larger).
+        self._t2 = self.config.t2
+        if retransmit_interval is not None:
+            self._scale(retransmit_interval)
+        #: The current retransmission interval (doubles as Timer A / E / G fires).
+        self._interval = self.first_interval
         self._state: StateT = cast(StateT, self.INITIAL)
         self._started = False
         self._armed: dict[Trigger, float] = {}
+
+    def set_retransmit_interval(self, interval: float) -> None:
+        """Make ``interval`` (seconds) this transaction's T1 (JAIN-SIP's
+        ``Transaction.setRetransmitTimer``): see the module comment for the timers it scales.
+
+        Raises ``ConfigError`` unless it is finite and > 0, and ``LocalProtocolError`` when
+        the timers it scales are already running, or the machine has none (a non-INVITE server
+        transaction retransmits nothing on a timer).
+        """
+        if not self.SCALED:
+            raise LocalProtocolError(f"{type(self).__name__} has no retransmission timer to set")
+        if any(timer in self._armed for timer in self.SCALED) or self.terminated:
+            raise LocalProtocolError(
+                "set the retransmit interval before its timers start "
+                "(a client: at send_request; a server INVITE: before the final response)"
+            )
+        self._scale(interval)
+        self._interval = self.first_interval
+
+    def _scale(self, interval: float) -> None:
+        if not interval > 0 or not math.isfinite(interval):
+            raise ConfigError("retransmit_interval", interval, "finite seconds > 0, or None")
+        self.timers = self.config.timers(reliable=self.reliable, retransmit_interval=interval)
+        self.first_interval = interval
+        self._t2 = max(self.config.t2, interval)
 
     # ------------------------------------------------------------------ public surface
 
@@ -244,6 +276,33 @@ class Machine(Generic[StateT]):
 
     def _finish(self, reason: TerminationReason) -> list[Output]:
         return [Terminated(reason)]
+
+    def _retransmission(self, message: Request | Response, timer: str) -> list[Output]:
+        """A retransmission timer fired: resend if the stack retransmits in this role, tell
+        the application if it hears RETRANSMIT (``self.rule``)."""
+        rule = self.rule
+        out: list[Output] = []
+        if rule.retransmits is Retransmitter.STACK:
+            out.append(Transmit(message))
+        if rule.hears_retransmit:
+            out.append(RetransmitTimeout(timer))
+        return out
+
+    def _timed_out(self, timer: str) -> list[Output]:
+        """A timeout timer fired: the machine ends; the application hears TRANSACTION only
+        if its row says so."""
+        if self.rule.hears_transaction:
+            return [TransactionTimeout(timer), Terminated(TerminationReason.TIMEOUT)]
+        return [Terminated(TerminationReason.TIMEOUT)]
+
+    def _check_app_retransmit(self) -> None:
+        """ApplicationRetransmit is for the roles where the application retransmits."""
+        if self.rule.retransmits is not Retransmitter.APPLICATION:
+            raise LocalProtocolError(
+                f"ApplicationRetransmit: in {self.role.name} the stack retransmits "
+                f"{self.SIDE.value} {self.rule.method} transactions (the application does "
+                "only for INVITE in TimeoutRole.USER_AGENT_APP_RETRANSMIT)"
+            )
 
     def _run_due(self, now: float) -> list[Output]:
         out: list[Output] = []

@@ -27,6 +27,11 @@ TERMINATED for a 2xx (RFC 6026 Figure 7). ``start(now)`` delivers the INVITE to 
   Accepted state MUST be passed to the transport layer"; retransmitted INVITEs are absorbed
   ("not passed up to the TU since any downstream UAS cores that accepted the request have
   taken responsibility for reliability"). A matching ACK (the ACK for the 2xx) goes to the TU.
+* Timeout roles (``self.rule``, timeouts.py): in USER_AGENT_APP_RETRANSMIT (JAIN's "User
+  Agent", where INVITE retransmissions are the application's) Timer G reports
+  ``RetransmitTimeout("G")`` instead of resending, ApplicationRetransmit resends the final
+  response (Completed only), and Timer H ends the machine without a ``TransactionTimeout``;
+  in the other roles the stack resends and Timer H reports ``TransactionTimeout("H")``.
 """
 
 from __future__ import annotations
@@ -37,17 +42,18 @@ from collections.abc import Mapping
 from ..errors import LocalProtocolError
 from ..message import Request, Response, make_response
 from ..outputs import (
+    ApplicationRetransmit,
     Deliver,
     Input,
     MessageReceived,
     Output,
     SendResponse,
     TerminationReason,
-    TransactionTimeout,
     Transmit,
 )
 from ..timers import TimerConfig
 from .machine import Machine, TimeoutRole, Trigger, response_trigger
+from .timeouts import Side
 
 __all__ = ["TRANSITIONS", "TRYING_DELAY", "ServerInviteState", "ServerInviteTransaction"]
 
@@ -82,6 +88,7 @@ TRANSITIONS: dict[ServerInviteState, dict[Trigger, ServerInviteState]] = {
         T.RECV_REQUEST: S.COMPLETED,  # re-send the final response
         T.RECV_ACK: S.CONFIRMED,
         T.TIMER_G: S.COMPLETED,
+        T.APP_RETRANSMIT: S.COMPLETED,
         T.TIMER_H: S.TERMINATED,
         T.TRANSPORT_ERROR: S.TERMINATED,
     },
@@ -110,6 +117,9 @@ class ServerInviteTransaction(Machine[ServerInviteState]):
     INITIAL: enum.Enum = S.PROCEEDING
     TERMINATED: enum.Enum = S.TERMINATED
     TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_H, T.TIMER_I, T.TIMER_L, T.TIMER_G, T.TIMER_TRYING)
+    SIDE: Side = Side.SERVER
+    INVITE: bool = True
+    SCALED: tuple[Trigger, ...] = (T.TIMER_G, T.TIMER_H)
 
     def __init__(
         self,
@@ -126,7 +136,6 @@ class ServerInviteTransaction(Machine[ServerInviteState]):
             config, reliable=reliable, retransmit_interval=retransmit_interval, role=role
         )
         self.request = request
-        self._interval = self.first_interval
         self._last_response: Response | None = None
 
     @property
@@ -142,6 +151,11 @@ class ServerInviteTransaction(Machine[ServerInviteState]):
         if isinstance(event, SendResponse):
             return self._send(event.response, now)
         if not isinstance(event, MessageReceived) or not isinstance(event.message, Request):
+            if isinstance(event, ApplicationRetransmit):
+                self._check_app_retransmit()
+                self._transition(T.APP_RETRANSMIT)  # Completed only: a 300-699 awaits its ACK
+                assert self._last_response is not None
+                return [Transmit(self._last_response)]
             raise LocalProtocolError(f"an INVITE server transaction cannot handle {event!r}")
         request = event.message
         is_ack = request.method == "ACK"
@@ -176,10 +190,10 @@ class ServerInviteTransaction(Machine[ServerInviteState]):
             self._last_response = make_response(self.request, 100, "Trying")
             return [Transmit(self._last_response)]
         if timer is T.TIMER_G:
-            self._interval = min(2 * self._interval, self.config.t2)
+            self._interval = min(2 * self._interval, self._t2)
             self._arm(T.TIMER_G, when + self._interval)
             assert self._last_response is not None
-            return [Transmit(self._last_response)]
+            return self._retransmission(self._last_response, "G")
         if timer is T.TIMER_H:
-            return [TransactionTimeout(), *self._finish(TerminationReason.TIMEOUT)]
+            return self._timed_out("H")
         return self._finish(TerminationReason.COMPLETED)  # Timer I or L

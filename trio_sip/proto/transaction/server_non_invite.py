@@ -43,6 +43,7 @@ from ..outputs import (
 )
 from ..timers import TimerConfig
 from .machine import Machine, TimeoutRole, Trigger, response_trigger
+from .timeouts import Side
 
 __all__ = ["TRANSITIONS", "ServerNonInviteState", "ServerNonInviteTransaction"]
 
@@ -91,6 +92,9 @@ class ServerNonInviteTransaction(Machine[ServerNonInviteState]):
     INITIAL: enum.Enum = S.TRYING
     TERMINATED: enum.Enum = S.TERMINATED
     TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_J,)
+    SIDE: Side = Side.SERVER
+    INVITE: bool = False
+    SCALED: tuple[Trigger, ...] = ()
 
     def __init__(
         self,
