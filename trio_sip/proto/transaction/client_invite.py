@@ -50,7 +50,7 @@ from ..outputs import (
 )
 from ..timers import TimerConfig
 from .machine import Machine, TimeoutRole, Trigger, response_trigger
-from .timeouts import Side
+from .timeouts import Side, TimeoutRule, stateful_rules
 
 __all__ = ["TRANSITIONS", "ClientInviteState", "ClientInviteTransaction", "ack_for_failure"]
 
@@ -136,6 +136,7 @@ class ClientInviteTransaction(Machine[ClientInviteState]):
     TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_B, T.TIMER_D, T.TIMER_M, T.TIMER_A)
     SIDE: Side = Side.CLIENT
     INVITE: bool = True
+    RULES: tuple[TimeoutRule, ...] = stateful_rules(Side.CLIENT, True)
     SCALED: tuple[Trigger, ...] = (T.TIMER_A, T.TIMER_B)
 
     def __init__(

@@ -39,7 +39,7 @@ from ..outputs import (
 )
 from ..timers import TimerConfig
 from .machine import Machine, TimeoutRole, Trigger, response_trigger
-from .timeouts import Side
+from .timeouts import Side, TimeoutRule, stateful_rules
 
 __all__ = ["TRANSITIONS", "ClientNonInviteState", "ClientNonInviteTransaction"]
 
@@ -95,6 +95,7 @@ class ClientNonInviteTransaction(Machine[ClientNonInviteState]):
     TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_F, T.TIMER_K, T.TIMER_E)
     SIDE: Side = Side.CLIENT
     INVITE: bool = False
+    RULES: tuple[TimeoutRule, ...] = stateful_rules(Side.CLIENT, False)
     SCALED: tuple[Trigger, ...] = (T.TIMER_E, T.TIMER_F)
 
     def __init__(
@@ -138,7 +139,7 @@ class ClientNonInviteTransaction(Machine[ClientNonInviteState]):
         before = self.state
         self._transition(timer)
         if timer is T.TIMER_E:
-            cap = self._t2
+            cap = self._cap()
             # Trying: MIN(2*interval, T2); Proceeding: T2 (§17.1.2.2).
             self._interval = min(2 * self._interval, cap) if before is S.TRYING else cap
             self._arm(T.TIMER_E, when + self._interval)

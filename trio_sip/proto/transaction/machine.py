@@ -56,7 +56,11 @@ from ..outputs import (
     TransportFailed,
 )
 from ..timers import TimerConfig, Timers
-from .timeouts import Retransmitter, Side, TimeoutRole, TimeoutRule, timeout_rule
+from .timeouts import Retransmitter, Side, TimeoutRole, TimeoutRule
+
+_USER_AGENT = TimeoutRole.USER_AGENT
+_APP_RETRANSMIT = TimeoutRole.USER_AGENT_APP_RETRANSMIT
+_STATEFUL_PROXY = TimeoutRole.STATEFUL_PROXY
 
 __all__ = [
     "Machine",
@@ -103,7 +107,35 @@ Transitions = Mapping[enum.Enum, Mapping[Trigger, enum.Enum]]
 _TIMERS: dict[tuple[TimerConfig, bool], Timers] = {}
 
 
+class _LastConfig:
+    """The config the last machine was built from and its timers: the machines of a stack
+    share one config object, and an identity test is much cheaper than hashing the config
+    (attrs hashes in Python code, ~1 us, once per transaction)."""
+
+    __slots__ = ("config", "reliable", "unreliable")
+
+    def __init__(self) -> None:
+        self.config: TimerConfig | None = None
+        self.reliable: Timers | None = None
+        self.unreliable: Timers | None = None
+
+
+_LAST = _LastConfig()
+
+
 def _timers_for(config: TimerConfig, reliable: bool) -> Timers:
+    last = _LAST
+    if config is not last.config:
+        last.config = None  # consistent if a lookup below raises
+        last.reliable = _cached_timers(config, True)
+        last.unreliable = _cached_timers(config, False)
+        last.config = config
+    timers = last.reliable if reliable else last.unreliable
+    assert timers is not None
+    return timers
+
+
+def _cached_timers(config: TimerConfig, reliable: bool) -> Timers:
     key = (config, reliable)
     timers = _TIMERS.get(key)
     if timers is None:
@@ -129,8 +161,9 @@ class Machine(Generic[StateT]):
     """Shared plumbing: state, the table, named timers, start/handle/handle_timer.
 
     Subclasses set ``TRANSITIONS``, ``INITIAL``, ``TERMINATED``, ``TIMER_ORDER``, ``SIDE``,
-    ``INVITE`` and ``SCALED`` (the timers a per-transaction retransmit interval scales) and
-    implement ``_start``, ``_on_input`` and ``_on_timer``.
+    ``INVITE``, ``RULES`` (``stateful_rules(SIDE, INVITE)``) and ``SCALED`` (the timers a
+    per-transaction retransmit interval scales) and implement ``_start``, ``_on_input`` and
+    ``_on_timer``.
     """
 
     # INITIAL and TERMINATED are typed as the base Enum, not StateT: mypyc compiles the
@@ -142,6 +175,8 @@ class Machine(Generic[StateT]):
     SIDE: Side
     INVITE: bool
     SCALED: tuple[Trigger, ...]
+    #: This machine's rows for USER_AGENT, USER_AGENT_APP_RETRANSMIT, STATEFUL_PROXY.
+    RULES: tuple[TimeoutRule, ...]
 
     def __init__(
         self,
@@ -151,7 +186,16 @@ class Machine(Generic[StateT]):
         retransmit_interval: float | None = None,
         role: TimeoutRole = TimeoutRole.USER_AGENT,
     ) -> None:
-        if role is TimeoutRole.STATELESS_PROXY:
+        # The row by identity tests, not a dict lookup: an Enum hashes in Python code, and
+        # this runs once per transaction.
+        rules = self.RULES
+        if role is _USER_AGENT:
+            rule = rules[0]
+        elif role is _APP_RETRANSMIT:
+            rule = rules[1]
+        elif role is _STATEFUL_PROXY:
+            rule = rules[2]
+        else:
             raise ConfigError(
                 "role", role, "a stateful role: a stateless proxy forwards without transactions"
             )
@@ -159,12 +203,10 @@ class Machine(Generic[StateT]):
         self.reliable = reliable
         self.role = role
         #: This transaction's row of the JAIN timeout table (timeouts.TIMEOUT_TABLE).
-        self.rule: TimeoutRule = timeout_rule(role, self.SIDE, self.INVITE)
+        self.rule: TimeoutRule = rule
         self.timers: Timers = _timers_for(self.config, reliable)
         #: First retransmission interval (Timers A, E, G): T1 unless overridden.
         self.first_interval = self.config.t1
-        #: The cap of Timers E and G (T2, or the per-transaction interval if larger).
-        self._t2 = self.config.t2
         if retransmit_interval is not None:
             self._scale(retransmit_interval)
         #: The current retransmission interval (doubles as Timer A / E / G fires).
@@ -196,7 +238,6 @@ class Machine(Generic[StateT]):
             raise ConfigError("retransmit_interval", interval, "finite seconds > 0, or None")
         self.timers = self.config.timers(reliable=self.reliable, retransmit_interval=interval)
         self.first_interval = interval
-        self._t2 = max(self.config.t2, interval)
 
     # ------------------------------------------------------------------ public surface
 
@@ -276,6 +317,10 @@ class Machine(Generic[StateT]):
 
     def _finish(self, reason: TerminationReason) -> list[Output]:
         return [Terminated(reason)]
+
+    def _cap(self) -> float:
+        """The cap of Timers E and G: T2, or this transaction's own T1 if that is larger."""
+        return max(self.config.t2, self.first_interval)
 
     def _retransmission(self, message: Request | Response, timer: str) -> list[Output]:
         """A retransmission timer fired: resend if the stack retransmits in this role, tell

@@ -53,7 +53,7 @@ from ..outputs import (
 )
 from ..timers import TimerConfig
 from .machine import Machine, TimeoutRole, Trigger, response_trigger
-from .timeouts import Side
+from .timeouts import Side, TimeoutRule, stateful_rules
 
 __all__ = ["TRANSITIONS", "TRYING_DELAY", "ServerInviteState", "ServerInviteTransaction"]
 
@@ -119,6 +119,7 @@ class ServerInviteTransaction(Machine[ServerInviteState]):
     TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_H, T.TIMER_I, T.TIMER_L, T.TIMER_G, T.TIMER_TRYING)
     SIDE: Side = Side.SERVER
     INVITE: bool = True
+    RULES: tuple[TimeoutRule, ...] = stateful_rules(Side.SERVER, True)
     SCALED: tuple[Trigger, ...] = (T.TIMER_G, T.TIMER_H)
 
     def __init__(
@@ -190,7 +191,7 @@ class ServerInviteTransaction(Machine[ServerInviteState]):
             self._last_response = make_response(self.request, 100, "Trying")
             return [Transmit(self._last_response)]
         if timer is T.TIMER_G:
-            self._interval = min(2 * self._interval, self._t2)
+            self._interval = min(2 * self._interval, self._cap())
             self._arm(T.TIMER_G, when + self._interval)
             assert self._last_response is not None
             return self._retransmission(self._last_response, "G")

@@ -43,7 +43,7 @@ from ..outputs import (
 )
 from ..timers import TimerConfig
 from .machine import Machine, TimeoutRole, Trigger, response_trigger
-from .timeouts import Side
+from .timeouts import Side, TimeoutRule, stateful_rules
 
 __all__ = ["TRANSITIONS", "ServerNonInviteState", "ServerNonInviteTransaction"]
 
@@ -94,6 +94,7 @@ class ServerNonInviteTransaction(Machine[ServerNonInviteState]):
     TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_J,)
     SIDE: Side = Side.SERVER
     INVITE: bool = False
+    RULES: tuple[TimeoutRule, ...] = stateful_rules(Side.SERVER, False)
     SCALED: tuple[Trigger, ...] = ()
 
     def __init__(

@@ -85,6 +85,7 @@ __all__ = [
     "TimeoutRole",
     "TimeoutRule",
     "render_markdown",
+    "stateful_rules",
     "timeout_rule",
 ]
 
@@ -261,6 +262,12 @@ _RULES: Final[dict[tuple[TimeoutRole, Side, bool], TimeoutRule]] = {
 def timeout_rule(role: TimeoutRole, side: Side, invite: bool) -> TimeoutRule:
     """The row for ``role``, ``side`` and an INVITE (``invite``) or non-INVITE transaction."""
     return _RULES[(role, side, invite)]
+
+
+def stateful_rules(side: Side, invite: bool) -> tuple[TimeoutRule, ...]:
+    """The rows of one kind of machine for the roles that build machines, in the order
+    USER_AGENT, USER_AGENT_APP_RETRANSMIT, STATEFUL_PROXY (``Machine.RULES``)."""
+    return tuple(timeout_rule(role, side, invite) for role in (_UA, _APP, _SF))
 
 
 #: The note beside a row in docs/transactions.md.
