@@ -194,5 +194,5 @@ def report(
     machine = tx._machine
     cls = RetransmitTimeoutEvent if type(output) is RetransmitTimeout else TransactionTimeoutEvent
     hub.publish(
-        cls(tx, machine.role, machine.SIDE, tx.request.method, output.timer, trio.current_time())
+        cls(tx, machine.role, machine.side, tx.request.method, output.timer, trio.current_time())
     )

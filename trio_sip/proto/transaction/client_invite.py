@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from typing import Final
 
 from ..errors import LocalProtocolError
 from ..message import Request, Response
@@ -67,6 +68,11 @@ class ClientInviteState(enum.Enum):
 
 S = ClientInviteState
 T = Trigger
+
+#: This machine's rows of the timeout table (USER_AGENT, USER_AGENT_APP_RETRANSMIT,
+#: STATEFUL_PROXY) and the timers a per-transaction retransmit interval scales.
+_RULES: Final = stateful_rules(Side.CLIENT, True)
+_SCALED: Final[tuple[Trigger, ...]] = (T.TIMER_A, T.TIMER_B)
 
 TRANSITIONS: dict[ClientInviteState, dict[Trigger, ClientInviteState]] = {
     S.CALLING: {
@@ -134,10 +140,6 @@ class ClientInviteTransaction(Machine[ClientInviteState]):
     INITIAL: enum.Enum = S.CALLING
     TERMINATED: enum.Enum = S.TERMINATED
     TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_B, T.TIMER_D, T.TIMER_M, T.TIMER_A)
-    SIDE: Side = Side.CLIENT
-    INVITE: bool = True
-    RULES: tuple[TimeoutRule, ...] = stateful_rules(Side.CLIENT, True)
-    SCALED: tuple[Trigger, ...] = (T.TIMER_A, T.TIMER_B)
 
     def __init__(
         self,
@@ -155,6 +157,12 @@ class ClientInviteTransaction(Machine[ClientInviteState]):
         )
         self.request = request
         self._ack: Request | None = None
+
+    def _rules(self) -> tuple[TimeoutRule, ...]:
+        return _RULES
+
+    def _scaled(self) -> tuple[Trigger, ...]:
+        return _SCALED
 
     def _start(self, now: float) -> list[Output]:
         if not self.reliable:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from typing import Final
 
 from ..errors import LocalProtocolError
 from ..message import Request, Response
@@ -55,6 +56,11 @@ class ClientNonInviteState(enum.Enum):
 
 S = ClientNonInviteState
 T = Trigger
+
+#: This machine's rows of the timeout table (USER_AGENT, USER_AGENT_APP_RETRANSMIT,
+#: STATEFUL_PROXY) and the timers a per-transaction retransmit interval scales.
+_RULES: Final = stateful_rules(Side.CLIENT, False)
+_SCALED: Final[tuple[Trigger, ...]] = (T.TIMER_E, T.TIMER_F)
 
 TRANSITIONS: dict[ClientNonInviteState, dict[Trigger, ClientNonInviteState]] = {
     S.TRYING: {
@@ -93,10 +99,6 @@ class ClientNonInviteTransaction(Machine[ClientNonInviteState]):
     INITIAL: enum.Enum = S.TRYING
     TERMINATED: enum.Enum = S.TERMINATED
     TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_F, T.TIMER_K, T.TIMER_E)
-    SIDE: Side = Side.CLIENT
-    INVITE: bool = False
-    RULES: tuple[TimeoutRule, ...] = stateful_rules(Side.CLIENT, False)
-    SCALED: tuple[Trigger, ...] = (T.TIMER_E, T.TIMER_F)
 
     def __init__(
         self,
@@ -115,6 +117,12 @@ class ClientNonInviteTransaction(Machine[ClientNonInviteState]):
             config, reliable=reliable, retransmit_interval=retransmit_interval, role=role
         )
         self.request = request
+
+    def _rules(self) -> tuple[TimeoutRule, ...]:
+        return _RULES
+
+    def _scaled(self) -> tuple[Trigger, ...]:
+        return _SCALED
 
     def _start(self, now: float) -> list[Output]:
         if not self.reliable:

@@ -160,10 +160,11 @@ def response_trigger(status_code: int, *, sending: bool) -> Trigger:
 class Machine(Generic[StateT]):
     """Shared plumbing: state, the table, named timers, start/handle/handle_timer.
 
-    Subclasses set ``TRANSITIONS``, ``INITIAL``, ``TERMINATED``, ``TIMER_ORDER``, ``SIDE``,
-    ``INVITE``, ``RULES`` (``stateful_rules(SIDE, INVITE)``) and ``SCALED`` (the timers a
-    per-transaction retransmit interval scales) and implement ``_start``, ``_on_input`` and
-    ``_on_timer``.
+    Subclasses set ``TRANSITIONS``, ``INITIAL``, ``TERMINATED``, ``TIMER_ORDER`` and implement
+    ``_rules`` (their rows of the timeout table, ``stateful_rules(side, invite)``), ``_scaled``
+    (the timers a per-transaction retransmit interval scales), ``_start``, ``_on_input`` and
+    ``_on_timer``. (Methods returning module constants, not class attributes: in the compiled
+    build a class-level default is evaluated again for every instance.)
     """
 
     # INITIAL and TERMINATED are typed as the base Enum, not StateT: mypyc compiles the
@@ -172,11 +173,6 @@ class Machine(Generic[StateT]):
     INITIAL: enum.Enum
     TERMINATED: enum.Enum
     TIMER_ORDER: tuple[Trigger, ...]
-    SIDE: Side
-    INVITE: bool
-    SCALED: tuple[Trigger, ...]
-    #: This machine's rows for USER_AGENT, USER_AGENT_APP_RETRANSMIT, STATEFUL_PROXY.
-    RULES: tuple[TimeoutRule, ...]
 
     def __init__(
         self,
@@ -188,7 +184,7 @@ class Machine(Generic[StateT]):
     ) -> None:
         # The row by identity tests, not a dict lookup: an Enum hashes in Python code, and
         # this runs once per transaction.
-        rules = self.RULES
+        rules = self._rules()
         if role is _USER_AGENT:
             rule = rules[0]
         elif role is _APP_RETRANSMIT:
@@ -223,9 +219,10 @@ class Machine(Generic[StateT]):
         the timers it scales are already running, or the machine has none (a non-INVITE server
         transaction retransmits nothing on a timer).
         """
-        if not self.SCALED:
+        scaled = self._scaled()
+        if not scaled:
             raise LocalProtocolError(f"{type(self).__name__} has no retransmission timer to set")
-        if any(timer in self._armed for timer in self.SCALED) or self.terminated:
+        if any(timer in self._armed for timer in scaled) or self.terminated:
             raise LocalProtocolError(
                 "set the retransmit interval before its timers start "
                 "(a client: at send_request; a server INVITE: before the final response)"
@@ -238,6 +235,11 @@ class Machine(Generic[StateT]):
             raise ConfigError("retransmit_interval", interval, "finite seconds > 0, or None")
         self.timers = self.config.timers(reliable=self.reliable, retransmit_interval=interval)
         self.first_interval = interval
+
+    @property
+    def side(self) -> Side:
+        """CLIENT or SERVER."""
+        return self.rule.side
 
     # ------------------------------------------------------------------ public surface
 
@@ -282,6 +284,14 @@ class Machine(Generic[StateT]):
         return self._run_due(now)
 
     # ------------------------------------------------------------------ for subclasses
+
+    def _rules(self) -> tuple[TimeoutRule, ...]:
+        """This machine's rows for USER_AGENT, USER_AGENT_APP_RETRANSMIT, STATEFUL_PROXY."""
+        raise NotImplementedError
+
+    def _scaled(self) -> tuple[Trigger, ...]:
+        """The timers a per-transaction retransmit interval scales (retransmission, timeout)."""
+        raise NotImplementedError
 
     def _start(self, now: float) -> list[Output]:
         raise NotImplementedError
@@ -345,7 +355,7 @@ class Machine(Generic[StateT]):
         if self.rule.retransmits is not Retransmitter.APPLICATION:
             raise LocalProtocolError(
                 f"ApplicationRetransmit: in {self.role.name} the stack retransmits "
-                f"{self.SIDE.value} {self.rule.method} transactions (the application does "
+                f"{self.rule.side.value} {self.rule.method} transactions (the application does "
                 "only for INVITE in TimeoutRole.USER_AGENT_APP_RETRANSMIT)"
             )
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from typing import Final
 
 from ..errors import LocalProtocolError
 from ..message import Request, Response, make_response
@@ -73,6 +74,11 @@ class ServerInviteState(enum.Enum):
 
 S = ServerInviteState
 T = Trigger
+
+#: This machine's rows of the timeout table (USER_AGENT, USER_AGENT_APP_RETRANSMIT,
+#: STATEFUL_PROXY) and the timers a per-transaction retransmit interval scales.
+_RULES: Final = stateful_rules(Side.SERVER, True)
+_SCALED: Final[tuple[Trigger, ...]] = (T.TIMER_G, T.TIMER_H)
 
 TRANSITIONS: dict[ServerInviteState, dict[Trigger, ServerInviteState]] = {
     S.PROCEEDING: {
@@ -117,10 +123,6 @@ class ServerInviteTransaction(Machine[ServerInviteState]):
     INITIAL: enum.Enum = S.PROCEEDING
     TERMINATED: enum.Enum = S.TERMINATED
     TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_H, T.TIMER_I, T.TIMER_L, T.TIMER_G, T.TIMER_TRYING)
-    SIDE: Side = Side.SERVER
-    INVITE: bool = True
-    RULES: tuple[TimeoutRule, ...] = stateful_rules(Side.SERVER, True)
-    SCALED: tuple[Trigger, ...] = (T.TIMER_G, T.TIMER_H)
 
     def __init__(
         self,
@@ -143,6 +145,12 @@ class ServerInviteTransaction(Machine[ServerInviteState]):
     def last_response(self) -> Response | None:
         """The most recent response sent (what a request retransmission gets again)."""
         return self._last_response
+
+    def _rules(self) -> tuple[TimeoutRule, ...]:
+        return _RULES
+
+    def _scaled(self) -> tuple[Trigger, ...]:
+        return _SCALED
 
     def _start(self, now: float) -> list[Output]:
         self._arm(T.TIMER_TRYING, now + TRYING_DELAY)

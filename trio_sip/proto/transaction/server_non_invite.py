@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from typing import Final
 
 from ..errors import LocalProtocolError
 from ..message import Request, Response
@@ -59,6 +60,11 @@ class ServerNonInviteState(enum.Enum):
 
 S = ServerNonInviteState
 T = Trigger
+
+#: This machine's rows of the timeout table (USER_AGENT, USER_AGENT_APP_RETRANSMIT,
+#: STATEFUL_PROXY) and the timers a per-transaction retransmit interval scales.
+_RULES: Final = stateful_rules(Side.SERVER, False)
+_SCALED: Final[tuple[Trigger, ...]] = ()
 
 TRANSITIONS: dict[ServerNonInviteState, dict[Trigger, ServerNonInviteState]] = {
     S.TRYING: {
@@ -92,10 +98,6 @@ class ServerNonInviteTransaction(Machine[ServerNonInviteState]):
     INITIAL: enum.Enum = S.TRYING
     TERMINATED: enum.Enum = S.TERMINATED
     TIMER_ORDER: tuple[Trigger, ...] = (T.TIMER_J,)
-    SIDE: Side = Side.SERVER
-    INVITE: bool = False
-    RULES: tuple[TimeoutRule, ...] = stateful_rules(Side.SERVER, False)
-    SCALED: tuple[Trigger, ...] = ()
 
     def __init__(
         self,
@@ -119,6 +121,12 @@ class ServerNonInviteTransaction(Machine[ServerNonInviteState]):
     @property
     def last_response(self) -> Response | None:
         return self._last_response
+
+    def _rules(self) -> tuple[TimeoutRule, ...]:
+        return _RULES
+
+    def _scaled(self) -> tuple[Trigger, ...]:
+        return _SCALED
 
     def _start(self, now: float) -> list[Output]:
         return [Deliver(self.request)]

@@ -266,7 +266,7 @@ def timeout_rule(role: TimeoutRole, side: Side, invite: bool) -> TimeoutRule:
 
 def stateful_rules(side: Side, invite: bool) -> tuple[TimeoutRule, ...]:
     """The rows of one kind of machine for the roles that build machines, in the order
-    USER_AGENT, USER_AGENT_APP_RETRANSMIT, STATEFUL_PROXY (``Machine.RULES``)."""
+    USER_AGENT, USER_AGENT_APP_RETRANSMIT, STATEFUL_PROXY (``Machine._rules()``)."""
     return tuple(timeout_rule(role, side, invite) for role in (_UA, _APP, _SF))
 
 
