@@ -201,24 +201,29 @@ async def test_stateless_proxy_rows(autojump_clock: trio.testing.MockClock) -> N
         assert app.events == [] and len(stream) == 0
 
 
-async def test_a_failing_callback_is_logged_and_the_stream_still_gets_the_event(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("strict", [False, True])
+async def test_a_failing_callback_is_a_fault_and_the_stream_still_gets_the_event(
+    strict: bool, autojump_clock: trio.testing.MockClock
 ) -> None:
+    """A bug in ``on_timeout`` is counted as a "timeout-hook" fault (stack.faults) and the
+    stack keeps serving; in strict mode (the test suite's) the bug fails the stack instead."""
     net = FakeNetwork()
     net.partition(CLIENT, SERVER)
 
     def broken(event: TimeoutEvent) -> None:
         raise RuntimeError("application bug")
 
-    async with stack_pair(net, client_kw={"on_timeout": broken}) as (client, _server, target):
-        stream = client.timeouts()
-        with pytest.raises(TransactionTimeoutError):
-            await client.request(make_request("OPTIONS"), target)
-        (event,) = await drain(stream, 1)
-        assert isinstance(event, TransactionTimeoutEvent) and event.timer == "F"
-        assert "application bug" in caplog.text
-        # The stack keeps serving.
-        assert client.statistics().client_transactions == 0
+    kw = {"on_timeout": broken, "strict": strict}
+    with pytest.raises(RuntimeError, match="application bug") if strict else trio.CancelScope():
+        async with stack_pair(net, client_kw=kw) as (client, _server, target):
+            stream = client.timeouts()
+            with pytest.raises(TransactionTimeoutError):
+                await client.request(make_request("OPTIONS"), target)
+            (event,) = await drain(stream, 1)
+            assert isinstance(event, TransactionTimeoutEvent) and event.timer == "F"
+            assert client.faults["timeout-hook"] == 1
+            await trio.sleep(1)
+            assert client.statistics().client_transactions == 0  # it keeps serving
 
 
 async def test_streams_are_bounded_and_end_when_the_stack_closes(

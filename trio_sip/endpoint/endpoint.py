@@ -90,7 +90,9 @@ class Endpoint:
             incoming_queue
         )
         self._closed = False
-        self._timeout_hub: TimeoutHub[EndpointTimeout] = TimeoutHub(on_timeout)
+        self._timeout_hub: TimeoutHub[EndpointTimeout] = TimeoutHub(
+            on_timeout, ua.stack._hook_failed
+        )
 
     # -- connections ---------------------------------------------------------------------------
 

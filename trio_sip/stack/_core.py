@@ -146,7 +146,7 @@ class Stack(_Receiver):
             request_queue_size
         )
         self._closed = False
-        self._timeout_hub: TimeoutHub[TimeoutEvent] = TimeoutHub(on_timeout)
+        self._timeout_hub: TimeoutHub[TimeoutEvent] = TimeoutHub(on_timeout, self._hook_failed)
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -170,6 +170,10 @@ class Stack(_Receiver):
             queued_requests=self._queue_out.statistics().current_buffer_used,
             faults=self.faults.total,
         )
+
+    def _hook_failed(self, exc: Exception, event: object) -> None:
+        """An ``on_timeout`` callback (the stack's, the user agent's, the endpoint's) raised."""
+        self.faults.record("timeout-hook", exc, repr(event))
 
     def timeouts(self, maxlen: int = 1024) -> TimeoutStream[TimeoutEvent]:
         """``async for event in stack.timeouts()``: every :class:`TimeoutEvent` (RETRANSMIT or

@@ -142,10 +142,17 @@ class TimeoutStream(Generic[E]):
 
 class TimeoutHub(Generic[E]):
     """Delivers events to one optional callback and to the live streams (see the module
-    comment). A failing callback is logged; it never reaches the transaction layer."""
+    comment). What a failing callback raises goes to ``on_error(exc, event)`` (the stack's
+    ``faults``: counted, logged once per interval; in strict mode a bug fails the stack), else
+    it is logged; it never reaches the transaction layer."""
 
-    def __init__(self, callback: Callable[[E], object] | None = None) -> None:
+    def __init__(
+        self,
+        callback: Callable[[E], object] | None = None,
+        on_error: Callable[[Exception, E], object] | None = None,
+    ) -> None:
         self._callback = callback
+        self._on_error = on_error
         self._streams: weakref.WeakSet[TimeoutStream[E]] = weakref.WeakSet()
         self._closed = False
 
@@ -172,8 +179,11 @@ class TimeoutHub(Generic[E]):
         if self._callback is not None:
             try:
                 self._callback(event)
-            except Exception:
-                logger.exception("the on_timeout callback failed on %r", event)
+            except Exception as exc:
+                if self._on_error is None:
+                    logger.exception("the on_timeout callback failed on %r", event)
+                else:
+                    self._on_error(exc, event)
 
     def close(self) -> None:
         self._closed = True

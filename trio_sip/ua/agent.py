@@ -153,7 +153,7 @@ class UserAgent:
         )
         self._closed = False
         self._closing = trio.Event()
-        self._timeout_hub: TimeoutHub[AgentTimeout] = TimeoutHub(on_timeout)
+        self._timeout_hub: TimeoutHub[AgentTimeout] = TimeoutHub(on_timeout, stack._hook_failed)
         #: Keep-alive loops (NULL CRLFs, RFC 5626 pings on registration flows).
         self.keepalives = KeepAlives(stack.transport_layer, nursery, rng=rng)
         #: REGISTER tasks: ``await ua.register(...)`` or ``ua.registrations.register(...)``.
