@@ -35,15 +35,19 @@ async def test_an_unanswered_invite_reaches_the_agent_with_its_call(
         with pytest.raises(CallFailed):
             async with alice.call(BOB_URI) as call:
                 await call.wait_answered()
-        invite = got[0]
-        assert (invite.method, invite.timer, invite.side) == ("INVITE", "B", Side.CLIENT)
-        assert invite.timeout is Timeout.TRANSACTION
-        assert isinstance(invite.event, TransactionTimeoutEvent)
-        assert invite.event.role is TimeoutRole.USER_AGENT
-        assert invite.call is call and invite.call_id == call.call_id
-        assert invite.event.time == 2.0  # sip_transaction_timeout
+        # The INVITE is tried twice (seed 002: once more even with one proxy), each attempt
+        # with its own Call-ID; both timeouts name the call.
+        first, retry = got
+        for invite in got:
+            assert (invite.method, invite.timer, invite.side) == ("INVITE", "B", Side.CLIENT)
+            assert invite.timeout is Timeout.TRANSACTION
+            assert isinstance(invite.event, TransactionTimeoutEvent)
+            assert invite.event.role is TimeoutRole.USER_AGENT
+            assert invite.call is call
+        assert (first.event.time, retry.event.time) == (2.0, 4.0)  # sip_transaction_timeout
+        assert retry.call_id == call.call_id != first.call_id
         with trio.fail_after(1):
-            assert await stream.__anext__() is invite
+            assert [await stream.__anext__() for _ in got] == got
 
 
 async def test_an_in_dialog_timeout_names_the_call_and_an_options_one_none(
