@@ -18,4 +18,5 @@ BENCHMARKS: dict[str, str] = {
     "uas": "benchmarks.uas_bench:run",
     "memory": "benchmarks.memory_bench:run",
     "udpbind": "benchmarks.udp_binding_bench:run",
+    "transactions": "benchmarks.transactions_bench:run",
 }

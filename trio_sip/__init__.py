@@ -66,14 +66,18 @@ from .proto.validate import check_request as check_request
 from .proto.validate import check_response as check_response
 from .stack import ClientTransaction as ClientTransaction
 from .stack import IncomingRequest as IncomingRequest
+from .stack import RetransmitTimeoutEvent as RetransmitTimeoutEvent
 from .stack import Stack as Stack
 from .stack import StackStatistics as StackStatistics
+from .stack import TimeoutEvent as TimeoutEvent
+from .stack import TransactionTimeoutEvent as TransactionTimeoutEvent
 from .stack import open_stack as open_stack
 from .transports import Flow as Flow
 from .transports import FlowFailed as FlowFailed
 from .transports import TransportConfig as TransportConfig
 from .transports import TransportLayer as TransportLayer
 from .transports import open_transport_layer as open_transport_layer
+from .ua import AgentTimeout as AgentTimeout
 from .ua import Answered as Answered
 from .ua import Call as Call
 from .ua import CallFailed as CallFailed
@@ -101,6 +105,7 @@ from .endpoint import ConnectionEvent as ConnectionEvent
 from .endpoint import ConnectionStatus as ConnectionStatus
 from .endpoint import Endpoint as Endpoint
 from .endpoint import EndpointCall as EndpointCall
+from .endpoint import EndpointTimeout as EndpointTimeout
 from .endpoint import IncomingEndpointCall as IncomingEndpointCall
 from .endpoint import open_endpoint as open_endpoint
 from .proto.location import LocationService as LocationService
@@ -120,6 +125,7 @@ __all__ = [
     "open_endpoint",
     "Endpoint",
     "EndpointCall",
+    "EndpointTimeout",
     "IncomingEndpointCall",
     "Connection",
     "ConnectionStatus",
@@ -137,6 +143,7 @@ __all__ = [
     "Subscriptions",
     "UaSubscription",
     "Notifier",
+    "AgentTimeout",
     "Answered",
     "Call",
     "CallFailed",
@@ -162,8 +169,11 @@ __all__ = [
     "RequestKind",
     "ClientTransaction",
     "IncomingRequest",
+    "RetransmitTimeoutEvent",
     "Stack",
     "StackStatistics",
+    "TimeoutEvent",
+    "TransactionTimeoutEvent",
     "open_stack",
     "NEED_DATA",
     "PING",

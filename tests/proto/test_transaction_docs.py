@@ -1,9 +1,9 @@
 """docs/transactions.md cannot drift from the code.
 
-The state tables, diagrams and the timer table in the page are generated from
-``TRANSITIONS`` and ``TimerConfig``; this test regenerates them and checks the page holds
-exactly that text. After changing a table, run ``python tests/proto/test_transaction_docs.py``
-to rewrite the generated blocks in place.
+The state tables, diagrams, the timer table and the JAIN timeout table in the page are
+generated from ``TRANSITIONS``, ``TimerConfig`` and ``TIMEOUT_TABLE``; this test regenerates
+them and checks the page holds exactly that text. After changing a table, run
+``python tests/proto/test_transaction_docs.py`` to rewrite the generated blocks in place.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from trio_sip.proto.transaction import (
     client_non_invite,
     server_invite,
     server_non_invite,
+    timeouts,
 )
 from trio_sip.proto.transaction.machine import render_markdown, render_mermaid
 
@@ -53,7 +54,7 @@ def timer_table() -> str:
 
 
 def generated() -> dict[str, str]:
-    blocks = {"timers": timer_table()}
+    blocks = {"timers": timer_table(), "timeouts": timeouts.render_markdown()}
     for name, table in MACHINES.items():
         blocks[name] = f"```mermaid\n{render_mermaid(table)}\n```\n\n{render_markdown(table)}"
     return {name: text + "\n" for name, text in blocks.items()}
@@ -64,11 +65,13 @@ def test_generated_blocks_match_the_code() -> None:
     assert found == generated()
 
 
-def test_the_role_table_lists_every_timeout_role() -> None:
+def test_the_role_section_holds_the_generated_table_for_every_role() -> None:
     text = DOC.read_text()
     section = text.split("## Timeout semantics per role", 1)[1].split("\n## ", 1)[0]
+    assert "<!-- generated: timeouts -->" in section
     rows = [line for line in section.splitlines() if line.startswith("| `")]
-    assert [row.split("`")[1] for row in rows] == [role.name for role in TimeoutRole]
+    assert {row.split("`")[1] for row in rows} == {role.name for role in TimeoutRole}
+    assert len(rows) == len(timeouts.TIMEOUT_TABLE)
 
 
 def rewrite() -> None:

@@ -7,9 +7,11 @@ import pytest
 from trio_sip.proto.errors import LocalProtocolError
 from trio_sip.proto.message import Request, Response, make_response
 from trio_sip.proto.outputs import (
+    ApplicationRetransmit,
     Deliver,
     MessageReceived,
     Output,
+    RetransmitTimeout,
     SendResponse,
     Terminated,
     TerminationReason,
@@ -106,7 +108,7 @@ def test_lost_ack_retransmits_the_final_at_timer_g_intervals_until_h() -> None:
     assert times == pytest.approx([0.6, 1.6, 3.6, 7.6, 11.6, 15.6, 19.6, 23.6, 27.6, 31.6])
     assert {code for t, code in sent(log)} == {486}
     assert [(round(t, 6), out) for t, out in log if not isinstance(out, Transmit)] == [
-        (32.1, TransactionTimeout()),
+        (32.1, TransactionTimeout("H")),
         (32.1, Terminated(TerminationReason.TIMEOUT)),
     ]
 
@@ -172,11 +174,8 @@ def test_per_transaction_retransmit_interval_sets_the_first_timer_g() -> None:
     assert [t for t, _ in sent(fire_until(tx, 12))] == [1.0, 3.0, 7.0, 11.0]
 
 
-@pytest.mark.parametrize(
-    "role",
-    [TimeoutRole.USER_AGENT, TimeoutRole.STATEFUL_PROXY, TimeoutRole.USER_AGENT_APP_RETRANSMIT],
-)
-def test_every_stateful_role_reports_the_missing_ack_as_a_transaction_timeout(
+@pytest.mark.parametrize("role", [TimeoutRole.USER_AGENT, TimeoutRole.STATEFUL_PROXY])
+def test_stack_retransmitting_roles_report_the_missing_ack_as_a_transaction_timeout(
     role: TimeoutRole,
 ) -> None:
     invite = request()
@@ -184,11 +183,42 @@ def test_every_stateful_role_reports_the_missing_ack_as_a_transaction_timeout(
     tx.start(0.0)
     tx.handle(SendResponse(answer(invite, 480)), 0.0)
     log = fire_until(tx, 100)
-    assert [type(out).__name__ for t, out in log if not isinstance(out, Transmit)] == [
-        "TransactionTimeout",
-        "Terminated",
+    assert [out for t, out in log if not isinstance(out, Transmit)] == [
+        TransactionTimeout("H"),
+        Terminated(TerminationReason.TIMEOUT),
     ]
     assert log[-1][0] == pytest.approx(6.4)  # 64 * T1
+
+
+def test_app_retransmit_role_reports_timer_g_and_resends_only_when_asked() -> None:
+    invite = request()
+    role = TimeoutRole.USER_AGENT_APP_RETRANSMIT
+    tx = ServerInviteTransaction(invite, reliable=False, role=role)
+    tx.start(0.0)
+    with pytest.raises(LocalProtocolError):  # nothing to resend before the final response
+        tx.handle(ApplicationRetransmit(), 0.05)
+    busy = answer(invite, 486)
+    assert tx.handle(SendResponse(busy), 0.1) == [Transmit(busy)]
+    assert tx.handle_timer(0.6) == [RetransmitTimeout("G")]
+    assert tx.handle(ApplicationRetransmit(), 0.7) == [Transmit(busy)]
+    log = fire_until(tx, 100)
+    assert sent(log) == []
+    assert [round(t, 6) for t, out in log if isinstance(out, RetransmitTimeout)] == [
+        1.6, 3.6, 7.6, 11.6, 15.6, 19.6, 23.6, 27.6, 31.6
+    ]  # fmt: skip
+    # JAIN's "User Agent" hears no TRANSACTION on an INVITE: Timer H ends it silently.
+    assert log[-1] == (pytest.approx(32.1), Terminated(TerminationReason.TIMEOUT))
+    assert not [out for t, out in log if isinstance(out, TransactionTimeout)]
+
+
+def test_application_retransmit_is_refused_where_the_stack_retransmits() -> None:
+    invite = request()
+    tx = ServerInviteTransaction(invite, reliable=False)
+    tx.start(0.0)
+    tx.handle(SendResponse(answer(invite, 486)), 0.0)
+    with pytest.raises(LocalProtocolError, match="USER_AGENT_APP_RETRANSMIT"):
+        tx.handle(ApplicationRetransmit(), 0.1)
+    assert tx.state is ServerInviteState.COMPLETED
 
 
 def test_server_transport_failure_is_a_distinct_outcome() -> None:

@@ -20,6 +20,7 @@ from .status import ConnectionEvent as ConnectionEvent
 from .status import ConnectionStatus as ConnectionStatus
 from .status import StatusStream as StatusStream
 from .status import retry_delay as retry_delay
+from .timeouts import EndpointTimeout as EndpointTimeout
 
 __all__ = [
     "CallEvent",
@@ -28,6 +29,7 @@ __all__ = [
     "ConnectionStatus",
     "Endpoint",
     "EndpointCall",
+    "EndpointTimeout",
     "IncomingEndpointCall",
     "StatusStream",
     "open_endpoint",

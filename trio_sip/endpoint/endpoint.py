@@ -18,7 +18,8 @@
 # other answered call before a call is placed or answered (each hold in parallel; a failure is
 # logged, not raised). When a connection becomes unavailable because nothing answers at its
 # site, the endpoint sends an INFO in each answered call on it: a timeout or transport error
-# ends that call with 408 (calls.py).
+# ends that call with 408 (calls.py). Transaction timeouts of the user agent come back with
+# the connection they belong to (timeouts.py: ``on_timeout``, ``endpoint.timeouts()``).
 """open_endpoint and Endpoint."""
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ from trio_sip.keepalive import KeepAlives
 from trio_sip.proto.errors import ConfigError, SipError, TransactionError
 from trio_sip.proto.sdp import SessionDescription
 from trio_sip.proto.uri import SipUri, Uri, parse_uri
+from trio_sip.stack import TimeoutStream
+from trio_sip.stack._timeouts import TimeoutHub
 from trio_sip.transports.base import NetworkBackend
 from trio_sip.ua import (
+    AgentTimeout,
     CallFailed,
     CallState,
     Ended,
@@ -53,6 +57,7 @@ from trio_sip.ua import (
 from .calls import EndpointCall, IncomingEndpointCall, site_failure, site_is_dead
 from .connections import Connection, ConnectionSet
 from .status import CallEvent, ConnectionStatus, StatusCallback, StatusStream
+from .timeouts import EndpointTimeout, locate
 
 __all__ = ["Endpoint", "destination_uri", "open_endpoint"]
 
@@ -73,6 +78,7 @@ class Endpoint:
         *,
         incoming_queue: int,
         on_call_event: Callable[[CallEvent], object] | None,
+        on_timeout: Callable[[EndpointTimeout], object] | None = None,
     ) -> None:
         self.ua = ua
         self.config = config
@@ -84,6 +90,9 @@ class Endpoint:
             incoming_queue
         )
         self._closed = False
+        self._timeout_hub: TimeoutHub[EndpointTimeout] = TimeoutHub(
+            on_timeout, ua.stack._hook_failed
+        )
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -128,6 +137,15 @@ class Endpoint:
     def status_events(self) -> StatusStream:
         """``async for event in endpoint.status_events()``: ConnectionEvents from now on."""
         return self._set.stream()
+
+    def timeouts(self, maxlen: int = 1024) -> TimeoutStream[EndpointTimeout]:
+        """``async for timeout in endpoint.timeouts()``: each :class:`EndpointTimeout` (a
+        transaction timeout with its connection id) from now until the endpoint closes."""
+        return self._timeout_hub.stream(maxlen)
+
+    def _on_timeout(self, timeout: AgentTimeout) -> None:
+        if self._timeout_hub.listening:
+            self._timeout_hub.publish(locate(self, timeout))
 
     async def wait_registered(self, *connection_ids: str) -> None:
         """Wait until every named connection (default: every enabled one) is REGISTERED."""
@@ -337,6 +355,7 @@ class Endpoint:
             self._closed = True
             await self._set.aclose()
             self._incoming_in.close()
+            self._timeout_hub.close()
         self._nursery.cancel_scope.cancel()
 
 
@@ -369,6 +388,7 @@ async def open_endpoint(
     listen: Iterable[tuple[str, str, int]] | None = None,
     on_status: StatusCallback | None = None,
     on_call_event: Callable[[CallEvent], object] | None = None,
+    on_timeout: Callable[[EndpointTimeout], object] | None = None,
     retry_initial: float = 2.0,
     retry_max: float = 30.0,
     unregister_timeout: float = 2.0,
@@ -392,6 +412,12 @@ async def open_endpoint(
     if resolver is None and config.dns_server is not None:
         resolver = DnspythonResolver.from_address(config.dns_server)
     addresses = list(listen) if listen is not None else _listen_for(config)
+    holder: list[Endpoint] = []
+
+    def on_agent_timeout(timeout: AgentTimeout) -> None:
+        if holder:
+            holder[0]._on_timeout(timeout)
+
     first = config.connections[0] if config.connections else None
     aor = "sip:trio-sip@localhost"
     if first is not None:
@@ -400,9 +426,8 @@ async def open_endpoint(
     async with open_user_agent(
         addresses, aor=aor, timer_config=config.timer_config(), resolver=resolver,
         backend=backend, rng=rng, cleanup_timeout=cleanup_timeout,
-        user_agent=config.user_agent, **ua_options,
+        user_agent=config.user_agent, on_timeout=on_agent_timeout, **ua_options,
     ) as ua, trio.open_nursery() as nursery:  # fmt: skip
-        holder: list[Endpoint] = []
         keepalives = KeepAlives(ua.stack.transport_layer, nursery, rng=rng)
 
         def on_unavailable(conn: Connection, reason: str) -> None:
@@ -415,7 +440,7 @@ async def open_endpoint(
             on_unavailable=on_unavailable,
         )  # fmt: skip
         endpoint = Endpoint(ua, nursery, config, connections, incoming_queue=incoming_queue,
-                            on_call_event=on_call_event)  # fmt: skip
+                            on_call_event=on_call_event, on_timeout=on_timeout)  # fmt: skip
         holder.append(endpoint)
         nursery.start_soon(endpoint._sort_incoming)
         try:

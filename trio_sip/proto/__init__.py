@@ -115,6 +115,7 @@ from .subscription import build_notify as build_notify
 from .target import Target as Target
 from .timers import TimerConfig as TimerConfig
 from .timers import Timers as Timers
+from .transaction import TIMEOUT_TABLE as TIMEOUT_TABLE
 from .transaction import AckFor2xx as AckFor2xx
 from .transaction import CancelFor as CancelFor
 from .transaction import ClientInviteState as ClientInviteState
@@ -122,17 +123,22 @@ from .transaction import ClientInviteTransaction as ClientInviteTransaction
 from .transaction import ClientNonInviteState as ClientNonInviteState
 from .transaction import ClientNonInviteTransaction as ClientNonInviteTransaction
 from .transaction import NewServerTransaction as NewServerTransaction
+from .transaction import Retransmitter as Retransmitter
 from .transaction import ServerInviteState as ServerInviteState
 from .transaction import ServerInviteTransaction as ServerInviteTransaction
 from .transaction import ServerNonInviteState as ServerNonInviteState
 from .transaction import ServerNonInviteTransaction as ServerNonInviteTransaction
+from .transaction import Side as Side
 from .transaction import Stray as Stray
+from .transaction import Timeout as Timeout
 from .transaction import TimeoutRole as TimeoutRole
+from .transaction import TimeoutRule as TimeoutRule
 from .transaction import ToTransaction as ToTransaction
 from .transaction import TransactionTable as TransactionTable
 from .transaction import cancel_target_key as cancel_target_key
 from .transaction import client_key as client_key
 from .transaction import server_key as server_key
+from .transaction import timeout_rule as timeout_rule
 from .uri import WILDCARD as WILDCARD
 from .uri import AbsoluteUri as AbsoluteUri
 from .uri import NameAddress as NameAddress
@@ -229,6 +235,7 @@ __all__ = [
     "Request",
     "Response",
     "RetransmitTimeout",
+    "Retransmitter",
     "RetryAfter",
     "SdpError",
     "SendKeepAlive",
@@ -238,6 +245,7 @@ __all__ = [
     "ServerNonInviteState",
     "ServerNonInviteTransaction",
     "SessionDescription",
+    "Side",
     "SipError",
     "SipUri",
     "SrvRecord",
@@ -248,7 +256,10 @@ __all__ = [
     "TelUri",
     "Terminated",
     "TerminationReason",
+    "TIMEOUT_TABLE",
+    "Timeout",
     "TimeoutRole",
+    "TimeoutRule",
     "Limits",
     "TimerConfig",
     "Timers",
@@ -285,6 +296,7 @@ __all__ = [
     "reason_phrase",
     "serialize",
     "server_key",
+    "timeout_rule",
     "verify",
     "is_compiled",
 ]
@@ -309,6 +321,7 @@ _COMPILED_MODULES = (
     "transaction.server_invite",
     "transaction.server_non_invite",
     "transaction.table",
+    "transaction.timeouts",
     "uri",
     "uri_parts",
     "validate",

@@ -9,14 +9,17 @@ Inputs
     :class:`MessageReceived` a matching request or response arrived from the network;
     :class:`SendResponse` the TU (transaction user) answers a server transaction;
     :class:`TransportFailed` the transport could not send (RFC 3261 §17.1.4, §17.2.4);
-    :class:`ApplicationRetransmit` the application resends an INVITE itself (opt-in
-    ``TimeoutRole.USER_AGENT_APP_RETRANSMIT``, JAIN-SIP's RETRANSMIT timeouts).
+    :class:`ApplicationRetransmit` the application resends an INVITE (client) or its 300-699
+    response (server) itself (``TimeoutRole.USER_AGENT_APP_RETRANSMIT``, JAIN-SIP's
+    RETRANSMIT timeouts).
 
 Outputs
     :class:`Transmit` send this message on the transaction's flow;
     :class:`Deliver` pass this message up to the TU;
-    :class:`RetransmitTimeout` a retransmission timer fired (JAIN-SIP ``Timeout.RETRANSMIT``);
-    :class:`TransactionTimeout` the transaction gave up waiting (``Timeout.TRANSACTION``);
+    :class:`RetransmitTimeout` a retransmission timer fired (JAIN-SIP ``Timeout.RETRANSMIT``),
+    where the role's row of the timeout table says the application hears it;
+    :class:`TransactionTimeout` the transaction gave up waiting (``Timeout.TRANSACTION``),
+    likewise (otherwise the machine ends with ``Terminated(TIMEOUT)`` alone);
     :class:`TransportErrorOccurred` the transport failed; the transaction is over;
     :class:`Terminated` always the last output of a machine, with a :class:`TerminationReason`
     that tells a normal end from a timeout and from a transport error.
@@ -133,7 +136,8 @@ class TransportFailed(_Record):
 
 
 class ApplicationRetransmit(_Record):
-    """Resend the request now (only in ``TimeoutRole.USER_AGENT_APP_RETRANSMIT``)."""
+    """Resend now (only where the application retransmits: INVITE transactions in
+    ``TimeoutRole.USER_AGENT_APP_RETRANSMIT``): the INVITE, or a server's 300-699."""
 
     __slots__ = ()
 
@@ -189,15 +193,40 @@ class Deliver(_Record):
 
 
 class RetransmitTimeout(_Record):
-    """A retransmission timer (Timer A) fired."""
+    """A retransmission timer fired and the application retransmits (JAIN-SIP
+    ``Timeout.RETRANSMIT``): ``timer`` is "A" (client INVITE) or "G" (server INVITE). The
+    machines always name the timer; ``""`` is only the default of a record built by hand."""
 
-    __slots__ = ()
+    __slots__ = ("_timer",)
+    __match_args__: Final = ("timer",)
+
+    def __init__(self, timer: str = "") -> None:
+        self._timer: Final = timer
+
+    @property
+    def timer(self) -> str:
+        return self._timer
+
+    def _values(self) -> tuple[Any, ...]:
+        return (self._timer,)
 
 
 class TransactionTimeout(_Record):
-    """The transaction timed out (Timer B, F or H)."""
+    """The transaction timed out and the application hears it (JAIN-SIP
+    ``Timeout.TRANSACTION``): ``timer`` is "B", "F" or "H" (``""``: built by hand)."""
 
-    __slots__ = ()
+    __slots__ = ("_timer",)
+    __match_args__: Final = ("timer",)
+
+    def __init__(self, timer: str = "") -> None:
+        self._timer: Final = timer
+
+    @property
+    def timer(self) -> str:
+        return self._timer
+
+    def _values(self) -> tuple[Any, ...]:
+        return (self._timer,)
 
 
 class TransportErrorOccurred(_Record):

@@ -124,18 +124,25 @@ class TimerConfig:
         """``sip_transaction_timeout`` in seconds."""
         return self.sip_transaction_timeout / 1000
 
-    def timers(self, *, reliable: bool) -> Timers:
-        """Timers A-M for a reliable (TCP/TLS) or unreliable (UDP) transport."""
+    def timers(self, *, reliable: bool, retransmit_interval: float | None = None) -> Timers:
+        """Timers A-M for a reliable (TCP/TLS) or unreliable (UDP) transport.
+
+        ``retransmit_interval`` is one transaction's own T1 (JAIN-SIP's
+        ``setRetransmitTimer``): A, E and G are that value, B and F
+        min(64 * it, ``sip_transaction_timeout``), H 64 * it. D, I, J, K, L and M wait for the
+        peer's retransmissions, which the peer paces with its own T1: they do not change.
+        """
         t1, t4 = self.t1, self.t4
-        limit = min(64 * t1, self.transaction_timeout)
+        own = t1 if retransmit_interval is None else retransmit_interval
+        limit = min(64 * own, self.transaction_timeout)
         return Timers(
-            a=t1,
+            a=own,
             b=limit,
             d=0.0 if reliable else TIMER_D_UNRELIABLE,
-            e=t1,
+            e=own,
             f=limit,
-            g=t1,
-            h=64 * t1,
+            g=own,
+            h=64 * own,
             i=0.0 if reliable else t4,
             j=0.0 if reliable else 64 * t1,
             k=0.0 if reliable else t4,

@@ -5,9 +5,10 @@
 # Theory of operation: ``open_proxy`` opens the site's nursery and a Stack in one of the two
 # proxy timeout roles (docs/transactions.md "Timeout semantics per role"):
 #
-# * ``TimeoutRole.STATEFUL_PROXY``: the stack keeps server and client transactions and reports
-#   TRANSACTION timeouts only (a branch's Timer B/F becomes a 408 in the response context),
-#   never RETRANSMIT; new requests go to ``_stateful.handle_stateful``. The stack's stray hook
+# * ``TimeoutRole.STATEFUL_PROXY``: the stack keeps server and client transactions and
+#   retransmits; it reports TRANSACTION timeouts except a forwarded INVITE's Timer B (end to
+#   end), never RETRANSMIT; a branch that ends without a final response becomes a 408 in the
+#   response context; new requests go to ``_stateful.handle_stateful``. The stack's stray hook
 #   gets the ACK for a 2xx (forwarded statelessly, §16.11 rules: it is its own transaction), a
 #   CANCEL that matches no server transaction (§16.10: "If a response context is not found,
 #   the element ... MUST statelessly forward the CANCEL request"), 2xx retransmissions and

@@ -6,9 +6,13 @@
 # in the transport's callbacks, timers by the stack's TimerQueue, no task of its own). Every
 # output that is not a Transmit turns into what the application iterates: each
 # response up to and including the first final one (§17.1.1.2 "passed to the TU"), the
-# RetransmitTimeout notifications of the opt-in application-retransmit role (JAIN-SIP's
-# Timeout.RETRANSMIT), or an exception: TransactionTimeoutError (Timer B/F, JAIN-SIP's
-# Timeout.TRANSACTION) or TransportError (§17.1.4). After the final response the machine lives
+# RetransmitTimeout notifications of the application-retransmit role (JAIN-SIP's
+# Timeout.RETRANSMIT: Timer A of an INVITE), or an exception: TransactionTimeoutError (Timer
+# B/F where the role hears JAIN-SIP's Timeout.TRANSACTION), TransactionError (a Timer B the
+# role does not report: the seed's "User Agent" and a stateful proxy's INVITE) or
+# TransportError (§17.1.4). Both timeouts are also published as typed events on the stack
+# (``_timeouts``: ``open_stack(on_timeout=...)``, ``stack.timeouts()``). After the final
+# response the machine lives
 # on (Timers D/K/M absorb retransmissions, RFC 6026 §8.4); a further 2xx to an INVITE (a
 # retransmission or a fork, which the TU must ACK) goes to the stack's ``on_stray`` hook.
 # Leaving the handle's context before a final response stops the transaction.
@@ -30,6 +34,7 @@ from trio_sip.proto.outputs import (
     Output,
     RetransmitTimeout,
     Terminated,
+    TerminationReason,
     TransactionTimeout,
     TransportErrorOccurred,
     TransportFailed,
@@ -39,6 +44,7 @@ from trio_sip.proto.transaction import ClientKey, Machine
 from trio_sip.transports.base import Flow, FlowEvent, FlowFailed
 
 from ._driving import _Transaction
+from ._timeouts import report
 
 if TYPE_CHECKING:
     from typing import Any
@@ -57,9 +63,10 @@ class ClientTransaction(_Transaction):
 
     ``async for event in tx`` yields each :class:`Response` (provisional, then the final one,
     which ends the iteration) and, in ``TimeoutRole.USER_AGENT_APP_RETRANSMIT``, each
-    :class:`RetransmitTimeout` (call :meth:`retransmit` to resend). It raises
-    :class:`TransactionTimeoutError` or :class:`TransportError` when the transaction ends
-    without a final response.
+    :class:`RetransmitTimeout` of an INVITE (call :meth:`retransmit` to resend). It raises
+    :class:`TransactionTimeoutError` (a TRANSACTION timeout), :class:`TransportError`, or a
+    plain :class:`TransactionError` (Timer B in a role that hears no TRANSACTION timeout on
+    INVITE) when the transaction ends without a final response.
     """
 
     __slots__ = (
@@ -145,7 +152,8 @@ class ClientTransaction(_Transaction):
         return self.final_response
 
     def retransmit(self) -> None:
-        """Resend the INVITE now (``TimeoutRole.USER_AGENT_APP_RETRANSMIT``, Calling state).
+        """Resend the INVITE now (``TimeoutRole.USER_AGENT_APP_RETRANSMIT``, Calling state):
+        the answer to a :class:`RetransmitTimeout` / ``RetransmitTimeoutEvent``.
 
         Raises ``LocalProtocolError`` in any other role or state.
         """
@@ -235,12 +243,24 @@ class ClientTransaction(_Transaction):
         elif isinstance(output, RetransmitTimeout):
             if self._app_retransmit and not self._closed and self.final_response is None:
                 self._events.put(output)
+            report(self._stack._timeout_hub, self, output)
         elif isinstance(output, TransactionTimeout):
             self._fail(TransactionTimeoutError(f"no final response to {self.request.method}"))
+            report(self._stack._timeout_hub, self, output)
         elif isinstance(output, TransportErrorOccurred):
             self._fail(TransportError(output.reason))
         elif isinstance(output, Terminated):
-            self._fail(TransactionError(f"transaction ended: {output.reason.value}"))
+            if output.reason is TerminationReason.TIMEOUT:  # a timeout this role does not hear
+                rule = self._machine.rule
+                self._fail(
+                    TransactionError(
+                        f"the {self.request.method} transaction ended at Timer "
+                        f"{rule.timeout_timer} without a final response ({rule.role.name} "
+                        "reports no TRANSACTION timeout for it)"
+                    )
+                )
+            else:
+                self._fail(TransactionError(f"transaction ended: {output.reason.value}"))
 
     def _crashed(self, exc: Exception) -> None:
         self._fail(TransactionError(f"internal error in the transaction: {exc!r}"))

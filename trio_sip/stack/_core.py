@@ -33,6 +33,8 @@
 # per interval; it never reaches the nursery, except in strict mode (``strict=True`` or
 # TRIO_SIP_STRICT=1, as in the test suite), where an exception that is not a SipError -- a bug --
 # fails the stack's nursery so that the test sees it.
+# Timeouts the role hears (proto/transaction/timeouts.py) are published as typed events to
+# ``on_timeout`` and ``timeouts()`` streams (``_timeouts``).
 """Stack and open_stack: client and server transactions over the transport layer."""
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ from ._client import ClientTransaction
 from ._driving import _Transaction
 from ._receive import Handler, StrayHook, _Receiver
 from ._server import IncomingRequest
+from ._timeouts import TimeoutCallback, TimeoutEvent, TimeoutHub, TimeoutStream
 
 __all__ = ["Handler", "Stack", "StackStatistics", "StrayHook", "open_stack"]
 
@@ -119,6 +122,7 @@ class Stack(_Receiver):
         max_transactions: int,
         limits: Limits = DEFAULT_LIMITS,
         strict: bool | None = None,
+        on_timeout: TimeoutCallback | None = None,
     ) -> None:
         self._nursery = nursery
         #: What one message, transaction or handler raised, counted by kind (see _faults).
@@ -142,6 +146,7 @@ class Stack(_Receiver):
             request_queue_size
         )
         self._closed = False
+        self._timeout_hub: TimeoutHub[TimeoutEvent] = TimeoutHub(on_timeout, self._hook_failed)
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -165,6 +170,16 @@ class Stack(_Receiver):
             queued_requests=self._queue_out.statistics().current_buffer_used,
             faults=self.faults.total,
         )
+
+    def _hook_failed(self, exc: Exception, event: object) -> None:
+        """An ``on_timeout`` callback (the stack's, the user agent's, the endpoint's) raised."""
+        self.faults.record("timeout-hook", exc, repr(event))
+
+    def timeouts(self, maxlen: int = 1024) -> TimeoutStream[TimeoutEvent]:
+        """``async for event in stack.timeouts()``: every :class:`TimeoutEvent` (RETRANSMIT or
+        TRANSACTION, client or server) the role hears, from now until the stack closes; at most
+        ``maxlen`` unread (the oldest goes first)."""
+        return self._timeout_hub.stream(maxlen)
 
     # -- client side -----------------------------------------------------------------------
 
@@ -201,8 +216,10 @@ class Stack(_Receiver):
 
         With ``new_via`` (the default) the stack adds the top Via (transport, sent-by, a fresh
         branch, ``rport``); with ``new_via=False`` the request is sent as given (a CANCEL
-        from ``tx.make_cancel()``). ``retransmit_interval`` replaces T1 as the first
-        retransmission interval; ``role`` overrides the stack's timeout role for this one.
+        from ``tx.make_cancel()``). ``retransmit_interval`` is this transaction's own T1
+        (JAIN-SIP ``setRetransmitTimer``: Timer A / E start from it, B / F are
+        min(64 * it, ``sip_transaction_timeout``)); ``role`` overrides the stack's timeout
+        role for this one.
         Leaving the block before the final response cancels the transaction.
         """
         tx = await self._start_client(request, target, retransmit_interval, new_via, role)
@@ -224,7 +241,7 @@ class Stack(_Receiver):
             raise LocalProtocolError("no client transactions in the stateless-proxy role")
         self._check_open()
         size = len(bytes(request)) + 120 if new_via else None  # our Via is still to come
-        target, flow = await self._connect(target, request.method, size)
+        target, flow = await self._connect(target, request.method, size, retransmit_interval)
         if new_via:
             request = self.add_via(request, flow)
         request = _with_length(request)
@@ -238,7 +255,7 @@ class Stack(_Receiver):
         )
         key = client_key(request)
         self._table.add(key, machine)
-        app = role is TimeoutRole.USER_AGENT_APP_RETRANSMIT
+        app = machine.rule.hears_retransmit
         tx = ClientTransaction(
             self, request, target, flow, key=key, machine=machine, app_retransmit=app
         )
@@ -259,14 +276,22 @@ class Stack(_Receiver):
         return tx
 
     async def _connect(
-        self, target: Target, method: str, size: int | None = None
+        self,
+        target: Target,
+        method: str,
+        size: int | None = None,
+        retransmit_interval: float | None = None,
     ) -> tuple[Target, Flow]:
         """The target and a flow to it; with ``size``, the §18.1.1 choice (over TCP when too
         big for UDP, back to UDP when that TCP connect is refused or reset:
         ``TransportLayer.connect_request``). A connect that hangs (a SYN into a blackhole) is
-        bounded by the transaction timeout (Timer B or F), as the transaction it serves would
-        be."""
-        limit = self.timer_config.timer_b if method == "INVITE" else self.timer_config.timer_f
+        bounded by the transaction timeout (Timer B or F, scaled by the transaction's own
+        ``retransmit_interval``), as the transaction it serves would be."""
+        config = self.timer_config
+        if retransmit_interval is None:
+            limit = config.timer_b if method == "INVITE" else config.timer_f
+        else:  # this transaction's own T1 (B and F are the same value)
+            limit = config.timers(reliable=True, retransmit_interval=retransmit_interval).b
         with trio.move_on_after(limit):
             if size is None:
                 return target, await self._layer.connect(target)
@@ -432,6 +457,7 @@ class Stack(_Receiver):
         self._queue_in.close()
         for tx in list(self._live.values()):
             self._stop(tx)
+        self._timeout_hub.close()
         self._timers.clear()
         self._nursery.cancel_scope.cancel()
 
@@ -512,6 +538,7 @@ async def open_stack(
     max_transactions: int | None = None,
     limits: Limits | None = None,
     strict: bool | None = None,
+    on_timeout: TimeoutCallback | None = None,
 ) -> AsyncIterator[Stack]:
     """A :class:`Stack` listening on each ``(transport, host, port)`` of ``listen``.
 
@@ -526,7 +553,8 @@ async def open_stack(
     What one message, transaction or handler raises is answered, counted (``stack.faults``) and
     logged once per kind per minute; with ``strict`` (default: ``TRIO_SIP_STRICT=1`` in the
     environment) an exception that is not a SipError fails the stack instead (for tests).
-    Closing cancels everything.
+    ``on_timeout(event)`` is called synchronously with each :class:`TimeoutEvent` the role hears
+    (docs/transactions.md; ``stack.timeouts()`` is the async form). Closing cancels everything.
     """
     limits = limits or DEFAULT_LIMITS
     try:
@@ -547,6 +575,7 @@ async def open_stack(
                 max_transactions=max_transactions or limits.max_transactions,
                 limits=limits,
                 strict=strict,
+                on_timeout=on_timeout,
             )
             layer.on_message = stack._on_message
             try:

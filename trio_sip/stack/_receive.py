@@ -153,10 +153,9 @@ class _Receiver:
         self, request: Request, flow: Flow, key: Key, *, internal: bool = False
     ) -> IncomingRequest | None:
         cls = ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
-        role = self.role
-        if role is TimeoutRole.USER_AGENT_APP_RETRANSMIT:
-            role = TimeoutRole.USER_AGENT  # only INVITE client transactions differ
-        machine: Machine[Any] = cls(request, self.timer_config, reliable=flow.reliable, role=role)
+        machine: Machine[Any] = cls(
+            request, self.timer_config, reliable=flow.reliable, role=self.role
+        )
         try:
             self._table.add(key, machine)
         except LocalProtocolError as exc:

@@ -25,9 +25,13 @@ from trio_sip.drivers import LINGER_MIN
 from trio_sip.proto.errors import ProtocolError
 from trio_sip.proto.message import Request, Response, make_response
 from trio_sip.proto.outputs import (
+    ApplicationRetransmit,
     Deliver,
     Output,
+    RetransmitTimeout,
     SendResponse,
+    Terminated,
+    TerminationReason,
     TransactionTimeout,
     TransportErrorOccurred,
 )
@@ -35,6 +39,7 @@ from trio_sip.proto.transaction import Key, Machine
 from trio_sip.transports.base import Flow
 
 from ._driving import _Transaction
+from ._timeouts import report
 
 if TYPE_CHECKING:
     from ._core import Stack
@@ -92,7 +97,8 @@ class IncomingRequest(_Transaction):
         self.to_tag = to_tag
         #: The final response sent, if any.
         self.final_response: Response | None = None
-        #: True when Timer H fired: the ACK for our 300-699 never came (§17.2.1).
+        #: True when Timer H fired: the ACK for our 300-699 never came (§17.2.1). Where the
+        #: role hears it, a ``TransactionTimeoutEvent`` is also published (``stack.timeouts()``).
         self.timed_out = False
         self._cancelled: trio.Event | None = None
         #: Called (synchronously) when a CANCEL matches: the user agent's incoming call.
@@ -166,6 +172,19 @@ class IncomingRequest(_Transaction):
         await trio.lowlevel.checkpoint()
         return response
 
+    def retransmit(self) -> None:
+        """Resend the final 300-699 response now: the answer to a ``RetransmitTimeoutEvent``
+        (Timer G) in ``TimeoutRole.USER_AGENT_APP_RETRANSMIT``, where INVITE retransmissions
+        are the application's. Raises ``LocalProtocolError`` in any other role or state."""
+        self._perform(self._machine.handle(ApplicationRetransmit(), trio.current_time()))
+
+    def set_retransmit_interval(self, seconds: float) -> None:
+        """This INVITE transaction's own T1 (JAIN-SIP ``setRetransmitTimer``): Timer G starts
+        from it and Timer H is 64 times it. Call it before the final response; raises
+        ``LocalProtocolError`` after it, and for a non-INVITE (nothing retransmits on a
+        timer), ``ConfigError`` unless ``seconds`` is finite and > 0."""
+        self._machine.set_retransmit_interval(seconds)
+
     def _respond_now(self, response: Response) -> None:
         outputs = self._machine.handle(SendResponse(response), trio.current_time())
         if response.status_code >= 200 and self.final_response is None:
@@ -237,8 +256,13 @@ class IncomingRequest(_Transaction):
                     self._stack._dispatch(self)
             else:  # the ACK for our 2xx, matched in the Accepted state (RFC 6026 §8.7)
                 self._stack._stray(message, self.flow)
-        elif isinstance(output, TransactionTimeout):
-            self.timed_out = True
         elif isinstance(output, TransportErrorOccurred):
             self._failure = output.reason
             self._stack._log_transport_error(self, output.reason)
+        elif isinstance(output, Terminated):
+            if output.reason is TerminationReason.TIMEOUT:  # Timer H, heard or not
+                self.timed_out = True
+        elif isinstance(output, (TransactionTimeout, RetransmitTimeout)):
+            if type(output) is TransactionTimeout:
+                self.timed_out = True
+            report(self._stack._timeout_hub, self, output)

@@ -38,6 +38,7 @@ from .subscription import SubscriptionError as SubscriptionError
 from .subscription import SubscriptionEvent as SubscriptionEvent
 from .subscription import Subscriptions as Subscriptions
 from .subscription import UaSubscription as UaSubscription
+from .timeouts import AgentTimeout as AgentTimeout
 
 __all__ = [
     "Subscriptions",
@@ -52,6 +53,7 @@ __all__ = [
     "RegistrationEvent",
     "RegistrationFailed",
     "RegistrationStatistics",
+    "AgentTimeout",
     "Answered",
     "Call",
     "CallFailed",

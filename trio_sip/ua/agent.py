@@ -15,8 +15,10 @@
 # up); OPTIONS is answered 200 with Allow / Accept / Supported (§11.2); MESSAGE goes to
 # ``messages()`` and is answered 200; dialog-only methods outside a dialog get 481, any
 # other known method 405 with Allow (§8.2.1). ACKs for our 2xx and retransmitted 2xx come
-# through ``on_stray`` to the dialog machines. Closing the agent ends every call (BYE/CANCEL,
-# shielded, bounded by ``cleanup_timeout``), then cancels the nursery and closes the stack.
+# through ``on_stray`` to the dialog machines. Transaction timeouts of the stack come back
+# through its ``on_timeout`` hook and are re-published with their call (``timeouts``). Closing
+# the agent ends every call (BYE/CANCEL, shielded, bounded by ``cleanup_timeout``), then
+# cancels the nursery and closes the stack.
 """open_user_agent / connect_user_agent and UserAgent."""
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ from trio_sip.proto.sdp import SdpError, SessionDescription, audio_offer, parse_
 from trio_sip.proto.target import Target
 from trio_sip.proto.timers import TimerConfig
 from trio_sip.proto.uri import NameAddress, SipUri, Uri, parse_name_addr, parse_uri
-from trio_sip.stack import IncomingRequest, Stack, open_stack
+from trio_sip.stack import IncomingRequest, Stack, TimeoutEvent, TimeoutStream, open_stack
+from trio_sip.stack._timeouts import TimeoutHub
 from trio_sip.transports import TransportConfig
 from trio_sip.transports.base import Flow, NetworkBackend
 
@@ -57,6 +60,7 @@ from .media_ports import MediaPorts, media_port_range
 from .paths import ProxyList
 from .registration import Registrations, UaRegistration
 from .subscription import Subscriptions
+from .timeouts import AgentTimeout, call_for
 
 __all__ = ["IncomingMessage", "UserAgent", "connect_user_agent", "open_user_agent"]
 
@@ -102,6 +106,7 @@ class UserAgent:
         incoming_queue: int,
         user_agent: str,
         proxies: ProxyList = (),
+        on_timeout: Callable[[AgentTimeout], object] | None = None,
     ) -> None:
         self.stack = stack
         #: The configured proxies (SIP URIs or Targets): under a short sip_transaction_timeout
@@ -148,6 +153,7 @@ class UserAgent:
         )
         self._closed = False
         self._closing = trio.Event()
+        self._timeout_hub: TimeoutHub[AgentTimeout] = TimeoutHub(on_timeout, stack._hook_failed)
         #: Keep-alive loops (NULL CRLFs, RFC 5626 pings on registration flows).
         self.keepalives = KeepAlives(stack.transport_layer, nursery, rng=rng)
         #: REGISTER tasks: ``await ua.register(...)`` or ``ua.registrations.register(...)``.
@@ -156,6 +162,15 @@ class UserAgent:
         )
         #: SUBSCRIBE/NOTIFY tasks; NOTIFYs for them are routed here before anything else.
         self.subscriptions = Subscriptions(stack, nursery, failover=failover, rng=rng)
+
+    def timeouts(self, maxlen: int = 1024) -> TimeoutStream[AgentTimeout]:
+        """``async for timeout in ua.timeouts()``: each :class:`AgentTimeout` (a transaction
+        timeout of this agent, with its call) from now until the agent closes."""
+        return self._timeout_hub.stream(maxlen)
+
+    def _on_timeout(self, event: TimeoutEvent) -> None:
+        if self._timeout_hub.listening:
+            self._timeout_hub.publish(AgentTimeout(event, call_for(self, event.request)))
 
     async def register(self, destination: Destination, **kwargs: Any) -> UaRegistration:
         """Register this agent's AOR and Contact at ``destination`` (see docs/registration.md).
@@ -503,6 +518,7 @@ class UserAgent:
                         nursery.start_soon(call.aclose)
             self._incoming_in.close()
             self._messages_in.close()
+            self._timeout_hub.close()
             self._nursery.cancel_scope.cancel()
             await self.stack.aclose()
         self._closing.set()
@@ -539,6 +555,7 @@ async def open_user_agent(
     limits: Limits | None = None,
     strict: bool | None = None,
     proxies: ProxyList = (),
+    on_timeout: Callable[[AgentTimeout], object] | None = None,
 ) -> AsyncIterator[UserAgent]:
     """A :class:`UserAgent` listening on ``listen`` (see docs/calls.md for every argument)."""
     ports = MediaPorts(media_port_range(media_ports, media_port))
@@ -554,6 +571,10 @@ async def open_user_agent(
         if holder:
             holder[0]._on_stray(message, flow)
 
+    def on_stack_timeout(event: TimeoutEvent) -> None:
+        if holder:
+            holder[0]._on_timeout(event)
+
     address = _as_name_addr(aor)
     if display_name is not None:
         address = address.evolve(display_name=display_name)
@@ -567,6 +588,7 @@ async def open_user_agent(
         rng=rng,
         limits=limits,
         strict=strict,
+        on_timeout=on_stack_timeout,
     ) as stack:
         transport, (host, port) = stack.listening[0]
         if contact is None:
@@ -585,7 +607,7 @@ async def open_user_agent(
                 stack, nursery, fc, aor=address, contact=contact_addr, credentials=credentials,
                 rng=rng, media_address=media_address or host, media_port=ports,
                 cleanup_timeout=cleanup_timeout, incoming_queue=incoming_queue,
-                user_agent=user_agent, proxies=proxies,
+                user_agent=user_agent, proxies=proxies, on_timeout=on_timeout,
             )  # fmt: skip
             holder.append(ua)
             try:

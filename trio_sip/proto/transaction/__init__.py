@@ -2,7 +2,8 @@
 
 Each machine follows Contract 2 (docs/architecture.md): ``start(now)``, ``handle(input, now)``,
 ``handle_timer(now)``, ``deadline``, ``state`` and a module-level ``TRANSITIONS`` table. The
-timer values and the per-role timeout semantics are tabulated in docs/transactions.md.
+timer values are tabulated in docs/transactions.md, and the per-role timeout semantics
+(JAIN-SIP's table, seed 004) are data in ``timeouts.py`` that the machines read.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from .keys import cancel_target_key as cancel_target_key
 from .keys import client_key as client_key
 from .keys import server_key as server_key
 from .machine import Machine as Machine
-from .machine import TimeoutRole as TimeoutRole
 from .machine import Trigger as Trigger
 from .server_invite import ServerInviteState as ServerInviteState
 from .server_invite import ServerInviteTransaction as ServerInviteTransaction
@@ -33,8 +33,18 @@ from .table import NewServerTransaction as NewServerTransaction
 from .table import Stray as Stray
 from .table import ToTransaction as ToTransaction
 from .table import TransactionTable as TransactionTable
+from .timeouts import JAIN_NAMES as JAIN_NAMES
+from .timeouts import TIMEOUT_TABLE as TIMEOUT_TABLE
+from .timeouts import Retransmitter as Retransmitter
+from .timeouts import Side as Side
+from .timeouts import Timeout as Timeout
+from .timeouts import TimeoutRole as TimeoutRole
+from .timeouts import TimeoutRule as TimeoutRule
+from .timeouts import timeout_rule as timeout_rule
 
 __all__ = [
+    "JAIN_NAMES",
+    "TIMEOUT_TABLE",
     "AckFor2xx",
     "CancelFor",
     "Classification",
@@ -47,13 +57,17 @@ __all__ = [
     "LegacyServerKey",
     "Machine",
     "NewServerTransaction",
+    "Retransmitter",
     "ServerInviteState",
     "ServerInviteTransaction",
     "ServerKey",
     "ServerNonInviteState",
     "ServerNonInviteTransaction",
+    "Side",
     "Stray",
+    "Timeout",
     "TimeoutRole",
+    "TimeoutRule",
     "ToTransaction",
     "TransactionTable",
     "Trigger",
@@ -61,4 +75,5 @@ __all__ = [
     "cancel_target_key",
     "client_key",
     "server_key",
+    "timeout_rule",
 ]

@@ -24,15 +24,19 @@ States: CALLING -> PROCEEDING -> COMPLETED / ACCEPTED -> TERMINATED (RFC 6026 Fi
   timer M with a value of 64*T1". "Any 2xx responses that match this client transaction and
   that are received while in the Accepted state MUST be passed up to the TU. The client
   transaction MUST NOT generate an ACK to the 2xx response": the TU (the dialog) does.
-* Timeout roles: USER_AGENT and STATEFUL_PROXY retransmit silently (only TRANSACTION timeouts
-  reach the TU); USER_AGENT_APP_RETRANSMIT reports a RetransmitTimeout on each Timer A tick
-  *instead* of resending and waits for ApplicationRetransmit.
+* Timeout roles (``self.rule``, timeouts.py): in USER_AGENT and STATEFUL_PROXY the stack
+  resends on Timer A; in USER_AGENT_APP_RETRANSMIT a Timer A tick reports
+  ``RetransmitTimeout("A")`` *instead* of resending, and ApplicationRetransmit resends (in
+  Calling only). Timer B reports ``TransactionTimeout("B")`` in USER_AGENT only: the seed's
+  "User Agent" hears TRANSACTION on non-INVITE transactions only, and a stateful proxy's
+  INVITE is end to end; everywhere Timer B ends the machine with ``Terminated(TIMEOUT)``.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from typing import Final
 
 from ..errors import LocalProtocolError
 from ..message import Request, Response
@@ -42,13 +46,12 @@ from ..outputs import (
     Input,
     MessageReceived,
     Output,
-    RetransmitTimeout,
     TerminationReason,
-    TransactionTimeout,
     Transmit,
 )
 from ..timers import TimerConfig
 from .machine import Machine, TimeoutRole, Trigger, response_trigger
+from .timeouts import Side, TimeoutRule, stateful_rules
 
 __all__ = ["TRANSITIONS", "ClientInviteState", "ClientInviteTransaction", "ack_for_failure"]
 
@@ -65,6 +68,11 @@ class ClientInviteState(enum.Enum):
 
 S = ClientInviteState
 T = Trigger
+
+#: This machine's rows of the timeout table (USER_AGENT, USER_AGENT_APP_RETRANSMIT,
+#: STATEFUL_PROXY) and the timers a per-transaction retransmit interval scales.
+_RULES: Final = stateful_rules(Side.CLIENT, True)
+_SCALED: Final[tuple[Trigger, ...]] = (T.TIMER_A, T.TIMER_B)
 
 TRANSITIONS: dict[ClientInviteState, dict[Trigger, ClientInviteState]] = {
     S.CALLING: {
@@ -148,8 +156,13 @@ class ClientInviteTransaction(Machine[ClientInviteState]):
             config, reliable=reliable, retransmit_interval=retransmit_interval, role=role
         )
         self.request = request
-        self._interval = self.first_interval
         self._ack: Request | None = None
+
+    def _rules(self) -> tuple[TimeoutRule, ...]:
+        return _RULES
+
+    def _scaled(self) -> tuple[Trigger, ...]:
+        return _SCALED
 
     def _start(self, now: float) -> list[Output]:
         if not self.reliable:
@@ -158,14 +171,11 @@ class ClientInviteTransaction(Machine[ClientInviteState]):
         return [Transmit(self.request)]
 
     def _on_input(self, event: Input, now: float) -> list[Output]:
-        if isinstance(event, ApplicationRetransmit):
-            if self.role is not TimeoutRole.USER_AGENT_APP_RETRANSMIT:
-                raise LocalProtocolError(
-                    "ApplicationRetransmit needs TimeoutRole.USER_AGENT_APP_RETRANSMIT"
-                )
-            self._transition(T.APP_RETRANSMIT)
-            return [Transmit(self.request)]
         if not isinstance(event, MessageReceived) or not isinstance(event.message, Response):
+            if isinstance(event, ApplicationRetransmit):
+                self._check_app_retransmit()
+                self._transition(T.APP_RETRANSMIT)
+                return [Transmit(self.request)]
             raise LocalProtocolError(f"an INVITE client transaction cannot handle {event!r}")
         response = event.message
         before = self.state
@@ -190,9 +200,7 @@ class ClientInviteTransaction(Machine[ClientInviteState]):
         if timer is T.TIMER_A:
             self._interval *= 2  # §17.1.1.2: doubling, no cap for INVITE
             self._arm(T.TIMER_A, when + self._interval)
-            if self.role is TimeoutRole.USER_AGENT_APP_RETRANSMIT:
-                return [RetransmitTimeout()]
-            return [Transmit(self.request)]
+            return self._retransmission(self.request, "A")
         if timer is T.TIMER_B:
-            return [TransactionTimeout(), *self._finish(TerminationReason.TIMEOUT)]
+            return self._timed_out("B")
         return self._finish(TerminationReason.COMPLETED)  # Timer D or M

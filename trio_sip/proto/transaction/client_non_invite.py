@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from typing import Final
 
 from ..errors import LocalProtocolError
 from ..message import Request, Response
@@ -35,11 +36,11 @@ from ..outputs import (
     MessageReceived,
     Output,
     TerminationReason,
-    TransactionTimeout,
     Transmit,
 )
 from ..timers import TimerConfig
 from .machine import Machine, TimeoutRole, Trigger, response_trigger
+from .timeouts import Side, TimeoutRule, stateful_rules
 
 __all__ = ["TRANSITIONS", "ClientNonInviteState", "ClientNonInviteTransaction"]
 
@@ -55,6 +56,11 @@ class ClientNonInviteState(enum.Enum):
 
 S = ClientNonInviteState
 T = Trigger
+
+#: This machine's rows of the timeout table (USER_AGENT, USER_AGENT_APP_RETRANSMIT,
+#: STATEFUL_PROXY) and the timers a per-transaction retransmit interval scales.
+_RULES: Final = stateful_rules(Side.CLIENT, False)
+_SCALED: Final[tuple[Trigger, ...]] = (T.TIMER_E, T.TIMER_F)
 
 TRANSITIONS: dict[ClientNonInviteState, dict[Trigger, ClientNonInviteState]] = {
     S.TRYING: {
@@ -111,7 +117,12 @@ class ClientNonInviteTransaction(Machine[ClientNonInviteState]):
             config, reliable=reliable, retransmit_interval=retransmit_interval, role=role
         )
         self.request = request
-        self._interval = self.first_interval
+
+    def _rules(self) -> tuple[TimeoutRule, ...]:
+        return _RULES
+
+    def _scaled(self) -> tuple[Trigger, ...]:
+        return _SCALED
 
     def _start(self, now: float) -> list[Output]:
         if not self.reliable:
@@ -136,11 +147,11 @@ class ClientNonInviteTransaction(Machine[ClientNonInviteState]):
         before = self.state
         self._transition(timer)
         if timer is T.TIMER_E:
-            cap = self.config.t2
+            cap = self._cap()
             # Trying: MIN(2*interval, T2); Proceeding: T2 (§17.1.2.2).
             self._interval = min(2 * self._interval, cap) if before is S.TRYING else cap
             self._arm(T.TIMER_E, when + self._interval)
-            return [Transmit(self.request)]
+            return self._retransmission(self.request, "E")
         if timer is T.TIMER_F:
-            return [TransactionTimeout(), *self._finish(TerminationReason.TIMEOUT)]
+            return self._timed_out("F")
         return self._finish(TerminationReason.COMPLETED)  # Timer K

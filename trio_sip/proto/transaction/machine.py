@@ -9,9 +9,14 @@ against it). An event with no entry for the current state is illegal: :meth:`_tr
 raises :class:`LocalProtocolError` and the state does not change.
 
 A machine (Contract 2 in docs/architecture.md) is built from the request, a
-:class:`TimerConfig`, ``reliable`` and an optional per-transaction ``retransmit_interval``
-(JAIN-SIP's ``setRetransmitTimer``: it replaces T1 as the first interval of Timers A, E and G;
-the timeouts B, F, H stay those of the config). Then:
+:class:`TimerConfig`, ``reliable``, a :class:`TimeoutRole` and an optional per-transaction
+``retransmit_interval`` (JAIN-SIP's ``Transaction.setRetransmitTimer``: "The default
+retransmission value can be changed per transaction"). That interval is this transaction's T1:
+Timers A, E and G start from it (doubling, capped at max(T2, it)) and the timeouts B and F are
+min(64 * it, ``sip_transaction_timeout``), H 64 * it; the timers that wait for the *peer's*
+retransmissions (D, I, J, K, L, M) keep the config's values. ``set_retransmit_interval`` sets it
+later, until the timers it scales are running (a server INVITE: until its final response).
+Then:
 
 * ``start(now)`` -> outputs (the client sends its request; the server delivers its request);
 * ``handle(input, now)`` -> outputs;
@@ -24,25 +29,38 @@ schedule. Timers due at the same instant fire in the order of the machine's ``TI
 (timeouts before retransmissions: there is no point resending a request that has just timed
 out). A zero-length timer (Timer D/I/J/K over TCP) fires inside the same call.
 
-``TimeoutRole`` carries JAIN-SIP's timeout semantics; see docs/transactions.md for the table.
+``TimeoutRole`` carries JAIN-SIP's timeout semantics: each machine reads its row of
+``timeouts.TIMEOUT_TABLE`` (``self.rule``) when it is built, and :meth:`_retransmission` /
+:meth:`_timed_out` turn a retransmission or timeout timer into what the row says (see
+``timeouts.py`` and docs/transactions.md).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from typing import Generic, TypeVar, cast
 
 from ..errors import ConfigError, LocalProtocolError
+from ..message import Request, Response
 from ..outputs import (
     Input,
     Output,
+    RetransmitTimeout,
     Terminated,
     TerminationReason,
+    TransactionTimeout,
+    Transmit,
     TransportErrorOccurred,
     TransportFailed,
 )
 from ..timers import TimerConfig, Timers
+from .timeouts import Retransmitter, Side, TimeoutRole, TimeoutRule
+
+_USER_AGENT = TimeoutRole.USER_AGENT
+_APP_RETRANSMIT = TimeoutRole.USER_AGENT_APP_RETRANSMIT
+_STATEFUL_PROXY = TimeoutRole.STATEFUL_PROXY
 
 __all__ = [
     "Machine",
@@ -53,21 +71,6 @@ __all__ = [
     "render_mermaid",
     "response_trigger",
 ]
-
-
-class TimeoutRole(enum.Enum):
-    """Who retransmits, and which timeouts are reported (JAIN-SIP's ``Timeout`` semantics)."""
-
-    #: The stack retransmits everything silently; the application gets TRANSACTION timeouts
-    #: (B, F, H) for every kind of transaction, never RETRANSMIT.
-    USER_AGENT = "user-agent"
-    #: Opt-in: INVITE client transactions report RetransmitTimeout on each Timer A tick and do
-    #: not resend; the application feeds ApplicationRetransmit() to resend.
-    USER_AGENT_APP_RETRANSMIT = "user-agent-app-retransmit"
-    #: The stack retransmits; TRANSACTION timeouts only, never RETRANSMIT.
-    STATEFUL_PROXY = "stateful-proxy"
-    #: No transaction state at all: the shell forwards without building machines.
-    STATELESS_PROXY = "stateless-proxy"
 
 
 class Trigger(enum.Enum):
@@ -104,7 +107,35 @@ Transitions = Mapping[enum.Enum, Mapping[Trigger, enum.Enum]]
 _TIMERS: dict[tuple[TimerConfig, bool], Timers] = {}
 
 
+class _LastConfig:
+    """The config the last machine was built from and its timers: the machines of a stack
+    share one config object, and an identity test is much cheaper than hashing the config
+    (attrs hashes in Python code, ~1 us, once per transaction)."""
+
+    __slots__ = ("config", "reliable", "unreliable")
+
+    def __init__(self) -> None:
+        self.config: TimerConfig | None = None
+        self.reliable: Timers | None = None
+        self.unreliable: Timers | None = None
+
+
+_LAST = _LastConfig()
+
+
 def _timers_for(config: TimerConfig, reliable: bool) -> Timers:
+    last = _LAST
+    if config is not last.config:
+        last.config = None  # consistent if a lookup below raises
+        last.reliable = _cached_timers(config, True)
+        last.unreliable = _cached_timers(config, False)
+        last.config = config
+    timers = last.reliable if reliable else last.unreliable
+    assert timers is not None
+    return timers
+
+
+def _cached_timers(config: TimerConfig, reliable: bool) -> Timers:
     key = (config, reliable)
     timers = _TIMERS.get(key)
     if timers is None:
@@ -130,7 +161,10 @@ class Machine(Generic[StateT]):
     """Shared plumbing: state, the table, named timers, start/handle/handle_timer.
 
     Subclasses set ``TRANSITIONS``, ``INITIAL``, ``TERMINATED``, ``TIMER_ORDER`` and implement
-    ``_start``, ``_on_input`` and ``_on_timer``.
+    ``_rules`` (their rows of the timeout table, ``stateful_rules(side, invite)``), ``_scaled``
+    (the timers a per-transaction retransmit interval scales), ``_start``, ``_on_input`` and
+    ``_on_timer``. (Methods returning module constants, not class attributes: in the compiled
+    build a class-level default is evaluated again for every instance.)
     """
 
     # INITIAL and TERMINATED are typed as the base Enum, not StateT: mypyc compiles the
@@ -148,23 +182,64 @@ class Machine(Generic[StateT]):
         retransmit_interval: float | None = None,
         role: TimeoutRole = TimeoutRole.USER_AGENT,
     ) -> None:
-        if role is TimeoutRole.STATELESS_PROXY:
+        # The row by identity tests, not a dict lookup: an Enum hashes in Python code, and
+        # this runs once per transaction.
+        rules = self._rules()
+        if role is _USER_AGENT:
+            rule = rules[0]
+        elif role is _APP_RETRANSMIT:
+            rule = rules[1]
+        elif role is _STATEFUL_PROXY:
+            rule = rules[2]
+        else:
             raise ConfigError(
                 "role", role, "a stateful role: a stateless proxy forwards without transactions"
             )
-        if retransmit_interval is not None and not retransmit_interval > 0:
-            raise ConfigError("retransmit_interval", retransmit_interval, "seconds > 0 or None")
         self.config = config if config is not None else TimerConfig()
         self.reliable = reliable
         self.role = role
+        #: This transaction's row of the JAIN timeout table (timeouts.TIMEOUT_TABLE).
+        self.rule: TimeoutRule = rule
         self.timers: Timers = _timers_for(self.config, reliable)
         #: First retransmission interval (Timers A, E, G): T1 unless overridden.
-        self.first_interval = (
-            retransmit_interval if retransmit_interval is not None else self.config.t1
-        )
+        self.first_interval = self.config.t1
+        if retransmit_interval is not None:
+            self._scale(retransmit_interval)
+        #: The current retransmission interval (doubles as Timer A / E / G fires).
+        self._interval = self.first_interval
         self._state: StateT = cast(StateT, self.INITIAL)
         self._started = False
         self._armed: dict[Trigger, float] = {}
+
+    def set_retransmit_interval(self, interval: float) -> None:
+        """Make ``interval`` (seconds) this transaction's T1 (JAIN-SIP's
+        ``Transaction.setRetransmitTimer``): see the module comment for the timers it scales.
+
+        Raises ``ConfigError`` unless it is finite and > 0, and ``LocalProtocolError`` when
+        the timers it scales are already running, or the machine has none (a non-INVITE server
+        transaction retransmits nothing on a timer).
+        """
+        scaled = self._scaled()
+        if not scaled:
+            raise LocalProtocolError(f"{type(self).__name__} has no retransmission timer to set")
+        if any(timer in self._armed for timer in scaled) or self.terminated:
+            raise LocalProtocolError(
+                "set the retransmit interval before its timers start "
+                "(a client: at send_request; a server INVITE: before the final response)"
+            )
+        self._scale(interval)
+        self._interval = self.first_interval
+
+    def _scale(self, interval: float) -> None:
+        if not interval > 0 or not math.isfinite(interval):
+            raise ConfigError("retransmit_interval", interval, "finite seconds > 0, or None")
+        self.timers = self.config.timers(reliable=self.reliable, retransmit_interval=interval)
+        self.first_interval = interval
+
+    @property
+    def side(self) -> Side:
+        """CLIENT or SERVER."""
+        return self.rule.side
 
     # ------------------------------------------------------------------ public surface
 
@@ -210,6 +285,14 @@ class Machine(Generic[StateT]):
 
     # ------------------------------------------------------------------ for subclasses
 
+    def _rules(self) -> tuple[TimeoutRule, ...]:
+        """This machine's rows for USER_AGENT, USER_AGENT_APP_RETRANSMIT, STATEFUL_PROXY."""
+        raise NotImplementedError
+
+    def _scaled(self) -> tuple[Trigger, ...]:
+        """The timers a per-transaction retransmit interval scales (retransmission, timeout)."""
+        raise NotImplementedError
+
     def _start(self, now: float) -> list[Output]:
         raise NotImplementedError
 
@@ -244,6 +327,37 @@ class Machine(Generic[StateT]):
 
     def _finish(self, reason: TerminationReason) -> list[Output]:
         return [Terminated(reason)]
+
+    def _cap(self) -> float:
+        """The cap of Timers E and G: T2, or this transaction's own T1 if that is larger."""
+        return max(self.config.t2, self.first_interval)
+
+    def _retransmission(self, message: Request | Response, timer: str) -> list[Output]:
+        """A retransmission timer fired: resend if the stack retransmits in this role, tell
+        the application if it hears RETRANSMIT (``self.rule``)."""
+        rule = self.rule
+        out: list[Output] = []
+        if rule.retransmits is Retransmitter.STACK:
+            out.append(Transmit(message))
+        if rule.hears_retransmit:
+            out.append(RetransmitTimeout(timer))
+        return out
+
+    def _timed_out(self, timer: str) -> list[Output]:
+        """A timeout timer fired: the machine ends; the application hears TRANSACTION only
+        if its row says so."""
+        if self.rule.hears_transaction:
+            return [TransactionTimeout(timer), Terminated(TerminationReason.TIMEOUT)]
+        return [Terminated(TerminationReason.TIMEOUT)]
+
+    def _check_app_retransmit(self) -> None:
+        """ApplicationRetransmit is for the roles where the application retransmits."""
+        if self.rule.retransmits is not Retransmitter.APPLICATION:
+            raise LocalProtocolError(
+                f"ApplicationRetransmit: in {self.role.name} the stack retransmits "
+                f"{self.rule.side.value} {self.rule.method} transactions (the application does "
+                "only for INVITE in TimeoutRole.USER_AGENT_APP_RETRANSMIT)"
+            )
 
     def _run_due(self, now: float) -> list[Output]:
         out: list[Output] = []

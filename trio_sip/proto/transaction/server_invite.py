@@ -27,27 +27,34 @@ TERMINATED for a 2xx (RFC 6026 Figure 7). ``start(now)`` delivers the INVITE to 
   Accepted state MUST be passed to the transport layer"; retransmitted INVITEs are absorbed
   ("not passed up to the TU since any downstream UAS cores that accepted the request have
   taken responsibility for reliability"). A matching ACK (the ACK for the 2xx) goes to the TU.
+* Timeout roles (``self.rule``, timeouts.py): in USER_AGENT_APP_RETRANSMIT (JAIN's "User
+  Agent", where INVITE retransmissions are the application's) Timer G reports
+  ``RetransmitTimeout("G")`` instead of resending, ApplicationRetransmit resends the final
+  response (Completed only), and Timer H ends the machine without a ``TransactionTimeout``;
+  in the other roles the stack resends and Timer H reports ``TransactionTimeout("H")``.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from typing import Final
 
 from ..errors import LocalProtocolError
 from ..message import Request, Response, make_response
 from ..outputs import (
+    ApplicationRetransmit,
     Deliver,
     Input,
     MessageReceived,
     Output,
     SendResponse,
     TerminationReason,
-    TransactionTimeout,
     Transmit,
 )
 from ..timers import TimerConfig
 from .machine import Machine, TimeoutRole, Trigger, response_trigger
+from .timeouts import Side, TimeoutRule, stateful_rules
 
 __all__ = ["TRANSITIONS", "TRYING_DELAY", "ServerInviteState", "ServerInviteTransaction"]
 
@@ -68,6 +75,11 @@ class ServerInviteState(enum.Enum):
 S = ServerInviteState
 T = Trigger
 
+#: This machine's rows of the timeout table (USER_AGENT, USER_AGENT_APP_RETRANSMIT,
+#: STATEFUL_PROXY) and the timers a per-transaction retransmit interval scales.
+_RULES: Final = stateful_rules(Side.SERVER, True)
+_SCALED: Final[tuple[Trigger, ...]] = (T.TIMER_G, T.TIMER_H)
+
 TRANSITIONS: dict[ServerInviteState, dict[Trigger, ServerInviteState]] = {
     S.PROCEEDING: {
         T.RECV_REQUEST: S.PROCEEDING,  # re-send the last provisional
@@ -82,6 +94,7 @@ TRANSITIONS: dict[ServerInviteState, dict[Trigger, ServerInviteState]] = {
         T.RECV_REQUEST: S.COMPLETED,  # re-send the final response
         T.RECV_ACK: S.CONFIRMED,
         T.TIMER_G: S.COMPLETED,
+        T.APP_RETRANSMIT: S.COMPLETED,
         T.TIMER_H: S.TERMINATED,
         T.TRANSPORT_ERROR: S.TERMINATED,
     },
@@ -126,13 +139,18 @@ class ServerInviteTransaction(Machine[ServerInviteState]):
             config, reliable=reliable, retransmit_interval=retransmit_interval, role=role
         )
         self.request = request
-        self._interval = self.first_interval
         self._last_response: Response | None = None
 
     @property
     def last_response(self) -> Response | None:
         """The most recent response sent (what a request retransmission gets again)."""
         return self._last_response
+
+    def _rules(self) -> tuple[TimeoutRule, ...]:
+        return _RULES
+
+    def _scaled(self) -> tuple[Trigger, ...]:
+        return _SCALED
 
     def _start(self, now: float) -> list[Output]:
         self._arm(T.TIMER_TRYING, now + TRYING_DELAY)
@@ -142,6 +160,11 @@ class ServerInviteTransaction(Machine[ServerInviteState]):
         if isinstance(event, SendResponse):
             return self._send(event.response, now)
         if not isinstance(event, MessageReceived) or not isinstance(event.message, Request):
+            if isinstance(event, ApplicationRetransmit):
+                self._check_app_retransmit()
+                self._transition(T.APP_RETRANSMIT)  # Completed only: a 300-699 awaits its ACK
+                assert self._last_response is not None
+                return [Transmit(self._last_response)]
             raise LocalProtocolError(f"an INVITE server transaction cannot handle {event!r}")
         request = event.message
         is_ack = request.method == "ACK"
@@ -176,10 +199,10 @@ class ServerInviteTransaction(Machine[ServerInviteState]):
             self._last_response = make_response(self.request, 100, "Trying")
             return [Transmit(self._last_response)]
         if timer is T.TIMER_G:
-            self._interval = min(2 * self._interval, self.config.t2)
+            self._interval = min(2 * self._interval, self._cap())
             self._arm(T.TIMER_G, when + self._interval)
             assert self._last_response is not None
-            return [Transmit(self._last_response)]
+            return self._retransmission(self._last_response, "G")
         if timer is T.TIMER_H:
-            return [TransactionTimeout(), *self._finish(TerminationReason.TIMEOUT)]
+            return self._timed_out("H")
         return self._finish(TerminationReason.COMPLETED)  # Timer I or L

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from typing import Final
 
 from ..errors import LocalProtocolError
 from ..message import Request, Response
@@ -43,6 +44,7 @@ from ..outputs import (
 )
 from ..timers import TimerConfig
 from .machine import Machine, TimeoutRole, Trigger, response_trigger
+from .timeouts import Side, TimeoutRule, stateful_rules
 
 __all__ = ["TRANSITIONS", "ServerNonInviteState", "ServerNonInviteTransaction"]
 
@@ -58,6 +60,11 @@ class ServerNonInviteState(enum.Enum):
 
 S = ServerNonInviteState
 T = Trigger
+
+#: This machine's rows of the timeout table (USER_AGENT, USER_AGENT_APP_RETRANSMIT,
+#: STATEFUL_PROXY) and the timers a per-transaction retransmit interval scales.
+_RULES: Final = stateful_rules(Side.SERVER, False)
+_SCALED: Final[tuple[Trigger, ...]] = ()
 
 TRANSITIONS: dict[ServerNonInviteState, dict[Trigger, ServerNonInviteState]] = {
     S.TRYING: {
@@ -114,6 +121,12 @@ class ServerNonInviteTransaction(Machine[ServerNonInviteState]):
     @property
     def last_response(self) -> Response | None:
         return self._last_response
+
+    def _rules(self) -> tuple[TimeoutRule, ...]:
+        return _RULES
+
+    def _scaled(self) -> tuple[Trigger, ...]:
+        return _SCALED
 
     def _start(self, now: float) -> list[Output]:
         return [Deliver(self.request)]
