@@ -10,9 +10,14 @@
 # always passed in; expired bindings are dropped lazily on every read and write). Static
 # bindings (a peer with a fixed address, e.g. sipp as a UAS) never expire.
 #
-# ``register(request, aor, now)`` applies §10.3 steps 6-8 to a copy of the AOR's bindings and
-# commits only if every contact succeeded ("The binding updates MUST be committed ... if and
-# only if all binding updates and additions succeed"):
+# ``plan_register(request, aor, current, now, rules, total)`` is the whole of §10.3 steps 6-8
+# as a pure function of the AOR's current bindings: it returns the answer and the bindings to
+# commit (a ``Planned``). ``LocationService.register`` runs it on its own table; a shared
+# location store (trio_sip.location: Redis) reads the bindings, runs it and commits the result
+# only if nothing changed meanwhile (compare-and-set), so two nodes registering the same AOR
+# never lose each other's update. ``register(request, aor, now)`` applies §10.3 steps 6-8 to a
+# copy of the AOR's bindings and commits only if every contact succeeded ("The binding updates
+# MUST be committed ... if and only if all binding updates and additions succeed"):
 #   * ``Contact: *`` needs ``Expires: 0`` and no other contact (else 400), and removes every
 #     binding unless one has the same Call-ID and a CSeq not lower than the request's;
 #   * each contact's interval is its ``expires`` parameter, else the Expires header, else the
@@ -46,7 +51,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import attrs
 
@@ -55,7 +60,17 @@ from .limits import DEFAULT_LIMITS, Limits
 from .message import Request
 from .uri import NameAddress, SipUri, Uri, parse_uri, unescape
 
-__all__ = ["Binding", "LocationService", "RegisterOutcome", "canonical_aor", "contact_key"]
+__all__ = [
+    "Binding",
+    "BindingRules",
+    "LocationService",
+    "Planned",
+    "RegisterOutcome",
+    "by_q",
+    "canonical_aor",
+    "contact_key",
+    "plan_register",
+]
 
 DEFAULT_EXPIRES = 3600
 
@@ -143,8 +158,7 @@ class LocationService:
     def lookup(self, aor: str, now: float) -> list[Binding]:
         """The current bindings of ``aor``, highest ``q`` first (no q counts as 1.0)."""
         self._prune(now)
-        current = self._bindings.get(aor, {})
-        return sorted(current.values(), key=lambda b: -(b.q if b.q is not None else 1.0))
+        return by_q(self._bindings.get(aor, {}).values())
 
     def known(self, aor: str) -> bool:
         """True if ``aor`` has bindings (a static one, or dynamic ones not yet pruned). Nothing
@@ -191,77 +205,40 @@ class LocationService:
         self._expiry.clear()
         self._total = self._dynamic = 0
 
+    @property
+    def rules(self) -> BindingRules:
+        """The REGISTER rules of this service (intervals and bounds), for :func:`plan_register`."""
+        return BindingRules(self.default_expires, self.min_expires, self.max_expires, self.limits)
+
+    def current(self, aor: str, now: float) -> dict[str, Binding]:
+        """The current bindings of ``aor`` by contact key (static ones included): a copy."""
+        self._prune(now)
+        return dict(self._bindings.get(aor, {}))
+
+    def dynamic_count(self, now: float) -> int:
+        """How many bindings that expire are current (what ``max_bindings`` bounds)."""
+        self._prune(now)
+        return self._dynamic
+
     def register(self, request: Request, aor: str, now: float) -> RegisterOutcome:
         """Apply a REGISTER for ``aor`` (§10.3 steps 6-8); see the module comment."""
-        try:
-            return self._register(request, aor, now)
-        except ParseError as exc:
-            return RegisterOutcome(400, reason=f"Bad Request ({exc})")
-
-    def _register(self, request: Request, aor: str, now: float) -> RegisterOutcome:
-        contacts = request.contacts
-        call_id, cseq = request.call_id, request.cseq.seq
-        branch = request.vias[0].branch if request.vias else None
-        header_expires = request.expires
         self._prune(now)
         current = self._bindings.get(aor, {})
-        updated = dict(current)
-        if any(c.is_wildcard for c in contacts):
-            # §10.2.2 / §10.3 step 6: "*" only with Expires: 0 and as the only Contact.
-            if len(contacts) != 1 or header_expires != 0:
-                return RegisterOutcome(400, reason="Bad Request (Contact: * needs Expires: 0)")
-            for key, binding in current.items():
-                if binding.static:
-                    continue
-                if not _may_change(binding, call_id, cseq, branch):
-                    return _out_of_order()
-                del updated[key]
-            return self._commit(aor, current, updated, now)
-        if len(contacts) > self.limits.max_bindings_per_aor:
-            return self._too_many()  # before parsing each of thousands of contacts
-        for contact in contacts:
-            interval = _interval(contact, header_expires, self.default_expires)
-            if 0 < interval < self.min_expires:
-                return RegisterOutcome(423, (("Min-Expires", str(self.min_expires)),))
-            interval = min(interval, self.max_expires)
-            uri = contact.uri
-            key = contact_key(uri)
-            existing = updated.get(key)
-            if (
-                existing is not None
-                and not existing.static
-                and not _may_change(existing, call_id, cseq, branch)
-            ):
-                return _out_of_order()
-            if interval == 0:
-                if existing is not None and not existing.static:
-                    del updated[key]
-                continue
-            updated[key] = Binding(aor, str(uri), now + interval, call_id, cseq, branch, contact.q)
-        before, after = _dynamic(current.values()), _dynamic(updated.values())
-        if after > before:  # shrinking or refreshing is always allowed
-            if after > self.limits.max_bindings_per_aor:
-                return self._too_many()
-            if self._dynamic - before + after > self.limits.max_bindings:
-                retry = str(self.limits.retry_after)
-                return RegisterOutcome(
-                    503, (("Retry-After", retry),), "Service Unavailable (registrar full)"
-                )
-        return self._commit(aor, current, updated, now)
+        planned = plan_register(request, aor, current, now, rules=self.rules, total=self._dynamic)
+        if planned.updated is not None:
+            self.replace(aor, planned.updated, now)
+        return planned.outcome
 
-    def _too_many(self) -> RegisterOutcome:
-        limit = self.limits.max_bindings_per_aor
-        return RegisterOutcome(403, reason=f"Forbidden (more than {limit} bindings)")
-
-    def _commit(
-        self, aor: str, current: dict[str, Binding], updated: dict[str, Binding], now: float
-    ) -> RegisterOutcome:
+    def replace(self, aor: str, updated: Mapping[str, Binding], now: float) -> None:
+        """Make ``updated`` (contact key -> Binding) the bindings of ``aor``, as one change."""
+        self._prune(now)
+        current = self._bindings.get(aor, {})
         for binding in current.values():
             self._account(binding, -1)
         for binding in updated.values():
             self._account(binding, +1)
         if updated:
-            self._bindings[aor] = updated
+            self._bindings[aor] = dict(updated)
         else:
             self._bindings.pop(aor, None)
         for key, binding in updated.items():
@@ -270,13 +247,6 @@ class LocationService:
         if len(self._expiry) > 2 * self._dynamic + 1024:
             self._expiry = [e for e in self._expiry if self._live(e)]
             heapq.heapify(self._expiry)
-        listed = []
-        for b in self.lookup(aor, now):
-            if b.static:
-                continue
-            q = "" if b.q is None else f";q={b.q:g}"
-            listed.append(("Contact", f"<{b.contact}>;expires={b.remaining(now)}{q}"))
-        return RegisterOutcome(200, tuple(listed))
 
     def _account(self, binding: Binding, sign: int) -> None:
         self._total += sign
@@ -300,6 +270,127 @@ class LocationService:
             self._account(bindings.pop(key), -1)
             if not bindings:
                 del self._bindings[aor]
+
+
+@attrs.frozen(slots=True)
+class BindingRules:
+    """What :func:`plan_register` needs to know besides the bindings: the registrar's
+    intervals (seconds) and the bounds of ``limits``."""
+
+    default_expires: int = DEFAULT_EXPIRES
+    min_expires: int = 60
+    max_expires: int = 86400
+    limits: Limits = DEFAULT_LIMITS
+
+
+@attrs.frozen(slots=True)
+class Planned:
+    """What a REGISTER does: the ``outcome`` to answer with and, when it succeeds, the AOR's
+    bindings after it (``updated``, contact key -> Binding; None: change nothing)."""
+
+    outcome: RegisterOutcome
+    updated: dict[str, Binding] | None = None
+
+
+def plan_register(
+    request: Request,
+    aor: str,
+    current: Mapping[str, Binding],
+    now: float,
+    *,
+    rules: BindingRules,
+    total: int = 0,
+) -> Planned:
+    """REGISTER processing (§10.3 steps 6-8) as a pure function: ``current`` (contact key ->
+    Binding, expired ones already left out) and ``total`` (the dynamic bindings of every AOR,
+    for ``max_bindings``) at ``now`` give the answer and the bindings to commit, all or
+    nothing. A location store commits ``updated`` only if ``current`` is still what it holds."""
+    try:
+        return _plan(request, aor, current, now, rules=rules, total=total)
+    except ParseError as exc:
+        return Planned(RegisterOutcome(400, reason=f"Bad Request ({exc})"))
+
+
+def _plan(
+    request: Request,
+    aor: str,
+    current: Mapping[str, Binding],
+    now: float,
+    *,
+    rules: BindingRules,
+    total: int,
+) -> Planned:
+    contacts = request.contacts
+    call_id, cseq = request.call_id, request.cseq.seq
+    branch = request.vias[0].branch if request.vias else None
+    header_expires = request.expires
+    limits = rules.limits
+    updated = dict(current)
+    if any(c.is_wildcard for c in contacts):
+        # §10.2.2 / §10.3 step 6: "*" only with Expires: 0 and as the only Contact.
+        if len(contacts) != 1 or header_expires != 0:
+            return Planned(RegisterOutcome(400, reason="Bad Request (Contact: * needs Expires: 0)"))
+        for key, binding in current.items():
+            if binding.static:
+                continue
+            if not _may_change(binding, call_id, cseq, branch):
+                return Planned(_out_of_order())
+            del updated[key]
+        return Planned(_ok(updated, now), updated)
+    if len(contacts) > limits.max_bindings_per_aor:
+        return Planned(_too_many(limits))  # before parsing each of thousands of contacts
+    for contact in contacts:
+        interval = _interval(contact, header_expires, rules.default_expires)
+        if 0 < interval < rules.min_expires:
+            return Planned(RegisterOutcome(423, (("Min-Expires", str(rules.min_expires)),)))
+        interval = min(interval, rules.max_expires)
+        uri = contact.uri
+        key = contact_key(uri)
+        existing = updated.get(key)
+        if (
+            existing is not None
+            and not existing.static
+            and not _may_change(existing, call_id, cseq, branch)
+        ):
+            return Planned(_out_of_order())
+        if interval == 0:
+            if existing is not None and not existing.static:
+                del updated[key]
+            continue
+        updated[key] = Binding(aor, str(uri), now + interval, call_id, cseq, branch, contact.q)
+    before, after = _dynamic(current.values()), _dynamic(updated.values())
+    if after > before:  # shrinking or refreshing is always allowed
+        if after > limits.max_bindings_per_aor:
+            return Planned(_too_many(limits))
+        if total - before + after > limits.max_bindings:
+            retry = str(limits.retry_after)
+            return Planned(
+                RegisterOutcome(
+                    503, (("Retry-After", retry),), "Service Unavailable (registrar full)"
+                )
+            )
+    return Planned(_ok(updated, now), updated)
+
+
+def by_q(bindings: Iterable[Binding]) -> list[Binding]:
+    """``bindings`` highest ``q`` first (no q counts as 1.0), in order otherwise."""
+    return sorted(bindings, key=lambda b: -(b.q if b.q is not None else 1.0))
+
+
+def _ok(updated: Mapping[str, Binding], now: float) -> RegisterOutcome:
+    # §10.3 step 8: the 200 lists every current binding with the seconds it has left.
+    listed = []
+    for b in by_q(updated.values()):
+        if b.static:
+            continue
+        q = "" if b.q is None else f";q={b.q:g}"
+        listed.append(("Contact", f"<{b.contact}>;expires={b.remaining(now)}{q}"))
+    return RegisterOutcome(200, tuple(listed))
+
+
+def _too_many(limits: Limits) -> RegisterOutcome:
+    limit = limits.max_bindings_per_aor
+    return RegisterOutcome(403, reason=f"Forbidden (more than {limit} bindings)")
 
 
 def _dynamic(bindings: Iterable[Binding]) -> int:

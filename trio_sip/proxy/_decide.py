@@ -17,14 +17,19 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import attrs
 import trio
 
+from trio_sip.location import StoreUnavailable
 from trio_sip.proto.auth import parse_credentials
 from trio_sip.proto.errors import ParseError
 from trio_sip.proto.message import Request
 from trio_sip.proto.proxy import (
+    ProxyIdentity,
     Respond,
     determine_targets,
     own_route,
@@ -40,11 +45,47 @@ from trio_sip.proto.validate import DEFAULT_METHODS
 if TYPE_CHECKING:
     from ._site import Decision, ProxySite
 
-__all__ = ["decide", "is_self"]
+__all__ = ["decide", "decide_async", "is_self"]
+
+logger = logging.getLogger("trio_sip.proxy")
 
 
 def decide(site: ProxySite, request: Request, source: str | None) -> Decision:
-    """Respond, None (a REGISTER for the registrar) or (request, targets); see above."""
+    """Respond, None (a REGISTER for the registrar) or (request, targets); see above. The
+    targets come from the site's LocationService (this process)."""
+    prepared = _prepare(site, request, source)
+    if not isinstance(prepared, _Prepared):
+        return prepared
+    return _targets(site, prepared, site._lookup)
+
+
+async def decide_async(site: ProxySite, request: Request, source: str | None) -> Decision:
+    """:func:`decide` with the targets from the site's location store; while the store is
+    unreachable a request that needs it gets 503 with Retry-After (§21.5.4)."""
+    prepared = _prepare(site, request, source)
+    if not isinstance(prepared, _Prepared):
+        return prepared
+    aor = _local_aor(prepared.request, site.identity)
+    contacts: list[str] = []
+    if aor is not None:
+        try:
+            contacts = await site.contacts(aor)
+        except StoreUnavailable as exc:
+            logger.warning("%s for %s: location store unavailable: %s", request.method, aor, exc)
+            retry = str(site.limits.retry_after)
+            return Respond(503, (("Retry-After", retry),), "Service Unavailable (location store)")
+    return _targets(site, prepared, lambda _aor: contacts)
+
+
+@attrs.frozen(slots=True)
+class _Prepared:
+    """A request that passed validation, Route preprocessing and the access policy."""
+
+    request: Request
+    routes: list[str]
+
+
+def _prepare(site: ProxySite, request: Request, source: str | None) -> Decision | _Prepared:
     me = site.identity
     try:
         uri = request.uri
@@ -78,10 +119,28 @@ def decide(site: ProxySite, request: Request, source: str | None) -> Decision:
         checked = _access(
             site, request, pre, ours=ours, next_hop=next_hop, routed=bool(routes), source=source
         )
-        if isinstance(checked, Respond):
-            return checked
-        pre = checked
-        targets = determine_targets(pre, me, site._lookup)
+    except ParseError as exc:
+        return Respond(400, reason=f"Bad Request ({exc})")
+    if isinstance(checked, Respond):
+        return checked
+    return _Prepared(checked, routes)
+
+
+def _local_aor(request: Request, me: ProxyIdentity) -> str | None:
+    """The AOR whose bindings ``determine_targets`` will ask for (§16.5: a Request-URI in our
+    domain, no Route left, no maddr), else None."""
+    uri = request.uri
+    if request.headers.get_list("Route") or not isinstance(uri, SipUri):
+        return None
+    if "maddr" in uri.params or not me.responsible_for_uri(uri):
+        return None
+    return me.aor(uri)
+
+
+def _targets(site: ProxySite, prepared: _Prepared, lookup: Callable[[str], list[str]]) -> Decision:
+    pre, routes = prepared.request, prepared.routes
+    try:
+        targets = determine_targets(pre, site.identity, lookup)
     except ParseError as exc:
         return Respond(400, reason=f"Bad Request ({exc})")
     if isinstance(targets, Respond):
@@ -133,7 +192,9 @@ def _access(
         return Respond(403, reason="Forbidden (relaying denied)")
     if access is Access.ALLOW or site.auth is None:
         return pre
-    result = site.auth.check(request, trio.current_time(), proxy=True, source=source)
+    charged = site.auth_source(request, source) if source is not None else None
+    now = trio.current_time() + site.auth_offset
+    result = site.auth.check(request, now, proxy=True, source=charged)
     if not result.ok:
         site.counters["challenged"] += 1
         if request.method == "CANCEL":  # §22.1: it cannot be challenged

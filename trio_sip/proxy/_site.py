@@ -45,6 +45,7 @@ import hmac
 import ipaddress
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import final
@@ -53,10 +54,11 @@ import attrs
 import trio
 
 from trio_sip.dns import Resolver
+from trio_sip.location import LocationStore, MemoryLocationStore
 from trio_sip.proto.auth_server import AuthStatistics, DigestServer
 from trio_sip.proto.errors import ConfigError, SipError
 from trio_sip.proto.limits import DEFAULT_LIMITS, Limits
-from trio_sip.proto.location import LocationService
+from trio_sip.proto.location import LocationService, by_q
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.proxy import (
     ProxyIdentity,
@@ -74,7 +76,7 @@ from trio_sip.registrar import Registrar
 from trio_sip.stack import IncomingRequest, Stack, StackStatistics, open_stack
 from trio_sip.transports import Flow, NetworkBackend, TransportConfig
 
-from ._decide import decide
+from ._decide import decide, decide_async
 from ._stateful import handle_stateful
 from ._stray import _Strays
 
@@ -135,10 +137,19 @@ class ProxySite(_Strays):
         aliases: Iterable[str],
         policy: AccessPolicy | None = None,
         secret: bytes | None = None,
+        store: LocationStore | None = None,
     ) -> None:
         self._nursery = nursery
         self.domain = domain.lower()
         self.location = location
+        #: Where the registrar commits bindings and the proxy finds them: ``location`` in this
+        #: process by default, or a shared store (trio_sip.location; static bindings stay in
+        #: ``location`` and are looked up there too).
+        self.store: LocationStore = store if store is not None else MemoryLocationStore(location)
+        self._shared_store = store is not None
+        #: Trio clock + this offset = the wall clock: digest nonces carry it, so that nodes
+        #: sharing ``secret`` accept each other's nonces (a cluster behind a round-robin front).
+        self.auth_offset = time.time() - trio.current_time()
         self.role = role
         self.record_route = record_route
         self._want_registrar = registrar
@@ -182,6 +193,8 @@ class ProxySite(_Strays):
                 credentials=self._credentials,
                 rng=self.rng,
                 auth=self.auth,
+                store=self.store,
+                auth_offset=self.auth_offset,
             )
         layer = stack.transport_layer
         deliver = layer.on_message
@@ -193,7 +206,10 @@ class ProxySite(_Strays):
             if (
                 auth is not None
                 and isinstance(message, Request)
-                and not auth.admit(flow.remote[0], trio.current_time())
+                and not auth.admit(
+                    self.auth_source(message, flow.remote[0]),
+                    trio.current_time() + self.auth_offset,
+                )
             ):
                 self.counters["dropped"] += 1
                 return
@@ -255,10 +271,42 @@ class ProxySite(_Strays):
     def _lookup(self, aor: str) -> list[str]:
         return [b.contact for b in self.location.lookup(aor, trio.current_time())]
 
+    async def contacts(self, aor: str) -> list[str]:
+        """The contacts of ``aor`` from the store (and the static bindings of ``location``
+        when the store is shared), highest q first. Raises StoreUnavailable."""
+        bindings = await self.store.lookup(aor)
+        if self._shared_store:
+            static = self.location.lookup(aor, trio.current_time())
+            if static:
+                bindings = by_q([*static, *bindings])
+        return [b.contact for b in bindings]
+
+    def auth_source(self, request: Request, source: str) -> str:
+        """Who is charged for a failed authentication: ``source``, or, for a request a
+        ``trusted`` front forwarded, the client below it (the received= or sent-by host of
+        the Via under the front's), so that one guesser behind a load balancer does not get
+        the balancer itself dropped."""
+        if not self.policy.is_trusted(source):
+            return source
+        try:
+            vias = request.vias
+        except SipError:
+            return source
+        if len(vias) < 2:
+            return source
+        client = vias[1].params.get("received") or vias[1].host
+        return client or source
+
     def decide(self, request: Request, source: str | None = None) -> Decision:
         """Respond (answer it), None (a REGISTER for the registrar) or (request, targets).
-        ``source``: the sender's IP address (trusted peers, failed-authentication limits)."""
+        ``source``: the sender's IP address (trusted peers, failed-authentication limits).
+        Targets come from ``location`` (this process); the site itself uses
+        :meth:`decide_async`, which asks the store."""
         return decide(self, request, source)
+
+    async def decide_async(self, request: Request, source: str | None = None) -> Decision:
+        """:meth:`decide` with the targets from the store (503 while it is unreachable)."""
+        return await decide_async(self, request, source)
 
     async def resolve(self, uri: Uri) -> Target:
         """The Target for a next-hop URI (see the module comment). Raises SipError."""
@@ -309,6 +357,7 @@ async def open_proxy(
     relay: str = "none",
     proxy_auth: str = "all",
     secret: bytes | None = None,
+    location_store: LocationStore | None = None,
 ) -> AsyncIterator[ProxySite]:
     """A running site for ``domain``: registrar + proxy listening on ``listen``.
 
@@ -321,7 +370,9 @@ async def open_proxy(
     sources may go outside our domain; ``trusted`` source addresses or networks skip both
     checks; ``secret`` keys nonces, branches and Record-Route tokens (default: drawn from
     ``rng``, so give one when ``rng`` is seeded; give the same bytes to a restarted site to keep
-    its dialogs). Leaving the block stops everything.
+    its dialogs). ``location_store``: where dynamic bindings live (trio_sip.location, e.g.
+    Redis shared by several sites: docs/scaling.md); ``location_service`` then holds the
+    static bindings and the REGISTER rules. Leaving the block stops everything.
     """
     policy = AccessPolicy.make(trusted, relay, proxy_auth)
     if isinstance(role, str):
@@ -354,6 +405,7 @@ async def open_proxy(
                 aliases=aliases,
                 policy=policy,
                 secret=secret,
+                store=location_store,
             )
 
             async def handler(incoming: IncomingRequest) -> None:

@@ -182,13 +182,14 @@ class _Request:
 
 async def handle_stateful(site: ProxySite, incoming: IncomingRequest) -> None:
     """The stack's handler for a stateful site (see the module comment)."""
-    decided = site.decide(incoming.request, incoming.flow.remote[0])
+    source = incoming.flow.remote[0]
+    decided = await site.decide_async(incoming.request, source)
     if isinstance(decided, Respond):
         await _respond(incoming, decided)
         return
     if decided is None:  # the registrar's
         assert site.registrar is not None
-        await site.registrar.handle(incoming)
+        await site.registrar.handle(incoming, site.auth_source(incoming.request, source))
         return
     pre, targets = decided
     if incoming.method == "INVITE":

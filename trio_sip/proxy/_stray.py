@@ -67,6 +67,12 @@ class _Strays:
     def decide(self, request: Request, source: str | None = None) -> Decision:
         raise NotImplementedError
 
+    async def decide_async(self, request: Request, source: str | None = None) -> Decision:
+        raise NotImplementedError
+
+    def auth_source(self, request: Request, source: str) -> str:
+        raise NotImplementedError
+
     def record_route_value(self, request: Request | None = None) -> str | None:
         raise NotImplementedError
 
@@ -111,10 +117,12 @@ class _Strays:
         await self.stack.send_stateless(response)
 
     async def _stateless_request(self, request: Request, flow: Flow) -> None:
-        decided = self.decide(request, flow.remote[0])
+        source = flow.remote[0]
+        decided = await self.decide_async(request, source)
         if decided is None:
             assert self.registrar is not None
-            await self.registrar.handle_stateless(self.stack, request, flow)
+            charged = self.auth_source(request, source)
+            await self.registrar.handle_stateless(self.stack, request, flow, charged)
             return
         if isinstance(decided, Respond):
             if request.method != "ACK":

@@ -1,0 +1,1 @@
+"""Cluster tests: Redis-backed location stores, trio-sip proxy nodes behind Kamailio."""
