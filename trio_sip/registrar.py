@@ -109,7 +109,7 @@ class Registrar:
         try:
             return (await self.store.update(checked, change)).outcome
         except StoreUnavailable as exc:
-            logger.warning("REGISTER for %s: location store unavailable: %s", checked, exc)
+            logger.info("REGISTER for %s: location store unavailable: %s", checked, exc)
             retry = str(self.location.limits.retry_after)
             return RegisterOutcome(
                 503, (("Retry-After", retry),), "Service Unavailable (location store)"

@@ -71,9 +71,9 @@ def _user_error(exc: BaseException) -> SipError | None:
 
 
 def _register() -> None:
-    from . import call, demo, keepalive, options, register, serve
+    from . import call, demo, keepalive, options, proxy, register, serve
 
-    _common.COMMANDS.extend([demo, options, register, call, keepalive, serve])
+    _common.COMMANDS.extend([demo, options, register, call, keepalive, serve, proxy])
 
 
 _register()

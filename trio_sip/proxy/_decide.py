@@ -71,7 +71,7 @@ async def decide_async(site: ProxySite, request: Request, source: str | None) ->
         try:
             contacts = await site.contacts(aor)
         except StoreUnavailable as exc:
-            logger.warning("%s for %s: location store unavailable: %s", request.method, aor, exc)
+            logger.info("%s for %s: location store unavailable: %s", request.method, aor, exc)
             retry = str(site.limits.retry_after)
             return Respond(503, (("Retry-After", retry),), "Service Unavailable (location store)")
     return _targets(site, prepared, lambda _aor: contacts)
