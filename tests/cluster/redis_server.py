@@ -1,9 +1,10 @@
 """A redis-server of our own on a loopback port, for the store and cluster tests.
 
 Debian's ``redis-server`` package (installed by ``ensure_debian_packages`` when missing and
-root), run in the foreground without persistence, started and stopped by its PID
-(``PeerProcess``). ``restart()`` stops it and starts a fresh one on the same port: what a node
-sees when Redis crashes and comes back (empty, as a server without persistence does).
+root), run in the foreground, started and stopped by its PID (``PeerProcess``).
+``restart()`` stops it and starts it again on the same port: what a node sees when Redis is
+restarted (empty without ``persistent``; with it, every binding is read back from the
+append-only file).
 """
 
 from __future__ import annotations
@@ -29,8 +30,18 @@ def redis_ping(host: str, port: int, timeout: float = 0.5) -> bool:
 class RedisServer:
     """One redis-server process (see the module doc)."""
 
-    def __init__(self, workdir: Path, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        persistent: bool = False,
+    ) -> None:
         self.binary = redis_binary()
+        #: An append-only file (fsync every second, and at shutdown): a server restarted with
+        #: SIGTERM has every binding back.
+        self.persistent = persistent
         self.host = assert_loopback(host)
         self.port = port or free_port(host, udp=False)
         self.workdir = workdir
@@ -44,7 +55,8 @@ class RedisServer:
     def start(self) -> None:
         self.starts += 1
         argv = [self.binary, "--bind", self.host, "--port", str(self.port), "--save", ""]
-        argv += ["--appendonly", "no", "--protected-mode", "no", "--dir", str(self.workdir)]
+        aof = ["yes", "--appendfsync", "everysec"] if self.persistent else ["no"]
+        argv += ["--appendonly", *aof, "--protected-mode", "no", "--dir", str(self.workdir)]
         self.process = PeerProcess(f"redis-{self.starts}", argv, workdir=self.workdir).start()
         self.process.wait_ready(lambda: redis_ping(self.host, self.port), timeout=10)
 
@@ -60,9 +72,9 @@ class RedisServer:
 
 @contextlib.contextmanager
 def running_redis(
-    workdir: Path, host: str = "127.0.0.1", port: int | None = None
+    workdir: Path, host: str = "127.0.0.1", port: int | None = None, *, persistent: bool = False
 ) -> Iterator[RedisServer]:
-    server = RedisServer(workdir, host, port)
+    server = RedisServer(workdir, host, port, persistent=persistent)
     server.start()
     try:
         yield server
