@@ -110,6 +110,9 @@ class RedisLocationStore:
             raise ConfigError("timeout", timeout, "a number of seconds greater than 0")
         if attempts < 1:
             raise ConfigError("attempts", attempts, "an integer of at least 1")
+        from coredis.exceptions import RedisError
+
+        self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
         self.client = client
         self.prefix = prefix
         self.timeout = timeout
@@ -125,14 +128,12 @@ class RedisLocationStore:
         return f"{self.prefix}aor:{aor}"
 
     async def _call(self, script: Any, keys: Sequence[str], args: Sequence[str]) -> Any:
-        from coredis.exceptions import RedisError
-
         try:
             with trio.fail_after(self.timeout):
                 return await script(keys=list(keys), args=list(args))
         except trio.TooSlowError:
             raise StoreUnavailable(f"Redis did not answer within {self.timeout} s") from None
-        except (RedisError, OSError) as exc:
+        except self._errors as exc:
             raise StoreUnavailable(f"Redis: {exc}") from exc
 
     async def _snapshot(
