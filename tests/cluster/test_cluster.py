@@ -65,7 +65,7 @@ CALL_RATE = 20
 CALL_SECONDS = 40 if FULL else 12
 KILL_AFTER = 15.0 if FULL else 5.0
 HOLD_MS = 2000
-CAPACITY_CALLS = 2000 if FULL else 400
+CAPACITY_CALLS = 1500 if FULL else 400
 REGISTER_RATE = 100
 #: Capacity runs are closed loops: at most this many registrations or calls in flight, each
 #: new one as soon as one ends, so the rate is what the machine sustains, without overload.
@@ -225,7 +225,8 @@ async def _capacity(cluster: Cluster) -> None:
                     f"({ok} ok, {failed} failed, digest: 2 transactions each)")  # fmt: skip
         run, elapsed = await cluster.sipp(
             f"cap-call-{len(label)}", UAC, remote=remote, calls=CAPACITY_CALLS, rate=1000,
-            inf=cluster.callees_csv, limit=CAPACITY_LIMIT, extra=("-d", "0", "-pause_msg_ign"),
+            inf=cluster.callees_csv, limit=CAPACITY_LIMIT, timeout=60 + CAPACITY_CALLS // 10,
+            extra=("-d", "0", "-pause_msg_ign"),
         )  # fmt: skip
         ok, failed = _counts(run)
         assert ok > CAPACITY_CALLS * 0.95, run.describe()
