@@ -62,8 +62,8 @@ def fuzz(session: nox.Session) -> None:
 def cluster(session: nox.Session) -> None:
     """Several trio-sip proxy nodes behind a real front: redis-server, Kamailio's dispatcher
     and sipp on loopback (tests marked ``cluster``; the Debian packages are installed by the
-    tests when missing and root; about 2 minutes). ``TRIO_SIP_CLUSTER=full`` runs the long
-    variant (longer capacity runs and 40 s of calls around the node kill instead of 12 s)."""
+    tests when missing and root; about a minute). ``TRIO_SIP_CLUSTER=full`` runs the long
+    variant (about two: longer capacity runs, 40 s of calls around the node kill, not 12 s)."""
     session.install("-e", ".[test,redis]")
     session.run("pytest", "-m", "cluster", "-s", *session.posargs, env=_corpus_env())
 
