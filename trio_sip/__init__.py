@@ -108,6 +108,12 @@ from .endpoint import EndpointCall as EndpointCall
 from .endpoint import EndpointTimeout as EndpointTimeout
 from .endpoint import IncomingEndpointCall as IncomingEndpointCall
 from .endpoint import open_endpoint as open_endpoint
+from .location import LocationStore as LocationStore
+from .location import MemoryLocationStore as MemoryLocationStore
+from .location import RedisLocationStore as RedisLocationStore
+from .location import StoreUnavailable as StoreUnavailable
+from .location import open_location_store as open_location_store
+from .location import open_redis_store as open_redis_store
 from .proto.location import LocationService as LocationService
 from .proxy import ProxySite as ProxySite
 from .proxy import ProxyStatistics as ProxyStatistics
@@ -132,6 +138,11 @@ __all__ = [
     "ConnectionEvent",
     "CallEvent",
     "LocationService",
+    "LocationStore",
+    "MemoryLocationStore",
+    "RedisLocationStore",
+    "open_location_store",
+    "open_redis_store",
     "Registrar",
     "open_proxy",
     "ProxySite",
@@ -215,6 +226,7 @@ __all__ = [
     "SessionDescription",
     "SipError",
     "SipUri",
+    "StoreUnavailable",
     "StreamFramer",
     "Target",
     "TelUri",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .dns import DnsError as DnsError
+from .location import StoreUnavailable as StoreUnavailable
 from .proto.auth import AuthenticationFailed as AuthenticationFailed
 from .proto.errors import ConfigError as ConfigError
 from .proto.errors import LocalProtocolError as LocalProtocolError
@@ -21,6 +22,7 @@ __all__ = [
     "AuthenticationFailed",
     "DnsError",
     "SdpError",
+    "StoreUnavailable",
     "ConfigError",
     "LocalProtocolError",
     "ParseError",
