@@ -33,6 +33,7 @@ from typing import Any, final
 import attrs
 import trio
 
+from trio_sip._groups import open_service_nursery
 from trio_sip.config import ConnectionConfig, EndpointConfig
 from trio_sip.config.tls import transport_config as tls_transport_config
 from trio_sip.dns import DnspythonResolver, Resolver
@@ -427,7 +428,7 @@ async def open_endpoint(
         addresses, aor=aor, timer_config=config.timer_config(), resolver=resolver,
         backend=backend, rng=rng, cleanup_timeout=cleanup_timeout,
         user_agent=config.user_agent, on_timeout=on_agent_timeout, **ua_options,
-    ) as ua, trio.open_nursery() as nursery:  # fmt: skip
+    ) as ua, open_service_nursery() as nursery:  # fmt: skip
         keepalives = KeepAlives(ua.stack.transport_layer, nursery, rng=rng)
 
         def on_unavailable(conn: Connection, reason: str) -> None:

@@ -53,6 +53,7 @@ from typing import final
 import attrs
 import trio
 
+from trio_sip._groups import open_service_nursery
 from trio_sip.dns import Resolver
 from trio_sip.location import LocationStore, MemoryLocationStore
 from trio_sip.proto.auth_server import AuthStatistics, DigestServer
@@ -388,49 +389,43 @@ async def open_proxy(
     location = location_service if location_service is not None else LocationService()
     if limits is not None:
         location.limits = limits
-    try:
-        async with trio.open_nursery() as nursery:
-            site = ProxySite(
-                nursery,
-                domain=domain,
-                location=location,
+    async with open_service_nursery() as nursery:
+        site = ProxySite(
+            nursery,
+            domain=domain,
+            location=location,
+            role=role,
+            record_route=record_route,
+            registrar=registrar,
+            credentials=credentials,
+            peers=peers or {},
+            resolver=resolver,
+            rng=rng,
+            timer_c=timer_c,
+            aliases=aliases,
+            policy=policy,
+            secret=secret,
+            store=location_store,
+        )
+
+        async def handler(incoming: IncomingRequest) -> None:
+            await handle_stateful(site, incoming)
+
+        stateful = role is TimeoutRole.STATEFUL_PROXY
+        try:
+            async with open_stack(
+                listen,
+                timer_config=timer_config,
                 role=role,
-                record_route=record_route,
-                registrar=registrar,
-                credentials=credentials,
-                peers=peers or {},
-                resolver=resolver,
+                handler=handler if stateful else None,
+                on_stray=site._on_stray,
+                transport_config=transport_config,
+                backend=backend,
                 rng=rng,
-                timer_c=timer_c,
-                aliases=aliases,
-                policy=policy,
-                secret=secret,
-                store=location_store,
-            )
-
-            async def handler(incoming: IncomingRequest) -> None:
-                await handle_stateful(site, incoming)
-
-            stateful = role is TimeoutRole.STATEFUL_PROXY
-            try:
-                async with open_stack(
-                    listen,
-                    timer_config=timer_config,
-                    role=role,
-                    handler=handler if stateful else None,
-                    on_stray=site._on_stray,
-                    transport_config=transport_config,
-                    backend=backend,
-                    rng=rng,
-                    check_requests=False,
-                    limits=limits,
-                ) as stack:
-                    site._attach(stack)
-                    yield site
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # Only the body can raise here (the site's tasks log their errors): unwrap it.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from group.exceptions[0].__cause__
-        raise
+                check_requests=False,
+                limits=limits,
+            ) as stack:
+                site._attach(stack)
+                yield site
+        finally:
+            nursery.cancel_scope.cancel()

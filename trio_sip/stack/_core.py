@@ -50,6 +50,7 @@ import attrs
 import trio
 
 from trio_sip._faults import Faults
+from trio_sip._groups import open_service_nursery
 from trio_sip.drivers import Inbox, TimerQueue
 from trio_sip.proto.errors import LocalProtocolError, TransactionTimeoutError, TransportError
 from trio_sip.proto.ids import new_branch
@@ -557,38 +558,32 @@ async def open_stack(
     (docs/transactions.md; ``stack.timeouts()`` is the async form). Closing cancels everything.
     """
     limits = limits or DEFAULT_LIMITS
-    try:
-        async with trio.open_nursery() as nursery:
-            layer = TransportLayer(
-                nursery, None, config=transport_config, backend=backend, limits=limits
-            )
-            stack = Stack(
-                nursery,
-                layer,
-                timer_config=timer_config or TimerConfig(),
-                role=role,
-                handler=handler,
-                on_stray=on_stray,
-                rng=rng or _BufferedSystemRandom(),
-                check_requests=check_requests,
-                request_queue_size=request_queue_size,
-                max_transactions=max_transactions or limits.max_transactions,
-                limits=limits,
-                strict=strict,
-                on_timeout=on_timeout,
-            )
-            layer.on_message = stack._on_message
-            try:
-                for transport, host, port in listen:
-                    await nursery.start(layer.listen, transport, host, port)
-                nursery.start_soon(stack._starter)
-                nursery.start_soon(stack._timers.serve)
-                nursery.start_soon(stack.faults.serve)
-                yield stack
-            finally:
-                await stack.aclose()
-    except BaseExceptionGroup as group:
-        # Only the body can raise here (the stack's own tasks log their errors): unwrap it.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from group.exceptions[0].__cause__
-        raise
+    async with open_service_nursery() as nursery:
+        layer = TransportLayer(
+            nursery, None, config=transport_config, backend=backend, limits=limits
+        )
+        stack = Stack(
+            nursery,
+            layer,
+            timer_config=timer_config or TimerConfig(),
+            role=role,
+            handler=handler,
+            on_stray=on_stray,
+            rng=rng or _BufferedSystemRandom(),
+            check_requests=check_requests,
+            request_queue_size=request_queue_size,
+            max_transactions=max_transactions or limits.max_transactions,
+            limits=limits,
+            strict=strict,
+            on_timeout=on_timeout,
+        )
+        layer.on_message = stack._on_message
+        try:
+            for transport, host, port in listen:
+                await nursery.start(layer.listen, transport, host, port)
+            nursery.start_soon(stack._starter)
+            nursery.start_soon(stack._timers.serve)
+            nursery.start_soon(stack.faults.serve)
+            yield stack
+        finally:
+            await stack.aclose()

@@ -43,6 +43,7 @@ from typing import Any
 
 import trio
 
+from trio_sip._groups import open_service_nursery
 from trio_sip.proto.errors import ConfigError, ParseError, TransportError
 from trio_sip.proto.limits import DEFAULT_LIMITS, Limits
 from trio_sip.proto.message import Request, Response
@@ -538,8 +539,9 @@ async def open_transport_layer(
     config: TransportConfig | None = None,
     backend: NetworkBackend | None = None,
 ) -> AsyncIterator[TransportLayer]:
-    """A :class:`TransportLayer` with its own nursery, closed on exit."""
-    async with trio.open_nursery() as nursery:
+    """A :class:`TransportLayer` with its own nursery, closed on exit (the block's exception
+    leaves as itself, docs/errors.md)."""
+    async with open_service_nursery() as nursery:
         layer = TransportLayer(nursery, on_message, config=config, backend=backend)
         try:
             yield layer

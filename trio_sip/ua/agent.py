@@ -34,6 +34,7 @@ from typing import Any, final
 import attrs
 import trio
 
+from trio_sip._groups import open_service_nursery
 from trio_sip.dns import Resolver
 from trio_sip.failover import Destination, FailoverClient
 from trio_sip.keepalive import KeepAlives
@@ -602,7 +603,7 @@ async def open_user_agent(
         else:
             contact_addr = contact
         fc = failover or FailoverClient(stack, resolver=resolver, blacklist=blacklist, rng=rng)
-        async with trio.open_nursery() as nursery:
+        async with open_service_nursery() as nursery:
             ua = UserAgent(
                 stack, nursery, fc, aor=address, contact=contact_addr, credentials=credentials,
                 rng=rng, media_address=media_address or host, media_port=ports,
