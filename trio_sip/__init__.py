@@ -15,6 +15,7 @@ from .errors import AuthenticationFailed as AuthenticationFailed
 from .errors import ConfigError as ConfigError
 from .errors import DnsError as DnsError
 from .errors import LocalProtocolError as LocalProtocolError
+from .errors import NotCancelled as NotCancelled
 from .errors import ParseError as ParseError
 from .errors import ProtocolError as ProtocolError
 from .errors import RemoteProtocolError as RemoteProtocolError
@@ -216,6 +217,7 @@ __all__ = [
     "Headers",
     "LocalProtocolError",
     "NameAddress",
+    "NotCancelled",
     "ParseError",
     "ProtocolError",
     "RemoteProtocolError",

@@ -7,6 +7,7 @@ from .location import StoreUnavailable as StoreUnavailable
 from .proto.auth import AuthenticationFailed as AuthenticationFailed
 from .proto.errors import ConfigError as ConfigError
 from .proto.errors import LocalProtocolError as LocalProtocolError
+from .proto.errors import NotCancelled as NotCancelled
 from .proto.errors import ParseError as ParseError
 from .proto.errors import ProtocolError as ProtocolError
 from .proto.errors import RemoteProtocolError as RemoteProtocolError
@@ -25,6 +26,7 @@ __all__ = [
     "StoreUnavailable",
     "ConfigError",
     "LocalProtocolError",
+    "NotCancelled",
     "ParseError",
     "ProtocolError",
     "RemoteProtocolError",

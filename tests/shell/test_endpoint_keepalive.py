@@ -58,7 +58,7 @@ async def alice(
         config, backend=net.backend(ALICE), rng=random.Random(1), on_status=events.append,
         listen=[("UDP", ALICE, 5060), ("TCP", ALICE, 5060)], **kw,
     ) as endpoint:  # fmt: skip
-        await endpoint.wait_registered()
+        await endpoint.wait_registered(failures=None)  # through a dead first SRV target
         yield endpoint, events
 
 
@@ -225,6 +225,12 @@ async def test_tcp_pings_get_pongs_and_a_dead_flow_reregisters_over_a_new_one(
         conns = [connection("a", f"{SITE_A}:5060", transport="TCP")]
         async with alice(net, conns, 30) as (endpoint, events):
             stream = endpoint.status_events()
+            current = await anext(stream)  # a new stream starts with the current status
+            assert (current.old, current.new, current.reason) == (
+                CS.REGISTERING,
+                CS.REGISTERED,
+                "200 OK",
+            )
             await trio.sleep(200)
             pings = stream_data(net, PING, ALICE, SITE_A)
             pongs = stream_data(net, PONG, SITE_A, ALICE)

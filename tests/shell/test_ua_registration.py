@@ -264,6 +264,7 @@ async def test_timeout_and_refusal_are_events_and_retry_at_each_reg_interval_tic
         await reg.wait_registered()
         seen = [(e.old, e.new, e.reason.split(":")[0], e.time) async for e in _take(events)]
         assert seen == [
+            (RS.UNREGISTERED, RS.REGISTERING, "start", 0.0),  # the state when events() was made
             (RS.REGISTERING, RS.FAILED, "408 Request Timeout", 32.0),
             (RS.FAILED, RS.REGISTERING, "retry", 332.0),
             (RS.REGISTERING, RS.FAILED, "transport error", 332.0),
@@ -311,6 +312,7 @@ async def test_close_unregisters_with_expires_zero(autojump_clock: trio.testing.
         assert registrar.log[-1][1].contacts[0].uri == registrar.log[0][1].contacts[0].uri
         assert registrar.bindings == {} and reg.state is RS.UNREGISTERED
         assert [(e.new, e.reason) async for e in events] == [
+            (RS.REGISTERED, "200 OK"),  # the state when events() was made
             (RS.UNREGISTERING, "closing"),
             (RS.UNREGISTERED, "200 OK"),
         ]

@@ -210,6 +210,7 @@ async def test_terminated_by_the_notifier_ends_the_task_and_a_late_notify_gets_4
         with trio.fail_after(5):
             seen = [event async for event in events]  # the stream ends with the task
         assert [(e.old, e.new, e.time) for e in seen] == [
+            (SS.IDLE, SS.SUBSCRIBING, 0.0),  # the current state when the stream was made
             (SS.SUBSCRIBING, SS.ACTIVE, 0.0),
             (SS.ACTIVE, SS.TERMINATED, 1.0),
         ]

@@ -35,6 +35,7 @@ import contextlib
 import logging
 import math
 import random
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, final
@@ -117,6 +118,12 @@ class Connection:
         self.status = CS.DISABLED
         self.reason = "added"
         self.since = now
+        #: The event that brought the connection to its current status (what a new
+        #: ``status_events()`` stream delivers first).
+        self.last_event: ConnectionEvent | None = None
+        #: Failed attempts since the connection was added: REGISTERs the site refused or never
+        #: answered, and calls that failed at its site (``wait_registered`` counts them).
+        self.failures = 0
         self.registration: UaRegistration | None = None
         #: What this connection's keep-alives go to: the ``Target`` its registration went
         #: to (NULL CRLFs for UDP, RFC 5626 pings on the flow for TCP/TLS), None when off.
@@ -214,10 +221,11 @@ class ConnectionSet:
         self._on_unavailable = on_unavailable
         self._all: dict[str, Connection] = {}
         self.view: Mapping[str, Connection] = MappingProxyType(self._all)
-        self._streams: list[StatusStream] = []
+        self._streams: weakref.WeakSet[StatusStream] = weakref.WeakSet()  # dropped: gone
         #: Keep-alive destinations (an address or a Flow) -> the connections using them.
         self._keep_alive_users: dict[object, set[str]] = {}
         self._closed = False
+        self._changed = trio.Event()
 
     def __iter__(self) -> Iterator[Connection]:
         return iter(list(self._all.values()))
@@ -232,12 +240,35 @@ class ConnectionSet:
 
     # -- status ------------------------------------------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def stream(self) -> StatusStream:
+        """A new stream: each connection's current status first (the event that brought it
+        there), then every change."""
         stream = StatusStream()
+        for conn in self:
+            if conn.last_event is not None:
+                stream._put(conn.last_event)
         if self._closed:
             stream._close()
-        self._streams.append(stream)
+        self._streams.add(stream)
         return stream
+
+    async def changed(self) -> None:
+        """Wait for the next status change or failure (of any connection)."""
+        await self._changed.wait()
+
+    def _pulse(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def failed(self, conn: Connection, new: ConnectionStatus, reason: str, when: float) -> None:
+        """An attempt through ``conn`` failed: count it, then set the status."""
+        conn.failures += 1
+        self.set_status(conn, new, reason, when)
+        self._pulse()
 
     def set_status(
         self, conn: Connection, new: ConnectionStatus, reason: str, when: float | None = None
@@ -248,9 +279,10 @@ class ConnectionSet:
             return
         conn.status = new
         conn.since = trio.current_time() if when is None else when
-        event = ConnectionEvent(conn.id, old, new, reason, conn.since)
+        event = conn.last_event = ConnectionEvent(conn.id, old, new, reason, conn.since)
+        self._pulse()
         logger.info("%s", event)
-        for stream in self._streams:
+        for stream in list(self._streams):
             stream._put(event)
         if self._on_status is not None:
             try:
@@ -300,8 +332,9 @@ class ConnectionSet:
             for conn in self:
                 nursery.start_soon(self._stop, conn)
         self._closed = True
-        for stream in self._streams:
+        for stream in list(self._streams):
             stream._close()
+        self._pulse()
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -442,7 +475,7 @@ class ConnectionSet:
                     return
                 self.set_status(conn, CS.REGISTERED, event.reason, event.time)
             elif event.new is RS.FAILED:
-                self.set_status(conn, CS.UNAVAILABLE, event.reason, event.time)
+                self.failed(conn, CS.UNAVAILABLE, event.reason, event.time)
             elif event.new is RS.REGISTERING and conn.status is not CS.UNAVAILABLE:
                 self.set_status(conn, CS.REGISTERING, event.reason, event.time)
 
@@ -454,7 +487,7 @@ class ConnectionSet:
         site that comes back may have lost it (module comment)."""
         if conn.status not in (CS.REGISTERED, CS.REGISTERING) or self._closed:
             return
-        self.set_status(conn, CS.UNAVAILABLE, reason)
+        self.failed(conn, CS.UNAVAILABLE, reason, trio.current_time())
         if conn.registration is not None and not conn._restarting:
             conn._restarting = True
             self._nursery.start_soon(self._restart, conn)

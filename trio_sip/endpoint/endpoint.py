@@ -39,6 +39,7 @@ from trio_sip.config.tls import transport_config as tls_transport_config
 from trio_sip.dns import DnspythonResolver, Resolver
 from trio_sip.keepalive import KeepAlives
 from trio_sip.proto.errors import ConfigError, SipError, TransactionError
+from trio_sip.proto.registration import RegistrationState
 from trio_sip.proto.sdp import SessionDescription
 from trio_sip.proto.uri import SipUri, Uri, parse_uri
 from trio_sip.stack import TimeoutStream
@@ -54,6 +55,7 @@ from trio_sip.ua import (
     UserAgent,
     open_user_agent,
 )
+from trio_sip.ua.registration import RegistrationFailed
 
 from .calls import EndpointCall, IncomingEndpointCall, site_failure, site_is_dead
 from .connections import Connection, ConnectionSet
@@ -136,7 +138,10 @@ class Endpoint:
         await self._set.set_keep_alive_period(self.config.keep_alive_period)
 
     def status_events(self) -> StatusStream:
-        """``async for event in endpoint.status_events()``: ConnectionEvents from now on."""
+        """``async for event in endpoint.status_events()``: each connection's current status
+        first (the ConnectionEvent that brought it there), then every change; it ends when the
+        endpoint closes. A stream opened late, or from a task that started late, misses
+        nothing."""
         return self._set.stream()
 
     def timeouts(self, maxlen: int = 1024) -> TimeoutStream[EndpointTimeout]:
@@ -148,21 +153,48 @@ class Endpoint:
         if self._timeout_hub.listening:
             self._timeout_hub.publish(locate(self, timeout))
 
-    async def wait_registered(self, *connection_ids: str) -> None:
-        """Wait until every named connection (default: every enabled one) is REGISTERED."""
-        stream = self.status_events()
+    async def wait_registered(self, *connection_ids: str, failures: int | None = 1) -> None:
+        """Wait until every named connection (default: every enabled one) is REGISTERED.
+
+        Raises :class:`~trio_sip.RegistrationFailed` (its ``reason`` names each connection and
+        why) when that can no longer happen by itself: every named connection that is not
+        REGISTERED has failed ``failures`` times during this wait (a site that answers 401,
+        403 or 5xx, or never answers: a timeout, a transport error), is DISABLED or REMOVED,
+        or failed with no retry scheduled (``reg_interval`` 0); or the endpoint closed.
+        ``failures=None`` waits through every retry (until the application gives up, e.g.
+        with ``trio.fail_after``). Raises ``ConfigError`` for an unknown connection id."""
+        if failures is not None and (
+            isinstance(failures, bool) or not isinstance(failures, int) or failures < 1
+        ):
+            raise ConfigError("failures", failures, "an integer >= 1, or None (wait forever)")
         ids = connection_ids or tuple(c.id for c in self._set if c.config.enabled)
+        conns = [self._set.get(i) for i in ids]
+        before = {c.id: c.failures for c in conns}
 
-        def done() -> bool:
-            return all(self._set.get(i).status is CS.REGISTERED for i in ids)
+        def stuck(conn: Connection) -> bool:
+            if conn.status in (CS.DISABLED, CS.REMOVED):
+                return True
+            registration = conn.registration
+            if (
+                conn.status is CS.UNAVAILABLE
+                and registration is not None
+                and registration.machine.state is RegistrationState.FAILED
+                and registration.machine.deadline is None
+            ):
+                return True  # no retry will come
+            return failures is not None and conn.failures - before[conn.id] >= failures
 
-        if done():
-            await trio.lowlevel.checkpoint()
-            return
-        async for _ in stream:
-            if done():
+        while True:
+            waiting = [c for c in conns if c.status is not CS.REGISTERED]
+            if not waiting:
+                await trio.lowlevel.checkpoint()
                 return
-        raise SipError("the endpoint closed before the connections registered")
+            if self._set.closed:
+                raise RegistrationFailed("the endpoint closed before the connections registered")
+            if all(stuck(c) for c in waiting):
+                reasons = "; ".join(f"{c.id}: {c.status.value} ({c.reason})" for c in waiting)
+                raise RegistrationFailed(f"not registered: {reasons}")
+            await self._set.changed()
 
     # -- calls ---------------------------------------------------------------------------------
 

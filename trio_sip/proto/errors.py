@@ -16,6 +16,8 @@ Everything the stack raises on purpose derives from :class:`SipError`.
 * :class:`TransactionError`: a client transaction ended without a final response:
   :class:`TransactionTimeoutError` (Timer B/F or ``sip_transaction_timeout``) or
   :class:`TransportError` (the transport failed, RFC 3261 §17.1.4 / §17.2.4).
+* :class:`NotCancelled`: a server transaction ended without a CANCEL, so ``wait_cancelled()``
+  can no longer return.
 
 The split between Local and Remote follows h11: the core raises Local internally and the single
 receive boundary re-raises peer faults as Remote.
@@ -26,6 +28,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "LocalProtocolError",
+    "NotCancelled",
     "ParseError",
     "ProtocolError",
     "RemoteProtocolError",
@@ -94,3 +97,8 @@ class TransactionTimeoutError(TransactionError):
 
 class TransportError(TransactionError):
     """The transport failed while the transaction was using it (§17.1.4, §17.2.4)."""
+
+
+class NotCancelled(SipError):
+    """``wait_cancelled()``: the server transaction ended without a CANCEL (none can match it
+    any more, RFC 3261 §9.2)."""

@@ -32,6 +32,7 @@ import trio
 
 from trio_sip.proto.errors import (
     LocalProtocolError,
+    NotCancelled,
     SipError,
     TransactionError,
     TransactionTimeoutError,
@@ -123,7 +124,10 @@ class _Request:
 
     async def _watch_cancel(self, scope: trio.CancelScope) -> None:
         with scope:
-            await self.incoming.wait_cancelled()
+            try:
+                await self.incoming.wait_cancelled()
+            except NotCancelled:  # the INVITE's transaction ended first
+                return
             await self.apply(self.ctx.cancel())
 
     async def _branch(self, fwd: Forwarded, branch: str) -> None:

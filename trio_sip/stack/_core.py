@@ -412,6 +412,8 @@ class Stack(_Receiver):
             self._forget(tx)
             if isinstance(tx, ClientTransaction):
                 tx._stopped()
+            elif isinstance(tx, IncomingRequest):
+                tx._ended()
 
     def _stop(self, tx: _Transaction) -> None:
         """Abandon ``tx`` (cancelled, or the stack closes): its waiting sends too."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, final
 import trio
 
 from trio_sip.drivers import LINGER_MIN
-from trio_sip.proto.errors import ProtocolError
+from trio_sip.proto.errors import NotCancelled, ProtocolError
 from trio_sip.proto.message import Request, Response, make_response
 from trio_sip.proto.outputs import (
     ApplicationRetransmit,
@@ -65,6 +65,7 @@ class IncomingRequest(_Transaction):
         "_out",
         "_out_via",
         "_start_outputs",
+        "_was_cancelled",
         "final_response",
         "flow",
         "key",
@@ -101,6 +102,7 @@ class IncomingRequest(_Transaction):
         #: role hears it, a ``TransactionTimeoutEvent`` is also published (``stack.timeouts()``).
         self.timed_out = False
         self._cancelled: trio.Event | None = None
+        self._was_cancelled = False
         #: Called (synchronously) when a CANCEL matches: the user agent's incoming call.
         self._cancel_hook: Callable[[], object] | None = None
         self._internal = internal  # a CANCEL the stack answers itself
@@ -122,13 +124,23 @@ class IncomingRequest(_Transaction):
     def cancelled(self) -> bool:
         """True once a CANCEL for this INVITE arrived (the stack answered 487 if it could,
         except in the STATEFUL_PROXY role, where the proxy forwards its branches' best)."""
-        return self._cancelled is not None and self._cancelled.is_set()
+        return self._was_cancelled
 
     async def wait_cancelled(self) -> None:
-        """Wait until a CANCEL for this request arrives."""
+        """Wait until a CANCEL for this request arrives. Raises :class:`NotCancelled` once the
+        transaction has ended without one (no CANCEL can match it any more)."""
         if self._cancelled is None:
             self._cancelled = trio.Event()
+        if not self._cancelled.is_set() and self._done:
+            raise NotCancelled(f"the {self.request.method} transaction ended without a CANCEL")
         await self._cancelled.wait()
+        if not self._was_cancelled:
+            raise NotCancelled(f"the {self.request.method} transaction ended without a CANCEL")
+
+    def _ended(self) -> None:
+        """The transaction ended: wake ``wait_cancelled`` (it raises NotCancelled)."""
+        if self._cancelled is not None:
+            self._cancelled.set()
 
     def make_response(
         self,
@@ -241,6 +253,7 @@ class IncomingRequest(_Transaction):
 
     def _cancel(self) -> None:
         """A CANCEL matched this request (§9.2)."""
+        self._was_cancelled = True
         if self._cancelled is None:
             self._cancelled = trio.Event()
         self._cancelled.set()

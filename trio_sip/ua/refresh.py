@@ -61,8 +61,10 @@ async def send_once(
 
 
 class EventStream:
-    """An async iterator of :class:`RegistrationEvent` (or subscription events) from the
-    moment it was made; it ends when the registration is closed."""
+    """An async iterator of :class:`RegistrationEvent` (or subscription events): the current
+    state first (the last change, when there was one), then every change from the moment it
+    was made; it ends when the registration is closed. Nothing is missed by a stream made
+    late or read from a task that starts later."""
 
     def __init__(self, maxlen: int = 256) -> None:
         self._items: deque[Any] = deque(maxlen=maxlen)
@@ -140,11 +142,16 @@ class RefreshTask(Generic[M]):
     # -- application side -------------------------------------------------------------------
 
     def events(self) -> EventStream:
-        """State changes from now on (``async for event in task.events()``)."""
-        return self._new_stream(self._streams)
+        """The last state change (the current state), then every change from now on
+        (``async for event in task.events()``)."""
+        return self._new_stream(self._streams, self.history[-1:])
 
-    def _new_stream(self, into: weakref.WeakSet[EventStream]) -> EventStream:
+    def _new_stream(
+        self, into: weakref.WeakSet[EventStream], current: Iterable[object] = ()
+    ) -> EventStream:
         stream = EventStream()
+        for item in current:
+            stream._put(item)
         if self._done.is_set():
             stream._close()
         into.add(stream)

@@ -105,12 +105,14 @@ class UaSubscription(RefreshTask[SubscribeMachine]):
         return self.machine.state
 
     def events(self) -> EventStream:
-        """State changes (:class:`SubscriptionEvent`) from now on."""
+        """The current state (the last :class:`SubscriptionEvent`), then every change."""
         return super().events()
 
     def notifications(self) -> EventStream:
-        """Accepted NOTIFYs (:class:`Notification`) from now on."""
-        return self._new_stream(self._notes)
+        """The last accepted NOTIFY (:class:`Notification`: the resource's current state),
+        then every one from now on."""
+        last = self.last_notification
+        return self._new_stream(self._notes, [last] if last is not None else [])
 
     async def wait_active(self) -> None:
         """Return once ACTIVE; raise ``SubscriptionError`` if it fails or ends first."""
