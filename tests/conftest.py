@@ -11,6 +11,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The library's default resolver (trio_sip.dns.default_resolver) asks the system's DNS; tests
+# send traffic to loopback only, so by default it asks a loopback port where nothing listens
+# (a lookup fails at once). Tests of the default itself set or remove this.
+os.environ.setdefault("TRIO_SIP_DNS_SERVER", "127.0.0.1:9")
+
 
 def corpus_root() -> Path:
     """The corpus folder: ``$TRIO_SIP_CORPUS`` or ``../shared/corpus`` beside the repository."""

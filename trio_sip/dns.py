@@ -19,11 +19,17 @@ back, running each step's queries concurrently. The planner's rules are quoted t
   ``timed_out`` set, at once: the later steps would only time out too.
 * dnspython's async resolver runs on Trio through ``dns.asyncbackend``; the Trio backend is
   passed explicitly on every query, so nothing depends on sniffing the running event loop.
+* :func:`default_resolver` is what ``open_user_agent``, ``open_endpoint`` and ``open_proxy`` use
+  when given no resolver: dnspython with the system's configuration (resolv.conf), as the CLI,
+  or the one server ``$TRIO_SIP_DNS_SERVER`` names (``ADDRESS[:PORT]``, the ``--dns-server``
+  form). A system without a resolver configuration gets a resolver whose lookups fail with a
+  DnsError that says so (numeric hosts never need one).
 """
 
 from __future__ import annotations
 
 import abc
+import os
 import random
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -56,8 +62,12 @@ __all__ = [
     "DnspythonResolver",
     "Resolver",
     "ResolverStatistics",
+    "default_resolver",
     "parse_dns_server",
 ]
+
+#: Names one DNS server (``ADDRESS[:PORT]``) for :func:`default_resolver`, like ``--dns-server``.
+DNS_SERVER_ENV = "TRIO_SIP_DNS_SERVER"
 
 Record = NaptrRecord | SrvRecord | str
 
@@ -339,3 +349,29 @@ class DnspythonResolver(CachingResolver):
             elif rdata.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
                 records.append(str(rdata.address))
         return records, float(answer.rrset.ttl)
+
+
+class _Unconfigured(CachingResolver):
+    """The default resolver on a system without a resolver configuration."""
+
+    async def _lookup(self, rdtype: str, name: str) -> tuple[list[Record], float | None]:
+        raise DnsError(
+            name,
+            "the system has no resolver configuration (resolv.conf): pass resolver= "
+            f"(e.g. DnspythonResolver.from_address('192.0.2.53')) or set ${DNS_SERVER_ENV}",
+        )
+
+
+def default_resolver(*, rng: random.Random | None = None) -> CachingResolver:
+    """The resolver used when none is given (module comment): RFC 3263 with dnspython and the
+    system's configuration, or the server ``$TRIO_SIP_DNS_SERVER`` names."""
+    spec = os.environ.get(DNS_SERVER_ENV, "").strip()
+    if spec:
+        try:
+            return DnspythonResolver.from_address(spec, rng=rng)
+        except ConfigError as exc:
+            raise ConfigError(DNS_SERVER_ENV, spec, exc.allowed) from None
+    try:
+        return DnspythonResolver(rng=rng)
+    except ConfigError:
+        return _Unconfigured(rng=rng)

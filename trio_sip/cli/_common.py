@@ -19,7 +19,7 @@ import attrs
 
 from ..config import ConnectionConfig, EndpointConfig, LoadedConfig, load_config
 from ..config import tls as config_tls
-from ..dns import DnspythonResolver
+from ..dns import CachingResolver, DnspythonResolver, default_resolver
 from ..proto.errors import ConfigError
 from ..proto.timers import TimerConfig
 from ..transports import TransportConfig
@@ -176,13 +176,13 @@ def positive_float(setting: str, value: str) -> float:
     return number
 
 
-def resolver(args: argparse.Namespace, config: EndpointConfig | None = None) -> DnspythonResolver:
+def resolver(args: argparse.Namespace, config: EndpointConfig | None = None) -> CachingResolver:
     """The DNS resolver: ``--dns-server``, else the configuration's ``dns_server``, else the
-    system's configuration."""
+    library's default (the system's configuration, or ``$TRIO_SIP_DNS_SERVER``)."""
     server = args.dns_server or (config or endpoint_config(args)).dns_server
     if server:
         return DnspythonResolver.from_address(server)
-    return DnspythonResolver()
+    return default_resolver()
 
 
 def add_endpoint_options(parser: argparse.ArgumentParser, *, servers_required: bool) -> None:

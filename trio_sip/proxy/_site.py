@@ -54,7 +54,7 @@ import attrs
 import trio
 
 from trio_sip._groups import open_service_nursery
-from trio_sip.dns import Resolver
+from trio_sip.dns import Resolver, default_resolver
 from trio_sip.location import LocationStore, MemoryLocationStore
 from trio_sip.proto.auth_server import AuthStatistics, DigestServer
 from trio_sip.proto.errors import ConfigError, SipError
@@ -399,7 +399,7 @@ async def open_proxy(
             registrar=registrar,
             credentials=credentials,
             peers=peers or {},
-            resolver=resolver,
+            resolver=resolver if resolver is not None else default_resolver(rng=rng),
             rng=rng,
             timer_c=timer_c,
             aliases=aliases,

@@ -35,7 +35,7 @@ import attrs
 import trio
 
 from trio_sip._groups import open_service_nursery
-from trio_sip.dns import Resolver
+from trio_sip.dns import Resolver, default_resolver
 from trio_sip.failover import Destination, FailoverClient
 from trio_sip.keepalive import KeepAlives
 from trio_sip.proto.auth import CredentialStore, DigestClient
@@ -602,6 +602,10 @@ async def open_user_agent(
             contact_addr = parse_name_addr(contact) if "<" in contact else NameAddress(contact)
         else:
             contact_addr = contact
+        if failover is None and resolver is None:
+            resolver = default_resolver(
+                rng=rng
+            )  # RFC 3263 on the system's DNS (docs/resolution.md)
         fc = failover or FailoverClient(stack, resolver=resolver, blacklist=blacklist, rng=rng)
         async with open_service_nursery() as nursery:
             ua = UserAgent(
