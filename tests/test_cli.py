@@ -38,7 +38,11 @@ def test_keepalive_command_sends_crlfs_and_exits_zero() -> None:
     ("argv", "reason"),
     [
         (["keepalive", "127.0.0.1", "70000", "--period", "1"], "port=70000 is not allowed"),
-        (["keepalive", "127.0.0.1", "5060", "--period", "0"], "seconds=0.0 is not allowed"),
+        (["keepalive", "127.0.0.1", "5060", "--period", "0"], "--period=0.0 is not allowed"),
+        (["keepalive", "127.0.0.1", "5060", "--period", "-1"], "--period=-1.0 is not allowed"),
+        (["keepalive", "", "5060", "--period", "1"], "host='' is not allowed: a host name"),
+        (["call", "sip:carol@"], "URI='sip:carol@' is not allowed: a SIP URI with a host"),
+        (["options", "sip:carol@"], "URI='sip:carol@' is not allowed: a SIP URI with a host"),
         (["keepalive", "no-such-host.invalid", "5060", "--period", "1"], "cannot resolve"),
     ],
 )

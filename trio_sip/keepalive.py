@@ -120,10 +120,13 @@ class KeepAlives:
     ) -> None:
         """Start, re-time or stop the CRLF keep-alive to ``host:port``.
 
-        Raises :class:`ConfigError` for a port outside 1..65535 or a period that is not a
-        positive number of seconds, and :class:`~trio_sip.errors.DnsError` for a host that
-        does not resolve; in every error case nothing is left running for that destination.
+        Raises :class:`ConfigError` for an empty host, a port outside 1..65535 or a period
+        that is not a positive number of seconds, and :class:`~trio_sip.errors.DnsError` for a
+        host that does not resolve; in every error case nothing is left running for that
+        destination.
         """
+        if not isinstance(host, str) or not host.strip():
+            raise ConfigError("host", host, "a host name or IP address")
         port = _check_port(port)
         if not enable:
             resolved = await self._resolve_quietly(host)

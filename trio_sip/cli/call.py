@@ -14,9 +14,10 @@ from typing import Any, TextIO
 
 import trio
 
+from .._inputs import request_uri_arg
 from ..endpoint import open_endpoint
 from ..proto.errors import ConfigError
-from ..proto.uri import SipUri, parse_uri
+from ..proto.uri import SipUri
 from . import _common
 from ._listen import parse_media_ports
 from ._view import View
@@ -41,9 +42,9 @@ def add_parser(sub: Any) -> None:
 
 
 async def run(args: argparse.Namespace, out: TextIO) -> int:
-    uri = parse_uri(args.uri)
+    uri = request_uri_arg("URI", args.uri)
     if not isinstance(uri, SipUri):
-        raise ConfigError("uri", args.uri, "a sip: or sips: URI")
+        raise ConfigError("URI", args.uri, "a sip: or sips: URI")
     if args.hangup_after < 0:
         raise ConfigError("--hangup-after", args.hangup_after, "seconds >= 0")
     media_ports = parse_media_ports(args.media_ports)

@@ -17,6 +17,7 @@ from ..config._values import is_ip
 from ..dns import DnsError, Resolver
 from ..keepalive import HostResolver, KeepAlives, resolve_host
 from ..proto.errors import ConfigError
+from ..proto.keepalive import validate_period
 from ..transports import open_transport_layer
 from . import _common
 from ._listen import parse_listen
@@ -58,6 +59,9 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
         if not config.keep_alive_period:
             raise ConfigError("--period", None, "seconds > 0 (or keep_alive_period in --config)")
         args.period = float(config.keep_alive_period)
+    args.period = validate_period(args.period, "--period")  # named as on the command line
+    if args.count is not None and args.count < 1:
+        raise ConfigError("--count", args.count, "an integer of at least 1")
     resolve: HostResolver = resolve_host
     if args.dns_server or config.dns_server:
         resolve = _first_address(_common.resolver(args, config))

@@ -18,12 +18,13 @@ from typing import Any, TextIO
 
 import trio
 
+from .._inputs import request_uri_arg
 from ..failover import FailoverClient
 from ..proto.errors import ConfigError, TransactionError
 from ..proto.ids import new_call_id, new_tag
 from ..proto.message import Request
 from ..proto.retry import RequestKind
-from ..proto.uri import SipUri, parse_uri
+from ..proto.uri import SipUri
 from ..stack import open_stack
 from . import _common
 
@@ -60,11 +61,13 @@ def build_options(
 
 
 async def run(args: argparse.Namespace, out: TextIO) -> int:
-    uri = parse_uri(args.uri)
+    uri = request_uri_arg("URI", args.uri)
     if not isinstance(uri, SipUri):
-        raise ConfigError("uri", args.uri, "a sip: or sips: URI")
+        raise ConfigError("URI", args.uri, "a sip: or sips: URI")
     if args.count < 1:
         raise ConfigError("--count", args.count, "an integer of at least 1")
+    if not args.interval >= 0:
+        raise ConfigError("--interval", args.interval, "seconds >= 0")
     config = _common.endpoint_config(args)
     rng = random.Random()
     failures = 0

@@ -49,6 +49,8 @@ def add_parser(sub: Any) -> None:
 async def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.calls is not None and args.calls < 1:
         raise ConfigError("--calls", args.calls, "an integer of at least 1")
+    if not args.report_every > 0:
+        raise ConfigError("--report-every", args.report_every, "seconds > 0")
     media_ports = parse_media_ports(args.media_ports)
     config = _common.endpoint_config(args)
     if not config.listen:

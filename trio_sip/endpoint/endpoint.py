@@ -34,11 +34,12 @@ import attrs
 import trio
 
 from trio_sip._groups import open_service_nursery
+from trio_sip._inputs import listen_arg, request_uri_arg
 from trio_sip.config import ConnectionConfig, EndpointConfig
 from trio_sip.config.tls import transport_config as tls_transport_config
 from trio_sip.dns import DnspythonResolver, Resolver
 from trio_sip.keepalive import KeepAlives
-from trio_sip.proto.errors import ConfigError, SipError, TransactionError
+from trio_sip.proto.errors import ConfigError, ParseError, SipError, TransactionError
 from trio_sip.proto.registration import RegistrationState
 from trio_sip.proto.sdp import SessionDescription
 from trio_sip.proto.uri import SipUri, Uri, parse_uri
@@ -393,15 +394,21 @@ class Endpoint:
 
 
 def destination_uri(destination: str | Uri, conn: Connection) -> Uri:
-    """A SIP URI as it is; ``user@domain`` gets ``sip:``; a bare user the connection's domain."""
+    """A SIP URI as it is; ``user@domain`` gets ``sip:``; a bare user the connection's domain.
+    Anything else is a ``ConfigError`` naming ``destination``."""
     if not isinstance(destination, str):
-        return destination
+        return request_uri_arg("destination", destination)
     text = destination.strip()
     if ":" in text.partition("@")[0] or text.lower().startswith(("sip:", "sips:", "tel:")):
-        return parse_uri(text)
+        return request_uri_arg("destination", text)
     if "@" in text:
-        return parse_uri(f"sip:{text}")
-    return parse_uri(f"sip:{text}@{conn.domain}")
+        return request_uri_arg("destination", f"sip:{text}")
+    try:
+        return parse_uri(f"sip:{text}@{conn.domain}")
+    except ParseError:
+        raise ConfigError(
+            "destination", destination, "a SIP URI, user@domain or a user (DN)"
+        ) from None
 
 
 def _listen_for(config: EndpointConfig) -> list[tuple[str, str, int]]:
@@ -418,7 +425,7 @@ async def open_endpoint(
     backend: NetworkBackend | None = None,
     resolver: Resolver | None = None,
     rng: random.Random | None = None,
-    listen: Iterable[tuple[str, str, int]] | None = None,
+    listen: Iterable[tuple[str, str, int] | str] | None = None,
     on_status: StatusCallback | None = None,
     on_call_event: Callable[[CallEvent], object] | None = None,
     on_timeout: Callable[[EndpointTimeout], object] | None = None,
@@ -444,7 +451,7 @@ async def open_endpoint(
         ua_options["transport_config"] = tls_transport_config(config)
     if resolver is None and config.dns_server is not None:
         resolver = DnspythonResolver.from_address(config.dns_server)
-    addresses = list(listen) if listen is not None else _listen_for(config)
+    addresses = listen_arg("listen", listen) if listen is not None else _listen_for(config)
     holder: list[Endpoint] = []
 
     def on_agent_timeout(timeout: AgentTimeout) -> None:

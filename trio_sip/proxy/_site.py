@@ -337,7 +337,7 @@ class ProxySite(_Strays):
 
 @asynccontextmanager
 async def open_proxy(
-    listen: Iterable[tuple[str, str, int]],
+    listen: Iterable[tuple[str, str, int] | str],
     *,
     domain: str,
     location_service: LocationService | None = None,

@@ -51,6 +51,7 @@ import trio
 
 from trio_sip._faults import Faults
 from trio_sip._groups import open_service_nursery
+from trio_sip._inputs import listen_arg
 from trio_sip.drivers import Inbox, TimerQueue
 from trio_sip.proto.errors import LocalProtocolError, TransactionTimeoutError, TransportError
 from trio_sip.proto.ids import new_branch
@@ -527,7 +528,7 @@ def _with_length(message: Request) -> Request:
 
 @asynccontextmanager
 async def open_stack(
-    listen: Iterable[tuple[str, str, int]] = (),
+    listen: Iterable[tuple[str, str, int] | str] = (),
     *,
     timer_config: TimerConfig | None = None,
     role: TimeoutRole = TimeoutRole.USER_AGENT,
@@ -543,7 +544,8 @@ async def open_stack(
     strict: bool | None = None,
     on_timeout: TimeoutCallback | None = None,
 ) -> AsyncIterator[Stack]:
-    """A :class:`Stack` listening on each ``(transport, host, port)`` of ``listen``.
+    """A :class:`Stack` listening on each ``(transport, host, port)`` of ``listen`` (or
+    ``"TRANSPORT:ip:port"``, the ``--listen`` form).
 
     ``handler(incoming)`` answers new requests (else iterate ``stack.requests()``);
     ``on_stray(message, flow)`` receives ACKs for 2xx, unmatched responses, late 2xx to an
@@ -560,6 +562,7 @@ async def open_stack(
     (docs/transactions.md; ``stack.timeouts()`` is the async form). Closing cancels everything.
     """
     limits = limits or DEFAULT_LIMITS
+    listen = listen_arg("listen", listen)
     async with open_service_nursery() as nursery:
         layer = TransportLayer(
             nursery, None, config=transport_config, backend=backend, limits=limits

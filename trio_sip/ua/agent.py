@@ -35,6 +35,7 @@ import attrs
 import trio
 
 from trio_sip._groups import open_service_nursery
+from trio_sip._inputs import address_arg, destination_arg, name_addr_arg, request_uri_arg
 from trio_sip.dns import Resolver, default_resolver
 from trio_sip.failover import Destination, FailoverClient
 from trio_sip.keepalive import KeepAlives
@@ -45,10 +46,11 @@ from trio_sip.proto.errors import ConfigError, SipError
 from trio_sip.proto.ids import new_call_id, new_tag
 from trio_sip.proto.limits import Limits
 from trio_sip.proto.message import Request, Response
+from trio_sip.proto.registration import DEFAULT_REG_INTERVAL
 from trio_sip.proto.sdp import SdpError, SessionDescription, audio_offer, parse_sdp
 from trio_sip.proto.target import Target
 from trio_sip.proto.timers import TimerConfig
-from trio_sip.proto.uri import NameAddress, SipUri, Uri, parse_name_addr, parse_uri
+from trio_sip.proto.uri import NameAddress, SipUri, Uri, parse_uri
 from trio_sip.stack import IncomingRequest, Stack, TimeoutEvent, TimeoutStream, open_stack
 from trio_sip.stack._timeouts import TimeoutHub
 from trio_sip.transports import TransportConfig
@@ -173,15 +175,39 @@ class UserAgent:
         if self._timeout_hub.listening:
             self._timeout_hub.publish(AgentTimeout(event, call_for(self, event.request)))
 
-    async def register(self, destination: Destination, **kwargs: Any) -> UaRegistration:
-        """Register this agent's AOR and Contact at ``destination`` (see docs/registration.md).
+    async def register(
+        self,
+        destination: Destination,
+        *,
+        registrar: str | None = None,
+        expires: int = 3600,
+        reg_interval: float = DEFAULT_REG_INTERVAL,
+        credentials: CredentialStore | tuple[str, str] | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        keepalive_period: float = 120.0,
+        flow_retry: float = 30.0,
+        unregister_timeout: float = 4.0,
+    ) -> UaRegistration:
+        """Register this agent's AOR and Contact at ``destination``: ``host``, ``host:port``,
+        a ``sip:``/``sips:`` URI (resolved by RFC 3263), a ``Target`` or a list of them.
 
-        Keyword arguments go to :meth:`Registrations.register` (``expires``, ``reg_interval``,
-        ``registrar``, ...); the agent's credentials are used unless ``credentials`` is given.
+        The keywords are :meth:`Registrations.register`'s (docs/registration.md); the agent's
+        credentials are used unless ``credentials`` is given. Returns at once, the first
+        REGISTER under way (``await registration.wait_registered()``). Raises ``ConfigError``
+        for a destination of another form.
         """
-        kwargs.setdefault("credentials", self.credentials)
         return await self.registrations.register(
-            str(self.aor), destination, contact=str(self.contact), **kwargs
+            str(self.aor),
+            destination_arg("destination", destination),
+            contact=str(self.contact),
+            registrar=registrar,
+            expires=expires,
+            reg_interval=reg_interval,
+            credentials=credentials if credentials is not None else self.credentials,
+            headers=headers,
+            keepalive_period=keepalive_period,
+            flow_retry=flow_retry,
+            unregister_timeout=unregister_timeout,
         )
 
     @property
@@ -220,11 +246,20 @@ class UserAgent:
     ) -> AsyncIterator[Call]:
         """Place a call; leaving the block hangs up (BYE) or cancels (CANCEL after a 1xx).
 
-        ``aor`` (the From of this call) and ``credentials`` (for its 401/407 challenges,
-        in-dialog ones included) default to the agent's; a multi-account application passes
-        each account's own; so are ``proxies`` (the configured proxies, ``ua.proxies``)."""
-        uri = parse_uri(destination) if isinstance(destination, str) else destination
-        caller = _as_name_addr(aor) if aor is not None else None
+        ``destination``: a ``sip:``/``sips:``/``tel:`` URI (``user@host`` is a ``sip:`` one);
+        ``outbound_proxy``: ``host``, ``host:port`` or a ``sip:``/``sips:`` URI (a ``tel:``
+        destination needs one). ``aor`` (the From of this call) and ``credentials`` (for its
+        401/407 challenges, in-dialog ones included) default to the agent's; a multi-account
+        application passes each account's own; so are ``proxies`` (the configured proxies,
+        ``ua.proxies``). Invalid values raise ``ConfigError`` naming the argument before
+        anything is sent; ``CallFailed`` when the call fails."""
+        uri = request_uri_arg("destination", destination)
+        caller = name_addr_arg("aor", aor) if aor is not None else None
+        proxy = (
+            address_arg("outbound_proxy", outbound_proxy) if outbound_proxy is not None else None
+        )
+        if proxy is None and not isinstance(uri, SipUri):
+            raise ConfigError("outbound_proxy", None, f"a SIP proxy for the {uri.scheme}: URI")
         media_key: tuple[int, int] | None = None
         if sdp is None:
             media_key = self._new_media()
@@ -234,10 +269,12 @@ class UserAgent:
         body = bytes(media)
         hop: Uri = uri
         routes: list[tuple[str, str]] = []
-        if outbound_proxy is not None:
-            hop = parse_uri(outbound_proxy) if isinstance(outbound_proxy, str) else outbound_proxy
-            if isinstance(hop, SipUri) and "lr" not in hop.params:
-                hop = hop.evolve(params=hop.params.with_param("lr"))
+        if proxy is not None:
+            hop = (
+                proxy
+                if "lr" in proxy.params
+                else proxy.evolve(params=proxy.params.with_param("lr"))
+            )
             routes.append(("Route", f"<{hop}>"))
         request = self._new_request(
             "INVITE", uri, [*routes, *headers], body, "application/sdp", aor=caller
@@ -349,12 +386,16 @@ class UserAgent:
         *,
         headers: Iterable[tuple[str, str]] = (),
     ) -> Response:
-        """Send any request outside a dialog with failover; answer 401/407 (CSeq + 1)."""
-        uri = parse_uri(destination) if isinstance(destination, str) else destination
+        """Send any request outside a dialog with failover; answer 401/407 (CSeq + 1).
+        ``destination``: a ``sip:``/``sips:`` URI (``user@host`` is a ``sip:`` one), else
+        ``ConfigError``."""
+        uri = request_uri_arg("destination", destination)
+        if not isinstance(uri, SipUri):
+            raise ConfigError("destination", destination, "a sip: or sips: URI")
         request = self._new_request(method, uri, headers, body, content_type)
         digest = self._digest_client()
         for _ in range(3):
-            result = await self.failover.request(request, uri)  # type: ignore[arg-type]
+            result = await self.failover.request(request, uri)
             if not challenge(digest, request, result.response):
                 break
             seq = request.cseq.seq + 1
@@ -527,14 +568,12 @@ class UserAgent:
 
 def _as_name_addr(aor: str | NameAddress) -> NameAddress:
     """``"sip:alice@example.com"``, ``"Alice <sip:alice@...>"`` or a NameAddress."""
-    if isinstance(aor, NameAddress):
-        return aor
-    return parse_name_addr(aor) if "<" in aor else NameAddress(parse_uri(aor))
+    return name_addr_arg("aor", aor)
 
 
 @asynccontextmanager
 async def open_user_agent(
-    listen: Iterable[tuple[str, str, int]] = (("UDP", "127.0.0.1", 0),),
+    listen: Iterable[tuple[str, str, int] | str] = (("UDP", "127.0.0.1", 0),),
     *,
     aor: str | NameAddress,
     display_name: str | None = None,
@@ -598,10 +637,8 @@ async def open_user_agent(
             at = f"{user}@" if user else ""
             bracket = f"[{host}]" if ":" in host else host
             contact_addr = NameAddress(parse_uri(f"sip:{at}{bracket}:{port}{params}"))
-        elif isinstance(contact, str):
-            contact_addr = parse_name_addr(contact) if "<" in contact else NameAddress(contact)
         else:
-            contact_addr = contact
+            contact_addr = name_addr_arg("contact", contact)
         if failover is None and resolver is None:
             resolver = default_resolver(
                 rng=rng
