@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_LITERAL = re.compile(r"``(.+?)``")
-_ROLE = re.compile(r":(?:class|func|meth|attr|mod|exc|data):`~?(.+?)`")
+_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
+_ROLE = re.compile(r":(?:class|func|meth|attr|mod|exc|data):`~?(.+?)`", re.DOTALL)
 
 
 def plain_text(text: str) -> str:

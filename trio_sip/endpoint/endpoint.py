@@ -289,6 +289,8 @@ class Endpoint:
                 reasons.append(f"{conn.id}: {exc.reason}")
                 self._set.mark_unavailable(conn, exc.reason)
         detail = "; ".join(reasons) or "hung up"
+        if not ecall.session_id:  # no INVITE went out: the session still has an id to show
+            ecall.session_id = ua._new_session_id()
         ecall._end(Ended(EndReason.FAILED, last.response if last else None, detail))
         if not started:
             raise CallFailed(None, detail)
