@@ -78,9 +78,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
+    """mypy --strict on the package, then on the docs' examples (tests/typecheck_docs.py)."""
     session.install("-e", ".[test,redis]", "mypy>=1.10")
     session.run("mypy", "--strict", "trio_sip")
+    session.run("python", "tests/typecheck_docs.py")
 
 
 def _compiled_wheel(session: nox.Session) -> Path:

@@ -38,3 +38,15 @@ def test_readme_example_runs() -> None:
     (block,) = FENCE.findall((DOCS.parent / "README.md").read_text())
     namespace: dict[str, object] = {"__name__": "readme"}
     exec(compile(block, "README.md", "exec"), namespace)
+
+
+def test_examples_type_check() -> None:
+    """``mypy --strict`` is clean on every page's examples and the README's
+    (tests/typecheck_docs.py; also a step of ``nox -s typecheck``, where mypy is installed)."""
+    pytest.importorskip("mypy", reason="mypy is installed by nox -s typecheck, which runs this")
+    from .typecheck_docs import ROOT, check
+
+    pages = [p for p in [*DOCS.glob("*.md"), ROOT / "README.md"] if FENCE.search(p.read_text())]
+    status, report = check(ROOT / ".mypy_cache")
+    # Every page with examples is a module (and the package's __init__).
+    assert (status, report) == (0, f"Success: no issues found in {len(pages) + 1} source files\n")

@@ -32,7 +32,7 @@ import abc
 import os
 import random
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 import dns.asyncbackend
@@ -301,10 +301,24 @@ class DnspythonResolver(CachingResolver):
         self._servers = ", ".join(f"{ns}:{port}" for ns in self._resolver.nameservers)
 
     @classmethod
-    def from_address(cls, spec: str, **kwargs: Any) -> DnspythonResolver:
-        """A resolver asking one server given as ``ADDRESS[:PORT]`` (the ``--dns-server`` form)."""
+    def from_address(
+        cls,
+        spec: str,
+        *,
+        timeout: float = 3.0,
+        rng: random.Random | None = None,
+        transports: Sequence[str] = TRANSPORTS,
+        families: Sequence[str] = ("A", "AAAA"),
+        negative_ttl: float = 30.0,
+        max_ttl: float = 3600.0,
+    ) -> DnspythonResolver:
+        """A resolver asking one server given as ``ADDRESS[:PORT]`` (the ``--dns-server``
+        form); the keywords are the constructor's."""
         host, port = parse_dns_server(spec)
-        return cls([host], port=port, **kwargs)
+        return cls(
+            [host], port=port, timeout=timeout, rng=rng, transports=transports,
+            families=families, negative_ttl=negative_ttl, max_ttl=max_ttl,
+        )  # fmt: skip
 
     async def _lookup(self, rdtype: str, name: str) -> tuple[list[Record], float | None]:
         try:

@@ -121,6 +121,10 @@ async def test_an_empty_keep_alive_host_is_a_config_error() -> None:
 async def test_listeners_as_strings_and_bad_listeners() -> None:
     async with open_user_agent(["UDP:127.0.0.1:0", ("TCP", LOOP, 0)], aor="sip:a@b.c") as ua:
         assert [t for t, _ in ua.stack.listening] == ["UDP", "TCP"]
+    with pytest.raises(ConfigError) as caught:
+        async with open_user_agent([], aor="sip:a@b.c"):
+            pass
+    assert "at least one" in _config_error(caught.value, "listen").allowed
     for bad in ["SCTP:127.0.0.1:5060", "UDP:localhost:5060", "127.0.0.1"]:
         with pytest.raises(ConfigError) as caught:
             async with open_user_agent([bad], aor="sip:a@b.c"):

@@ -51,8 +51,14 @@ async def run_interruptible(runner: Runner, args: argparse.Namespace, out: TextI
     async with open_service_nursery() as nursery:
         command = trio.CancelScope()
         await nursery.start(_watch, command, caught)
-        with command:
-            status = await runner(args, out)
+        try:
+            with command:
+                status = await runner(args, out)
+        except Exception as exc:
+            if not caught:
+                raise
+            # Cancelled half-way (a listener closed as it opened...): still an interruption.
+            raise Interrupted(caught[0]) from exc
         nursery.cancel_scope.cancel()
     if caught:
         raise Interrupted(caught[0])

@@ -28,7 +28,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, final
+from typing import TypedDict, Unpack, final
 
 import attrs
 import trio
@@ -38,13 +38,18 @@ from trio_sip._inputs import listen_arg, request_uri_arg
 from trio_sip.config import ConnectionConfig, EndpointConfig
 from trio_sip.config.tls import transport_config as tls_transport_config
 from trio_sip.dns import DnspythonResolver, Resolver
+from trio_sip.failover import FailoverClient
 from trio_sip.keepalive import KeepAlives
+from trio_sip.proto.auth import CredentialStore
+from trio_sip.proto.blacklist import Blacklist
 from trio_sip.proto.errors import ConfigError, ParseError, SipError, TransactionError
+from trio_sip.proto.limits import Limits
 from trio_sip.proto.registration import RegistrationState
 from trio_sip.proto.sdp import SessionDescription
-from trio_sip.proto.uri import SipUri, Uri, parse_uri
+from trio_sip.proto.uri import NameAddress, SipUri, Uri, parse_uri
 from trio_sip.stack import TimeoutStream
 from trio_sip.stack._timeouts import TimeoutHub
+from trio_sip.transports import TransportConfig
 from trio_sip.transports.base import NetworkBackend
 from trio_sip.ua import (
     AgentTimeout,
@@ -420,6 +425,23 @@ def _listen_for(config: EndpointConfig) -> list[tuple[str, str, int]]:
     return [(t, "127.0.0.1", 0) for t in transports]
 
 
+class EndpointAgentOptions(TypedDict, total=False):
+    """The :func:`~trio_sip.open_user_agent` arguments :func:`open_endpoint` passes on (the
+    others come from the configuration or from its own arguments)."""
+
+    display_name: str | None
+    contact: str | NameAddress | None
+    credentials: CredentialStore | None
+    failover: FailoverClient | None
+    blacklist: Blacklist | None
+    transport_config: TransportConfig | None
+    media_address: str | None
+    media_port: int | None
+    media_ports: range | None
+    limits: Limits | None
+    strict: bool | None
+
+
 @asynccontextmanager
 async def open_endpoint(
     config: EndpointConfig,
@@ -436,7 +458,7 @@ async def open_endpoint(
     unregister_timeout: float = 2.0,
     cleanup_timeout: float = 4.0,
     incoming_queue: int = 16,
-    **ua_options: Any,
+    **ua_options: Unpack[EndpointAgentOptions],
 ) -> AsyncIterator[Endpoint]:
     """A running :class:`Endpoint` for ``config`` (docs/endpoint.md for every argument).
 

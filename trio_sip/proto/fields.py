@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Final, Generic, TypeVar, overload
+from typing import Any, Final, Generic, TypedDict, TypeVar, Unpack, overload
 
 import attrs
 
@@ -31,6 +31,7 @@ from .uri import (
     _ascii_port,
     _token_params,
     format_host,
+    no_other_changes,
     parse_hostport,
     parse_params,
     simple_params,
@@ -123,6 +124,31 @@ def _parse_int(text: str, header: str, maximum: int = MAX_UINT32) -> int:
     return int(digits)
 
 
+class CSeqChanges(TypedDict, total=False):
+    """The fields ``CSeq.evolve`` changes."""
+
+    seq: int
+    method: str
+
+
+class ViaChanges(TypedDict, total=False):
+    """The fields ``Via.evolve`` changes."""
+
+    transport: str
+    host: str
+    port: int | None
+    params: Params
+    protocol: str
+
+
+class MediaTypeChanges(TypedDict, total=False):
+    """The fields ``MediaType.evolve`` changes."""
+
+    type: str
+    subtype: str
+    params: Params
+
+
 class CSeq:
     """``CSeq: <seq> <method>`` (§20.16); ``seq`` fits in 32 bits. Immutable, compares and
     hashes by value."""
@@ -144,9 +170,11 @@ class CSeq:
     def method(self) -> str:
         return self._method
 
-    def evolve(self, **changes: Any) -> CSeq:
+    def evolve(self, **changes: Unpack[CSeqChanges]) -> CSeq:
         """A copy with some fields changed (as ``attrs.evolve`` did)."""
-        return CSeq(changes.pop("seq", self._seq), changes.pop("method", self._method), **changes)
+        new = CSeq(changes.pop("seq", self._seq), changes.pop("method", self._method))
+        no_other_changes(changes)
+        return new
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CSeq):
@@ -227,16 +255,17 @@ class Via:
     def protocol(self) -> str:
         return self._protocol
 
-    def evolve(self, **changes: Any) -> Via:
+    def evolve(self, **changes: Unpack[ViaChanges]) -> Via:
         """A copy with some fields changed (as ``attrs.evolve`` did)."""
-        return Via(
+        new = Via(
             changes.pop("transport", self._transport),
             changes.pop("host", self._host),
             changes.pop("port", self._port),
             changes.pop("params", self._params),
             changes.pop("protocol", self._protocol),
-            **changes,
         )
+        no_other_changes(changes)
+        return new
 
     def _key(self) -> tuple[str, str, int | None, Params, str]:
         return self._transport, self._host, self._port, self._params, self._protocol
@@ -404,14 +433,15 @@ class MediaType:
     def params(self) -> Params:
         return self._params
 
-    def evolve(self, **changes: Any) -> MediaType:
+    def evolve(self, **changes: Unpack[MediaTypeChanges]) -> MediaType:
         """A copy with some fields changed (as ``attrs.evolve`` did)."""
-        return MediaType(
+        new = MediaType(
             changes.pop("type", self._type),
             changes.pop("subtype", self._subtype),
             changes.pop("params", self._params),
-            **changes,
         )
+        no_other_changes(changes)
+        return new
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, MediaType):

@@ -23,7 +23,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, overload
 
 from .abnf import excerpt
 from .errors import ParseError
@@ -44,7 +44,7 @@ from .headers import _CANON, Headers, canonical_name, long_name
 from .headers import _check as _check_header
 from .limits import DEFAULT_LIMITS, Limits
 from .serialize import serialize
-from .uri import NameAddress, Uri, parse_name_addr, parse_uri
+from .uri import NameAddress, Uri, no_other_changes, parse_name_addr, parse_uri
 
 if TYPE_CHECKING:
     from .auth import Challenge, Credentials
@@ -128,6 +128,26 @@ def _addresses(msg: Message, name: str) -> tuple[NameAddress, ...]:
 def _opt_int(msg: Message, name: str, maximum: int = 2**32 - 1) -> int | None:
     value = msg._headers._first_value(name)
     return None if value is None else parse_int(value, name, maximum)
+
+
+class RequestChanges(TypedDict, total=False):
+    """The fields ``Request.evolve`` changes."""
+
+    method: str
+    uri: Uri | str
+    headers: Headers | Iterable[tuple[str, str]]
+    body: bytes
+    version: str
+
+
+class ResponseChanges(TypedDict, total=False):
+    """The fields ``Response.evolve`` changes."""
+
+    status_code: int
+    reason: str | None
+    headers: Headers | Iterable[tuple[str, str]]
+    body: bytes
+    version: str
 
 
 class Message:
@@ -424,7 +444,7 @@ class Request(Message):
         super()._drop_views()
         self._uri = None
 
-    def evolve(self, **changes: Any) -> Request:
+    def evolve(self, **changes: Unpack[RequestChanges]) -> Request:
         """A copy with some of ``method``, ``uri``, ``headers``, ``body``, ``version`` changed."""
         keep_uri = "uri" not in changes
         new = Request(
@@ -433,8 +453,8 @@ class Request(Message):
             changes.pop("headers", self._headers),
             changes.pop("body", self._body),
             version=changes.pop("version", self._version),
-            **changes,
         )
+        no_other_changes(changes)
         if keep_uri:
             new._uri = self._uri  # the same text, already parsed (or not)
         return new
@@ -488,16 +508,17 @@ class Response(Message):
     def start_line(self) -> str:
         return f"{self._version} {self._status_code} {self._reason}"
 
-    def evolve(self, **changes: Any) -> Response:
+    def evolve(self, **changes: Unpack[ResponseChanges]) -> Response:
         """A copy with some of ``status_code``, ``reason``, ``headers``, ``body`` changed."""
-        return Response(
+        new = Response(
             changes.pop("status_code", self._status_code),
             changes.pop("reason", self._reason),
             changes.pop("headers", self._headers),
             changes.pop("body", self._body),
             version=changes.pop("version", self._version),
-            **changes,
         )
+        no_other_changes(changes)
+        return new
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Response):

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import Final, TypedDict, Unpack
 
 import attrs
 
@@ -241,6 +241,15 @@ class MediaDescription:
         return type(self)(self.media, self.port, self.proto, self.formats, lines, self.port_count)
 
 
+class SessionDescriptionChanges(TypedDict, total=False):
+    """The fields ``SessionDescription.evolve`` changes."""
+
+    origin: Origin
+    name: str
+    lines: tuple[SdpLine, ...]
+    media: tuple[MediaDescription, ...]
+
+
 @attrs.frozen(slots=True)
 class SessionDescription:
     """A parsed SDP body. ``lines`` are the session-level lines after ``s=``, in order."""
@@ -287,7 +296,7 @@ class SessionDescription:
         """The ``c=`` that applies to media section ``index`` (its own, else the session's)."""
         return self.media[index].connection or self.connection
 
-    def evolve(self, **changes: Any) -> SessionDescription:
+    def evolve(self, **changes: Unpack[SessionDescriptionChanges]) -> SessionDescription:
         """A copy with some fields replaced (``origin``, ``name``, ``lines``, ``media``)."""
         return attrs.evolve(self, **changes)
 

@@ -20,7 +20,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Final, Union
+from collections.abc import Mapping
+from typing import Any, Final, TypedDict, Union, Unpack
 
 import attrs
 
@@ -93,6 +94,24 @@ _uri_user_match = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/]+").fullmatch
 _ADDR_SPEC_FAST = re.compile(rf"([^\s<>\";,?*][^\s<>\";,?]*)({SIMPLE_PARAMS})").fullmatch
 
 
+class SipUriChanges(TypedDict, total=False):
+    """The fields ``SipUri.evolve`` changes."""
+
+    host: str
+    user: str | None
+    password: str | None
+    port: int | None
+    params: Params
+    headers: tuple[tuple[str, str], ...]
+    scheme: str
+
+
+def no_other_changes(changes: Mapping[str, object]) -> None:
+    """``evolve`` with a field the class does not have: TypeError, as ``attrs.evolve``."""
+    if changes:
+        raise TypeError(f"evolve() got unexpected keyword arguments: {sorted(changes)}")
+
+
 class SipUri:
     """A ``sip:`` or ``sips:`` URI (§19.1). Fields are kept as written (still escaped).
     Immutable, compares and hashes by value."""
@@ -161,9 +180,9 @@ class SipUri:
     def host_port(self) -> tuple[str, int | None]:
         return self._host, self._port
 
-    def evolve(self, **changes: Any) -> SipUri:
+    def evolve(self, **changes: Unpack[SipUriChanges]) -> SipUri:
         """A copy with some fields changed (as ``attrs.evolve`` did)."""
-        return SipUri(
+        new = SipUri(
             changes.pop("host", self._host),
             changes.pop("user", self._user),
             changes.pop("password", self._password),
@@ -171,8 +190,9 @@ class SipUri:
             changes.pop("params", self._params),
             changes.pop("headers", self._headers),
             changes.pop("scheme", self._scheme),
-            **changes,
         )
+        no_other_changes(changes)
+        return new
 
     def _key(
         self,
@@ -386,6 +406,14 @@ def _parse_uri_headers(text: str, where: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+class NameAddressChanges(TypedDict, total=False):
+    """The fields ``NameAddress.evolve`` changes."""
+
+    uri: Uri | str
+    display_name: str | None
+    params: Params
+
+
 class NameAddress:
     """A name-addr or addr-spec with header parameters: From, To, Contact, Route, ... (§20).
 
@@ -438,13 +466,15 @@ class NameAddress:
         except ValueError:
             return None
 
-    def evolve(self, **changes: Any) -> NameAddress:
-        return NameAddress(
+    def evolve(self, **changes: Unpack[NameAddressChanges]) -> NameAddress:
+        """A copy with some of ``uri``, ``display_name``, ``params`` changed."""
+        new = NameAddress(
             changes.pop("uri", self._uri if self._uri is not None else self._uri_text),
             changes.pop("display_name", self.display_name),
             changes.pop("params", self.params),
-            **changes,
         )
+        no_other_changes(changes)
+        return new
 
     def with_tag(self, tag: str) -> NameAddress:
         return self.evolve(params=self.params.with_param("tag", tag))

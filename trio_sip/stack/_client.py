@@ -40,15 +40,19 @@ from trio_sip.proto.outputs import (
     TransportFailed,
 )
 from trio_sip.proto.target import Target
-from trio_sip.proto.transaction import ClientKey, Machine
+from trio_sip.proto.transaction import (
+    ClientInviteState,
+    ClientInviteTransaction,
+    ClientKey,
+    ClientNonInviteState,
+    ClientNonInviteTransaction,
+)
 from trio_sip.transports.base import Flow, FlowEvent, FlowFailed
 
 from ._driving import _Transaction
 from ._timeouts import report
 
 if TYPE_CHECKING:
-    from typing import Any
-
     from ._core import Stack
 
 __all__ = ["ClientEvent", "ClientTransaction"]
@@ -94,7 +98,7 @@ class ClientTransaction(_Transaction):
         flow: Flow,
         *,
         key: ClientKey,
-        machine: Machine[Any],
+        machine: ClientInviteTransaction | ClientNonInviteTransaction,
         app_retransmit: bool,
     ) -> None:
         self._init_driving(stack, machine)
@@ -116,9 +120,10 @@ class ClientTransaction(_Transaction):
     # -- application side ------------------------------------------------------------------
 
     @property
-    def state(self) -> Any:
+    def state(self) -> ClientInviteState | ClientNonInviteState:
         """The machine's state (an Enum member, e.g. ``ClientInviteState.PROCEEDING``)."""
-        return self._machine.state
+        state: ClientInviteState | ClientNonInviteState = self._machine.state
+        return state
 
     @property
     def terminated(self) -> bool:

@@ -44,7 +44,7 @@ import os
 import random
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, final
+from typing import final
 
 import attrs
 import trio
@@ -63,7 +63,6 @@ from trio_sip.proto.transaction import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
     Key,
-    Machine,
     TimeoutRole,
     TransactionTable,
     client_key,
@@ -248,7 +247,7 @@ class Stack(_Receiver):
             request = self.add_via(request, flow)
         request = _with_length(request)
         cls = ClientInviteTransaction if request.method == "INVITE" else ClientNonInviteTransaction
-        machine: Machine[Any] = cls(
+        machine: ClientInviteTransaction | ClientNonInviteTransaction = cls(
             request,
             self.timer_config,
             reliable=flow.reliable,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import trio
 
@@ -38,7 +38,6 @@ from trio_sip.proto.transaction import (
     AckFor2xx,
     CancelFor,
     Key,
-    Machine,
     NewServerTransaction,
     ServerInviteTransaction,
     ServerNonInviteTransaction,
@@ -153,7 +152,7 @@ class _Receiver:
         self, request: Request, flow: Flow, key: Key, *, internal: bool = False
     ) -> IncomingRequest | None:
         cls = ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
-        machine: Machine[Any] = cls(
+        machine: ServerInviteTransaction | ServerNonInviteTransaction = cls(
             request, self.timer_config, reliable=flow.reliable, role=self.role
         )
         try:

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, final
 
 import trio
 
@@ -35,7 +35,13 @@ from trio_sip.proto.outputs import (
     TransactionTimeout,
     TransportErrorOccurred,
 )
-from trio_sip.proto.transaction import Key, Machine
+from trio_sip.proto.transaction import (
+    Key,
+    ServerInviteState,
+    ServerInviteTransaction,
+    ServerNonInviteState,
+    ServerNonInviteTransaction,
+)
 from trio_sip.transports.base import Flow
 
 from ._driving import _Transaction
@@ -81,7 +87,7 @@ class IncomingRequest(_Transaction):
         flow: Flow,
         *,
         key: Key,
-        machine: Machine[Any],
+        machine: ServerInviteTransaction | ServerNonInviteTransaction,
         to_tag: str,
         internal: bool = False,
     ) -> None:
@@ -117,8 +123,10 @@ class IncomingRequest(_Transaction):
         return self.request.method
 
     @property
-    def state(self) -> Any:
-        return self._machine.state
+    def state(self) -> ServerInviteState | ServerNonInviteState:
+        """The machine's state (an Enum member, e.g. ``ServerInviteState.PROCEEDING``)."""
+        state: ServerInviteState | ServerNonInviteState = self._machine.state
+        return state
 
     @property
     def cancelled(self) -> bool:

@@ -29,7 +29,7 @@ import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, final
+from typing import Any, Required, TypedDict, Unpack, final
 
 import attrs
 import trio
@@ -65,7 +65,13 @@ from .registration import Registrations, UaRegistration
 from .subscription import Subscriptions
 from .timeouts import AgentTimeout, call_for
 
-__all__ = ["IncomingMessage", "UserAgent", "connect_user_agent", "open_user_agent"]
+__all__ = [
+    "IncomingMessage",
+    "UserAgent",
+    "UserAgentOptions",
+    "connect_user_agent",
+    "open_user_agent",
+]
 
 logger = logging.getLogger("trio_sip.ua")
 
@@ -630,6 +636,9 @@ async def open_user_agent(
         strict=strict,
         on_timeout=on_stack_timeout,
     ) as stack:
+        if not stack.listening:  # cancelled while the listeners started, or none asked for
+            await trio.lowlevel.checkpoint_if_cancelled()
+            raise ConfigError("listen", listen, "at least one (transport, host, port) listener")
         transport, (host, port) = stack.listening[0]
         if contact is None:
             user = address.uri.user if isinstance(address.uri, SipUri) else None
@@ -658,16 +667,47 @@ async def open_user_agent(
                 await ua.aclose()
 
 
+class UserAgentOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`open_user_agent` (``aor`` required), for
+    :func:`connect_user_agent`."""
+
+    listen: Iterable[tuple[str, str, int] | str]
+    aor: Required[str | NameAddress]
+    display_name: str | None
+    contact: str | NameAddress | None
+    credentials: CredentialStore | None
+    timer_config: TimerConfig | None
+    failover: FailoverClient | None
+    resolver: Resolver | None
+    blacklist: Blacklist | None
+    backend: NetworkBackend | None
+    transport_config: TransportConfig | None
+    rng: random.Random | None
+    media_address: str | None
+    media_port: int | None
+    media_ports: range | None
+    cleanup_timeout: float
+    incoming_queue: int
+    user_agent: str
+    limits: Limits | None
+    strict: bool | None
+    proxies: ProxyList
+
+
 async def _serve_user_agent(
-    kwargs: dict[str, Any], *, task_status: trio.TaskStatus[UserAgent] = trio.TASK_STATUS_IGNORED
+    options: UserAgentOptions,
+    *,
+    task_status: trio.TaskStatus[UserAgent] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    async with open_user_agent(**kwargs) as ua:
+    async with open_user_agent(**options) as ua:
         task_status.started(ua)
         await ua._closing.wait()
 
 
-async def connect_user_agent(nursery: trio.Nursery, **kwargs: Any) -> UserAgent:
-    """Like :func:`open_user_agent`, in the caller's ``nursery``; ``await ua.aclose()`` ends
-    it (or cancel the nursery)."""
-    ua: UserAgent = await nursery.start(functools.partial(_serve_user_agent, kwargs))
+async def connect_user_agent(
+    nursery: trio.Nursery, **options: Unpack[UserAgentOptions]
+) -> UserAgent:
+    """Like :func:`open_user_agent` (the same keyword arguments), in the caller's
+    ``nursery``; ``await ua.aclose()`` ends it (or cancel the nursery)."""
+    ua: UserAgent = await nursery.start(functools.partial(_serve_user_agent, options))
     return ua

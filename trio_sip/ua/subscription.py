@@ -27,7 +27,7 @@ import math
 import random
 import weakref
 from collections import deque
-from typing import Any, final
+from typing import Any, TypedDict, final
 
 import attrs
 import trio
@@ -65,6 +65,15 @@ __all__ = [
 
 logger = logging.getLogger("trio_sip.ua.subscription")
 SS = SubscriptionState
+
+
+class SubscriptionStatistics(TypedDict):
+    """What ``UaSubscription.statistics()`` returns (a dict, as before)."""
+
+    state: SubscriptionState
+    requests: int
+    next_attempt: float | None
+    reason: str
 
 
 @attrs.frozen(slots=True)
@@ -122,7 +131,9 @@ class UaSubscription(RefreshTask[SubscribeMachine]):
             await self._changed.wait()
         await trio.lowlevel.checkpoint()
 
-    def statistics(self) -> dict[str, Any]:
+    def statistics(self) -> SubscriptionStatistics:
+        """``state``, ``requests`` (SUBSCRIBEs sent), ``next_attempt`` (trio time of the
+        refresh or retry, None if none) and ``reason``."""
         return {
             "state": self.machine.state,
             "requests": self.requests,

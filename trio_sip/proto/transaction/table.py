@@ -32,6 +32,8 @@ from typing import Any, Final
 from ..errors import LocalProtocolError
 from ..message import Request, Response
 from ..outputs import _Record
+from .client_invite import ClientInviteTransaction
+from .client_non_invite import ClientNonInviteTransaction
 from .keys import (
     Key,
     LegacyServerKey,
@@ -41,7 +43,16 @@ from .keys import (
     server_key,
     server_key_candidates,
 )
-from .machine import Machine
+from .server_invite import ServerInviteTransaction
+from .server_non_invite import ServerNonInviteTransaction
+
+#: The machines a table holds.
+TransactionMachine = (
+    ClientInviteTransaction
+    | ClientNonInviteTransaction
+    | ServerInviteTransaction
+    | ServerNonInviteTransaction
+)
 
 __all__ = [
     "AckFor2xx",
@@ -146,7 +157,7 @@ class TransactionTable:
 
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self.max_size = max_size
-        self._machines: dict[Key, Machine[Any]] = {}
+        self._machines: dict[Key, TransactionMachine] = {}
 
     def __len__(self) -> int:
         return len(self._machines)
@@ -157,10 +168,10 @@ class TransactionTable:
     def __iter__(self) -> Iterator[Key]:
         return iter(list(self._machines))
 
-    def get(self, key: Key) -> Machine[Any] | None:
+    def get(self, key: Key) -> TransactionMachine | None:
         return self._machines.get(key)
 
-    def add(self, key: Key, machine: Machine[Any]) -> None:
+    def add(self, key: Key, machine: TransactionMachine) -> None:
         """Register ``machine``; a live duplicate key is the caller's bug."""
         old = self._machines.get(key)
         if old is not None and not old.terminated:
