@@ -55,7 +55,7 @@ from trio_sip.proto.target import Target
 from trio_sip.proto.uri import NameAddress, SipUri, parse_uri
 from trio_sip.transports import Flow
 from trio_sip.ua import UserAgent
-from trio_sip.ua.registration import EventStream, UaRegistration
+from trio_sip.ua.registration import EventStream, RegistrationEvent, UaRegistration
 
 from .status import ConnectionEvent, ConnectionStatus, StatusCallback, StatusStream, retry_delay
 
@@ -464,7 +464,7 @@ class ConnectionSet:
                 await self._keepalives.send_sip_keepalive(key[0], key[1], False)
 
     async def _watch(
-        self, conn: Connection, registration: UaRegistration, events: EventStream
+        self, conn: Connection, registration: UaRegistration, events: EventStream[RegistrationEvent]
     ) -> None:
         async for event in events:
             if conn.registration is not registration:

@@ -82,19 +82,16 @@ class CallEvent:
 StatusCallback = Callable[[ConnectionEvent], object]
 
 
-class StatusStream(EventStream):
-    """``async for event in endpoint.status_events()``: every ConnectionEvent from the moment
-    the stream was made; it ends when the endpoint closes."""
+class StatusStream(EventStream[ConnectionEvent]):
+    """``async for event in endpoint.status_events()``: each connection's current status first,
+    then every ConnectionEvent from the moment the stream was made; it ends when the endpoint
+    closes."""
 
     def __init__(self, maxlen: int = 1024) -> None:
         super().__init__(maxlen)
 
     def __aiter__(self) -> StatusStream:
         return self
-
-    async def __anext__(self) -> ConnectionEvent:
-        event: ConnectionEvent = await super().__anext__()
-        return event
 
 
 def retry_delay(failures: int, reg_interval: float, initial: float, maximum: float) -> float:

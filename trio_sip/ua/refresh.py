@@ -60,18 +60,21 @@ async def send_once(
     return result.response, result.target, ""
 
 
-class EventStream:
+E = TypeVar("E")
+
+
+class EventStream(Generic[E]):
     """An async iterator of :class:`RegistrationEvent` (or subscription events): the current
     state first (the last change, when there was one), then every change from the moment it
     was made; it ends when the registration is closed. Nothing is missed by a stream made
     late or read from a task that starts later."""
 
     def __init__(self, maxlen: int = 256) -> None:
-        self._items: deque[Any] = deque(maxlen=maxlen)
+        self._items: deque[E] = deque(maxlen=maxlen)
         self._closed = False
         self._wakeup = trio.Event()
 
-    def _put(self, item: Any) -> None:
+    def _put(self, item: E) -> None:
         self._items.append(item)
         self._wakeup.set()
 
@@ -79,10 +82,10 @@ class EventStream:
         self._closed = True
         self._wakeup.set()
 
-    def __aiter__(self) -> EventStream:
+    def __aiter__(self) -> EventStream[E]:
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> E:
         while not self._items:
             if self._closed:
                 raise StopAsyncIteration
@@ -107,9 +110,10 @@ class RefreshMachine(Protocol):
 
 
 M = TypeVar("M", bound=RefreshMachine)
+T_item = TypeVar("T_item")
 
 
-class RefreshTask(Generic[M]):
+class RefreshTask(Generic[M, E]):
     """One refresh machine driven by one task (see the module comment); subclasses fill in
     ``_output``, ``_close`` and, where they differ, the other ``_``-hooks."""
 
@@ -130,26 +134,26 @@ class RefreshTask(Generic[M]):
         self._sender = sender
         self._kind = kind
         self._close_timeout = close_timeout
-        self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
+        self._streams: weakref.WeakSet[EventStream[E]] = weakref.WeakSet()
         self._changed = trio.Event()
         self._wakeup = trio.Event()
         self._scope = trio.CancelScope()
         self._done = trio.Event()
-        self.history: list[Any] = []
+        self.history: list[E] = []
         self.requests = 0
         self.reason = ""
 
     # -- application side -------------------------------------------------------------------
 
-    def events(self) -> EventStream:
+    def events(self) -> EventStream[E]:
         """The last state change (the current state), then every change from now on
         (``async for event in task.events()``)."""
         return self._new_stream(self._streams, self.history[-1:])
 
     def _new_stream(
-        self, into: weakref.WeakSet[EventStream], current: Iterable[object] = ()
-    ) -> EventStream:
-        stream = EventStream()
+        self, into: weakref.WeakSet[EventStream[T_item]], current: Iterable[T_item] = ()
+    ) -> EventStream[T_item]:
+        stream = EventStream[T_item]()
         for item in current:
             stream._put(item)
         if self._done.is_set():
@@ -246,7 +250,7 @@ class RefreshTask(Generic[M]):
     def _closed(self) -> None:
         """After ``_close`` (also when it timed out), before the event streams end."""
 
-    def _announce(self, event: object) -> None:
+    def _announce(self, event: E) -> None:
         """A state change: into ``history``, to every event stream, and to the waiters."""
         self.history.append(event)
         if self.history_limit is not None:
@@ -257,7 +261,7 @@ class RefreshTask(Generic[M]):
         self._changed = trio.Event()
 
 
-T = TypeVar("T", bound=RefreshTask[Any])
+T = TypeVar("T", bound=RefreshTask[Any, Any])
 
 
 class RefreshTasks(Generic[T]):

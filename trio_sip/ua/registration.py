@@ -106,7 +106,7 @@ class RegistrationStatistics:
 
 
 @final
-class UaRegistration(RefreshTask[RegisterMachine]):
+class UaRegistration(RefreshTask[RegisterMachine, RegistrationEvent]):
     """One binding kept alive by a task (made by :meth:`Registrations.register`)."""
 
     history_limit = 100
@@ -140,7 +140,6 @@ class UaRegistration(RefreshTask[RegisterMachine]):
         self._successes = 0
         self._failures = 0
         self.target: Target | None = None
-        self.history: list[RegistrationEvent] = []
 
     # -- application side -------------------------------------------------------------------
 

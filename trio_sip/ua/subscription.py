@@ -95,7 +95,7 @@ class Notification:
 
 
 @final
-class UaSubscription(RefreshTask[SubscribeMachine]):
+class UaSubscription(RefreshTask[SubscribeMachine, SubscriptionEvent]):
     """One subscription kept alive by a task (made by :meth:`Subscriptions.subscribe`)."""
 
     history_limit = 100  # a long-lived subscription must not grow without bound
@@ -105,19 +105,18 @@ class UaSubscription(RefreshTask[SubscribeMachine]):
     ) -> None:
         super().__init__(machine, failover, destination, RequestKind.SUBSCRIBE, close_timeout=4.0)
         self._pending: deque[object] = deque()
-        self._notes: weakref.WeakSet[EventStream] = weakref.WeakSet()
-        self.history: list[SubscriptionEvent] = []
+        self._notes: weakref.WeakSet[EventStream[Notification]] = weakref.WeakSet()
         self.last_notification: Notification | None = None
 
     @property
     def state(self) -> SubscriptionState:
         return self.machine.state
 
-    def events(self) -> EventStream:
+    def events(self) -> EventStream[SubscriptionEvent]:
         """The current state (the last :class:`SubscriptionEvent`), then every change."""
         return super().events()
 
-    def notifications(self) -> EventStream:
+    def notifications(self) -> EventStream[Notification]:
         """The last accepted NOTIFY (:class:`Notification`: the resource's current state),
         then every one from now on."""
         last = self.last_notification
