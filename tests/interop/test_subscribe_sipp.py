@@ -278,6 +278,7 @@ async def test_our_subscriber_against_a_sipp_notifier(tmp_path: Path) -> None:
                     break
         assert sub.state is SS.TERMINATED
         assert [(e.old, e.new) for e in got] == [
+            (SS.IDLE, SS.SUBSCRIBING),  # the state when events() was made
             (SS.SUBSCRIBING, SS.ACTIVE),
             (SS.ACTIVE, SS.TERMINATED),
         ], got
