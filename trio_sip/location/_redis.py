@@ -40,9 +40,12 @@ import math
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
+
+if TYPE_CHECKING:  # an optional dependency (the redis extra)
+    import coredis
 
 from ..proto.errors import ConfigError
 from ..proto.location import Binding, Planned, by_q
@@ -100,7 +103,7 @@ class RedisLocationStore:
 
     def __init__(
         self,
-        client: Any,
+        client: coredis.Redis[str],
         *,
         prefix: str = "trio-sip:",
         timeout: float = 1.0,
