@@ -48,11 +48,18 @@ def connection(id: str, server: str, **kw: Any) -> ConnectionConfig:
 
 @asynccontextmanager
 async def alice(
-    net: FakeNetwork, connections: list[ConnectionConfig], period: int, **kw: Any
+    net: FakeNetwork,
+    connections: list[ConnectionConfig],
+    period: int,
+    pong_timeout: int = 10,
+    **kw: Any,
 ) -> AsyncIterator[tuple[Endpoint, list[ConnectionEvent]]]:
     events: list[ConnectionEvent] = []
     config = EndpointConfig(
-        sip_transaction_timeout=2000, keep_alive_period=period, connections=connections
+        sip_transaction_timeout=2000,
+        keep_alive_period=period,
+        rfc5626_pong_timeout=pong_timeout,
+        connections=connections,
     )
     async with open_endpoint(
         config, backend=net.backend(ALICE), rng=random.Random(1), on_status=events.append,
@@ -216,14 +223,16 @@ def stream_data(net: FakeNetwork, data: bytes, src: str, dst: str) -> list[tuple
     ]
 
 
+@pytest.mark.parametrize("pong_timeout", [10, 3])
 async def test_tcp_pings_get_pongs_and_a_dead_flow_reregisters_over_a_new_one(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, pong_timeout: int
 ) -> None:
+    """``rfc5626_pong_timeout`` is how long the endpoint waits for the pong (default 10 s)."""
     net = FakeNetwork()
     async with trio.open_nursery() as nursery:
         await nursery.start(run_site, net, SITE_A, [("TCP", 5060)])
         conns = [connection("a", f"{SITE_A}:5060", transport="TCP")]
-        async with alice(net, conns, 30) as (endpoint, events):
+        async with alice(net, conns, 30, pong_timeout) as (endpoint, events):
             stream = endpoint.status_events()
             current = await anext(stream)  # a new stream starts with the current status
             assert (current.old, current.new, current.reason) == (
@@ -254,8 +263,8 @@ async def test_tcp_pings_get_pongs_and_a_dead_flow_reregisters_over_a_new_one(
                 event = await anext(stream)
             assert (event.old, event.new) == (CS.REGISTERED, CS.REGISTERING)
             assert event.reason.startswith("transport error: TCP flow to 10.0.1.1:5060")
-            assert "no CRLF pong within 10 s" in event.reason
-            assert event.time == lost_ping + 10.0
+            assert f"no CRLF pong within {pong_timeout} s" in event.reason
+            assert event.time == lost_ping + pong_timeout
 
             with trio.fail_after(60):
                 event = await anext(stream)
@@ -263,14 +272,14 @@ async def test_tcp_pings_get_pongs_and_a_dead_flow_reregisters_over_a_new_one(
             assert (event.new, event.reason, event.time) == (
                 CS.REGISTERED,
                 "200 OK",
-                lost_ping + 10.0,
+                lost_ping + pong_timeout,
             )
             registers = [
                 (p.time, p.src[1])
                 for p in net.packets(transport="TCP")
                 if p.src[0] == ALICE and p.data.startswith(b"REGISTER ")
             ]
-            assert registers[-1][0] == lost_ping + 10.0
+            assert registers[-1][0] == lost_ping + pong_timeout
             new_ports = {registers[-1][1]}
             assert first_port not in new_ports
             await trio.sleep(100)

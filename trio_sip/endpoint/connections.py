@@ -416,7 +416,9 @@ class ConnectionSet:
                     await self._drop_keep_alive(conn)
                 elif retime:
                     self._keepalives.unwatch_flow(key)
-                await self._keepalives.watch_flow(key, period)
+                await self._keepalives.watch_flow(
+                    key, period, pong_timeout=self.config.rfc5626_pong_timeout
+                )
             else:
                 key = (target.host, target.port)
                 if conn._keep_alive_key != key:
