@@ -8,7 +8,13 @@ import random
 import pytest
 
 from trio_sip.proto import auth_digest
-from trio_sip.proto.auth import CredentialStore, DigestClient, parse_challenge
+from trio_sip.proto.auth import (
+    Challenge,
+    CredentialStore,
+    DigestClient,
+    make_credentials,
+    parse_challenge,
+)
 from trio_sip.proto.auth_server import DigestServer, NonceTable, NonceUse
 from trio_sip.proto.limits import Limits
 from trio_sip.proto.message import Request
@@ -186,3 +192,20 @@ def test_ack_and_cancel_reuse_the_invites_credentials() -> None:
     assert srv.check(req("ACK"), 3.0, proxy=True).ok
     # The same credentials on another method are not the INVITE's: refused.
     assert not srv.check(req("BYE"), 4.0, proxy=True).ok
+
+
+def test_without_qop_a_nonce_serves_one_request() -> None:
+    """RFC 2069 credentials (no qop, so no nc) cannot be ordered: the nonce is good once, and
+    the next request with good credentials gets stale=true (a new nonce, no re-prompt)."""
+    srv = server()
+    offered = parse_challenge(srv.challenge(0.0).headers[0][1])
+    assert offered.nonce is not None
+    no_qop = Challenge.digest(REALM, offered.nonce, qop=())
+    creds = make_credentials(
+        no_qop, method="REGISTER", uri=URI, username="bob", password="zanzibar", cnonce="c"
+    )
+    assert creds.qop is None and creds.nc is None
+    assert srv.check(register(auth=str(creds)), 1.0).ok
+    again = srv.check(register(auth=str(creds), branch="z9hG4bK2", seq=2), 2.0)
+    assert (again.ok, again.status) == (False, 401)
+    assert parse_challenge(again.headers[0][1]).stale is True
