@@ -308,3 +308,9 @@ def test_audio_offer_options() -> None:
         audio_offer("192.0.2.1", 4000)
     with pytest.raises(ValueError, match="codecs"):
         audio_offer("192.0.2.1", 4000, session_id=1, codecs=["OPUS"])
+
+
+def test_a_version_with_leading_zeros_is_written_back_without_them() -> None:
+    sdp = parse_sdp("v=0\r\no=- 1 007 IN IP4 h\r\ns=-\r\nt=0 0\r\n")
+    assert sdp.origin.version == 7
+    assert "o=- 1 7 IN IP4 h\r\n" in str(sdp)
