@@ -378,3 +378,37 @@ def test_old_import_paths_name_the_shared_refresh_scaffolding() -> None:
     assert issubclass(subscription.UaSubscription, refresh.RefreshTask)
     assert issubclass(registration.Registrations, refresh.RefreshTasks)
     assert issubclass(subscription.Subscriptions, refresh.RefreshTasks)
+
+
+async def test_a_tcp_connect_into_a_black_hole_fails_at_the_transaction_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """No SYN-ACK ever: the attempt ends at sip_transaction_timeout (32 s by default), connect
+    included, as a 408, and waits for the next reg_interval tick."""
+    registrar = Registrar()
+    net = FakeNetwork()
+    net.partition(UA, REGISTRAR)
+    async with setup(registrar, net, "TCP") as (registrations, _ua, _net, _n):
+        reg = await register(registrations, "TCP", reg_interval=300)
+        with pytest.raises(RegistrationFailed, match="408 Request Timeout"):
+            await reg.wait_registered()
+        assert trio.current_time() == pytest.approx(32.0)
+        assert reg.statistics().next_attempt == pytest.approx(332.0)
+        assert registrar.log == []
+
+
+async def test_unregistering_into_a_dead_path_is_bounded_by_unregister_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    registrar = Registrar()
+    net = FakeNetwork()
+    async with setup(registrar, net) as (registrations, _ua, _net, _n):
+        reg = await register(registrations, unregister_timeout=3)
+        await reg.wait_registered()
+        net.partition(UA, REGISTRAR)
+        start = trio.current_time()
+        await reg.aclose()
+        assert trio.current_time() - start == pytest.approx(3.0)
+        assert reg.state is RS.UNREGISTERED
+        sent = [p for p in net.packets() if p.data.startswith(b"REGISTER")]
+        assert len(sent) > 2 and b"Expires: 0" in sent[-1].data
