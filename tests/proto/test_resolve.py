@@ -303,6 +303,13 @@ def test_zero_weights_share_the_first_place() -> None:
     assert 800 < first["a"] < 1200
 
 
+def test_zero_weights_follow_the_weighted_records() -> None:
+    records = [SrvRecord(0, 0, 1, "zero"), SrvRecord(0, 1, 2, "light"), SrvRecord(0, 0, 3, "nil")]
+    rng = random.Random(12)
+    for _ in range(200):
+        assert order_srv(records, rng)[0].target == "light"
+
+
 def test_same_seed_same_plan() -> None:
     table = {
         SrvQuery("_sip._udp.example.com"): [
