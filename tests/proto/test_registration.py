@@ -166,6 +166,19 @@ def test_second_challenge_not_stale_fails_stale_one_resends() -> None:
     assert reg.deadline == 3600.3
 
 
+def test_stale_challenges_are_answered_at_most_3_times_in_a_row() -> None:
+    reg = digest_reg()
+    req = sent(reg.start(0.0))
+    for i in range(3):
+        stale = Challenge.digest("biloxi.com", f"stale{i}", stale=True)
+        req = sent(reg.handle(reply(req, 401, [("WWW-Authenticate", str(stale))]), 0.1 * i))
+        assert req.authorization[0].nonce == f"stale{i}"
+    stale = Challenge.digest("biloxi.com", "stale3", stale=True)
+    out = reg.handle(reply(req, 401, [("WWW-Authenticate", str(stale))]), 0.5)
+    assert [o for o in out if isinstance(o, SendRequest)] == []
+    assert reg.state is R.FAILED and "challenged 3 times in a row" in reg.reason
+
+
 def test_401_without_credentials_fails() -> None:
     reg = make()
     req = sent(reg.start(0.0))

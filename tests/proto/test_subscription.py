@@ -167,6 +167,24 @@ def test_terminated_probation_retries_after_retry_after_and_rejected_ends() -> N
     assert changes(out) == [(S.SUBSCRIBING, S.TERMINATED)] and sub.deadline is None
 
 
+def test_a_notify_for_a_failed_or_terminated_subscription_gets_481() -> None:
+    """RFC 6665 §4.1.3: once the subscription ended (TERMINATED, or FAILED and waiting to
+    retry under a new Call-ID), a NOTIFY in its old dialog is answered 481."""
+    sub = make()
+    req = sent(sub.start(0.0))
+    sub.handle(accept(req), 0.1)
+    sub.handle(NotifyReceived(notify_for(req, "terminated;reason=probation;retry-after=90")), 10)
+    assert sub.state is S.FAILED
+    late = notify_for(req, "active", seq=9)
+    assert answered(sub.handle(NotifyReceived(late), 11.0)) == [481]
+    retry = sent(sub.handle_timer(100.0))
+    sub.handle(accept(retry), 100.1)
+    sub.handle(NotifyReceived(notify_for(retry, "terminated;reason=rejected")), 101.0)
+    assert sub.state is S.TERMINATED
+    again = notify_for(retry, "active", seq=9)
+    assert answered(sub.handle(NotifyReceived(again), 102.0)) == [481]
+
+
 def test_failure_waits_for_reg_interval_and_zero_never_resends() -> None:
     sub = make(reg_interval=300)
     sent(sub.start(0.0))
