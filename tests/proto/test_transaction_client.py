@@ -354,3 +354,14 @@ def test_non_invite_schedule_backs_off_to_t2_and_ends_at_the_timeout(
     end = min(64 * t1, timeout_ms / 1000)
     assert outcome(log) == (pytest.approx(end), TerminationReason.TIMEOUT)
     assert all(t < end for t in times)
+
+
+def test_a_late_timer_call_does_not_shift_the_schedule() -> None:
+    """Timer E is re-armed from its scheduled instant: handled 0.2 s late at 0.7 s, the next
+    retransmission is still due at 1.5 s (0.5 + 2 * T1), not at 1.7 s."""
+    tx = ClientNonInviteTransaction(request(), TimerConfig(), reliable=False)
+    tx.start(0.0)
+    assert tx.deadline == 0.5
+    late = tx.handle_timer(0.7)
+    assert [type(o) for o in late] == [Transmit]
+    assert tx.deadline == pytest.approx(1.5)
