@@ -365,3 +365,16 @@ def test_a_late_timer_call_does_not_shift_the_schedule() -> None:
     late = tx.handle_timer(0.7)
     assert [type(o) for o in late] == [Transmit]
     assert tx.deadline == pytest.approx(1.5)
+
+
+def test_a_timeout_due_with_a_retransmission_fires_first() -> None:
+    """Timer E and Timer F both due at 1.5 s (sip_transaction_timeout=1500): the timeout fires
+    first and ends the transaction, so no last retransmission goes out with it."""
+    tx = ClientNonInviteTransaction(
+        request(), TimerConfig(sip_transaction_timeout=1500), reliable=False
+    )
+    tx.start(0.0)
+    tx.handle_timer(0.5)
+    out = tx.handle_timer(1.5)
+    assert not any(isinstance(o, Transmit) for o in out)
+    assert isinstance(out[-1], Terminated) and out[-1].reason is TerminationReason.TIMEOUT
