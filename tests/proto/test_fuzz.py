@@ -16,8 +16,8 @@ The default suite runs a short, fixed (derandomized) profile: a few seconds. A l
 ``TRIO_SIP_FUZZ_EXAMPLES=20000 pytest tests/proto/test_fuzz.py`` (random, not derandomized), or
 ``nox -s fuzz`` (the same with 20,000 examples per target; ``nox -s fuzz -- N`` for N).
 Every crasher found is kept as one file under tests/data/crashers/ (raw bytes; the file name's
-prefix says which target: message-, stream-, auth-, sdp-) and replayed by
-``test_crashers_stay_fixed``.
+prefix says which target: message-, stream-, auth-, sdp-; wire- for what the wire fuzzer of
+tests/attack found) and replayed by ``test_crashers_stay_fixed``.
 """
 
 from __future__ import annotations
@@ -264,6 +264,9 @@ REPLAY = {
     "stream": lambda data: check_stream(data, [1, 7, 64]),
     "auth": lambda data: check_auth(data.decode("utf-8", "surrogateescape")),
     "sdp": check_sdp,
+    # Found by the wire fuzzer (tests/attack): replayed to a server over real sockets by
+    # tests/attack/test_crashers_wire.py; here they must pass the parser's properties too.
+    "wire": check_message,
 }
 
 

@@ -273,6 +273,11 @@ class _Receiver:
         """Answer ``request`` statelessly (§8.2: 400, 420, 501, ... ; 503 when full)."""
         if request.method == "ACK" or not status:
             return
+        if not request.headers.get_list("Via"):
+            # §18.2.2 routes every response by its Via: without one nothing can go back (a
+            # response built anyway has no destination).
+            self.faults.record("unanswerable-request", None, f"{status}, no Via")
+            return
         tag = new_tag(self._rng)
         response: Response | None
         try:
@@ -294,6 +299,8 @@ class _Receiver:
         try:
             await self._layer.send_response(response, flow)
         except (TransportError, ProtocolError) as exc:
+            self.faults.record("send", exc, f"stateless {response.status_code}")
+        except Exception as exc:  # a bug: counted, never the end of the stack (strict: raised)
             self.faults.record("send", exc, f"stateless {response.status_code}")
 
     def _stray(self, message: Request | Response, flow: Flow) -> None:

@@ -35,7 +35,7 @@ import attrs
 import trio
 
 from trio_sip.proto.abnf import LWS, split_top
-from trio_sip.proto.errors import ConfigError, TransportError
+from trio_sip.proto.errors import ConfigError, LocalProtocolError, TransportError
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.target import Target, default_port
 
@@ -139,7 +139,10 @@ def response_destination(response: Response) -> Target:
     UDP: the ``received`` address and the ``rport`` port when present, else the sent-by host
     and port. Missing ports default per §19.1.2. (The ``maddr`` multicast case is not handled.)
     """
-    via = response.vias[0]
+    vias = response.vias
+    if not vias:
+        raise LocalProtocolError("a response without a Via has no destination (§18.2.2)")
+    via = vias[0]
     transport = via.transport.upper()
     host = _bare(via.received or via.host)
     port = via.port or default_port(transport)
