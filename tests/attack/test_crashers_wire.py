@@ -12,6 +12,17 @@ followed by an OPTIONS that must be answered. Every answer must parse.
   request the parser refuses copied a NUL, or the 8 KB CSeq that was the reason for the
   refusal, back to the sender: answers our own parser (any parser) refuses. Such a line is no
   longer copied; without it the 400 cannot be made, and the request is dropped.
+
+``wire-proxy-*`` files go to a proxy/registrar (``open_proxy`` with credentials) instead, with
+``127.0.0.1:5060`` in them (the fuzzed proxy's address) replaced by the proxy's:
+
+* wire-proxy-ack-call-id-not-utf8.bin: an ACK with our Record-Route and a Call-ID holding octets
+  that are not UTF-8 raised UnicodeEncodeError in the route token's MAC (a traceback in the
+  log; in strict mode the end of the proxy). Such text is now hashed as the octets received
+  (``surrogateescape``), there and in the branch and loop-detection hashes.
+* wire-proxy-register-username-not-utf8.bin: the same in digest verification (a username that
+  is not UTF-8): the REGISTER got a 500 and the log a traceback; now the 401 any wrong
+  credentials get.
 """
 
 from __future__ import annotations
@@ -27,13 +38,16 @@ import trio
 
 from trio_sip.cli._view import View
 from trio_sip.cli.serve import answer_calls
+from trio_sip.proto.location import LocationService
 from trio_sip.proto.message import Response
 from trio_sip.proto.parse import NEED_DATA, StreamFramer, parse_message
+from trio_sip.proxy import ProxySite, open_proxy
 from trio_sip.transports.stream import error_response_untrusted
 from trio_sip.ua import UserAgent, open_user_agent
 
 from .fuzzwire import ANSWER_LIMITS
 from .mutator import dialog_request
+from .seeds import DOMAIN, PASSWORDS
 
 CRASHERS = Path(__file__).resolve().parent.parent / "data" / "crashers"
 LOOPBACK = "127.0.0.1"
@@ -60,6 +74,18 @@ async def serving() -> AsyncIterator[UserAgent]:
         )
         yield ua
         nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def proxying() -> AsyncIterator[ProxySite]:
+    """A proxy/registrar on UDP and TCP with credentials, as tests/attack/targets.py runs it."""
+    async with open_proxy(
+        [("UDP", LOOPBACK, 0), ("TCP", LOOPBACK, 0)],
+        domain=DOMAIN,
+        location_service=LocationService(),
+        credentials=PASSWORDS,
+    ) as site:
+        yield site
 
 
 def probe(transport: str, sent_by: str, port: int) -> bytes:
@@ -123,10 +149,12 @@ async def over_tcp(port: int, data: bytes) -> list[bytes]:
 @pytest.mark.parametrize("transport", ["UDP", "TCP"])
 @pytest.mark.parametrize("path", _wire_crashers(), ids=lambda p: p.name)
 async def test_wire_crashers_stay_fixed(path: Path, transport: str) -> None:
-    async with serving() as ua:
-        port = next(p for t, (_, p) in ua.stack.listening if t == transport)
+    target = proxying() if path.name.startswith("wire-proxy-") else serving()
+    async with target as server:
+        port = next(p for t, (_, p) in server.stack.listening if t == transport)
+        data = path.read_bytes().replace(b"127.0.0.1:5060", f"{LOOPBACK}:{port}".encode())
         send = over_udp if transport == "UDP" else over_tcp
-        answers = await send(port, path.read_bytes())
+        answers = await send(port, data)
         assert answers and _is_probe_answer(answers[-1]), answers  # alive, and answering
         for answer in answers:
             parse_message(answer, limits=ANSWER_LIMITS)  # every answer parses
@@ -134,7 +162,7 @@ async def test_wire_crashers_stay_fixed(path: Path, transport: str) -> None:
 
 
 def test_there_are_wire_crashers() -> None:
-    assert len(_wire_crashers()) >= 3
+    assert len(_wire_crashers()) >= 5
 
 
 def test_stateless_400_copies_no_line_that_cannot_come_back() -> None:

@@ -54,7 +54,9 @@ def _hash_of(algorithm: str) -> tuple[str, bool] | None:
 
 
 def _h(hash_name: str, data: str | bytes) -> str:
-    raw = data.encode("utf-8") if isinstance(data, str) else data
+    # surrogateescape: a value with octets that are not UTF-8 (kept so by the parser) hashes
+    # as the octets received, instead of raising (tests/attack: a REGISTER got a 500).
+    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
     return hashlib.new(hash_name, raw).hexdigest()
 
 

@@ -67,7 +67,10 @@ def _seed(top: Via | None, call_id: str, from_tag: str | None, cseq: int) -> str
 
 
 def _mac(secret: bytes, text: str) -> str:
-    return hmac.new(secret, text.encode(), "sha256").hexdigest()[:_MAC_LEN]
+    # surrogateescape: a Call-ID or tag with octets that are not UTF-8 (kept so by the
+    # parser) is MACed as received (tests/attack: an ACK with one raised UnicodeEncodeError).
+    mac = hmac.new(secret, text.encode("utf-8", "surrogateescape"), "sha256")
+    return mac.hexdigest()[:_MAC_LEN]
 
 
 def _received_seed(received: Request) -> str:
@@ -91,7 +94,8 @@ def stateless_branch(received: Request, *, secret: bytes | None = None) -> str:
     if secret is not None:
         return proxy_branch(received, "", secret=secret)
     seed = _received_seed(received)
-    unique = hashlib.md5(seed.encode(), usedforsecurity=False).hexdigest()[:16]
+    digest = hashlib.md5(seed.encode("utf-8", "surrogateescape"), usedforsecurity=False)
+    unique = digest.hexdigest()[:16]
     return proxy_branch(received, unique)
 
 

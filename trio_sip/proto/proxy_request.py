@@ -118,7 +118,8 @@ def loop_hash(request: Request, top_via: Via | None) -> str:
         (top_via.branch or "") if top_via is not None else "",
         *request.headers.get_list("Route"),
     ]
-    return hashlib.md5("\n".join(parts).encode(), usedforsecurity=False).hexdigest()[:16]
+    text = "\n".join(parts).encode("utf-8", "surrogateescape")  # octets as received
+    return hashlib.md5(text, usedforsecurity=False).hexdigest()[:16]
 
 
 def is_own_via(via: Via, me: ProxyIdentity) -> bool:
