@@ -199,11 +199,15 @@ class _Receiver:
         handle = self._new_server(cancel, flow, where.key, internal=True)
         if handle is None:
             return
+        # Nobody else answers this transaction (internal): a response that cannot be built
+        # from the CANCEL (no Call-ID, no From) must end it, not leave it in Trying for ever.
         if not isinstance(invite, IncomingRequest):
-            handle._respond_now(handle.make_response(481))
+            self._respond_quietly(handle, 481)
             return
         handle.to_tag = invite.to_tag
-        handle._respond_now(handle.make_response(200))
+        self._respond_quietly(handle, 200)
+        if handle.final_response is None:
+            return  # no 200 could be made: the CANCEL was dropped, the INVITE goes on
         invite._cancel()
         if invite.final_response is None and not proxy:
             try:
