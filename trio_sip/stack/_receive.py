@@ -25,7 +25,12 @@ import trio
 
 from trio_sip._faults import Faults
 from trio_sip.drivers import Inbox, TimerQueue
-from trio_sip.proto.errors import LocalProtocolError, ProtocolError, TransportError
+from trio_sip.proto.errors import (
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    TransportError,
+)
 from trio_sip.proto.headers import canonical_name
 from trio_sip.proto.ids import new_tag
 from trio_sip.proto.limits import Limits
@@ -233,7 +238,10 @@ class _Receiver:
         try:
             await handler(incoming)
         except Exception as exc:
-            self._respond_quietly(incoming, 500)
+            # A header of the request that does not parse, read by the handler, is the peer's
+            # fault (§8.2, §16.3: 400), as when the stack reads it; anything else is ours: 500.
+            status = (exc.status_hint or 400) if isinstance(exc, RemoteProtocolError) else 500
+            self._respond_quietly(incoming, status)
             self.faults.record("handler", exc, repr(incoming))
         else:
             if not _answered(incoming) and not incoming.cancelled:
