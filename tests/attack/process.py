@@ -112,6 +112,8 @@ class TargetProcess:
         self.listening: dict[str, tuple[str, int]] = {}
         self.tracebacks = 0
         self.fault_lines: collections.Counter[str] = collections.Counter()
+        #: The first line logged of each kind of fault.
+        self.fault_examples: dict[str, str] = {}
         self.log_lines: collections.Counter[str] = collections.Counter()
         self.tail: collections.deque[str] = collections.deque(maxlen=80)
         self.traceback_text: list[str] = []
@@ -154,6 +156,7 @@ class TargetProcess:
                     self.log_lines[f"{level} {rest.partition(' ')[0]}"] += 1
                     if fault := FAULT_LINE.match(line):
                         self.fault_lines[fault.group(1)] += 1
+                        self.fault_examples.setdefault(fault.group(1), line[:300])
 
     @property
     def pid(self) -> int:

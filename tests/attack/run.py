@@ -321,6 +321,7 @@ def campaign(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                 "fds": [cold[p.name]["fds"], warm[p.name]["fds"], after[p.name]["fds"]],
                 "faults": after[p.name].get("faults", {}),
                 "fault_log_lines": dict(p.fault_lines),
+                "fault_examples": p.fault_examples,
                 "log_lines": dict(p.log_lines),
                 "tracebacks": p.tracebacks,
                 "stack": after[p.name]["stack"],

@@ -141,7 +141,18 @@ async def _proxy(
 
         def collect() -> dict[str, Any]:
             stats = attrs.asdict(site.statistics())
-            return {"faults": site.stack.faults.counts, "stack": stats.pop("stack"), "proxy": stats}
+            live = [repr(t) for t in list(site.stack._live.values())[:8]]
+            if os.environ.get("TRIO_SIP_FUZZ_OBJECTS"):
+                live += [
+                    bytes(t.request).decode("utf-8", "replace")[:2000]
+                    for t in list(site.stack._live.values())[:3]
+                ]
+            return {
+                "faults": site.stack.faults.counts,
+                "stack": stats.pop("stack"),
+                "proxy": stats,
+                "transactions_sample": live,
+            }
 
         _install_stats(collect)
         for transport, (h, p) in site.listening:
