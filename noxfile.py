@@ -69,6 +69,21 @@ def cluster(session: nox.Session) -> None:
 
 
 @nox.session
+def attack(session: nox.Session) -> None:
+    """Hostile traffic against real servers on loopback (issue #10), printing its figures
+    (``FUZZ ...`` lines): the wire fuzzer of tests/attack (20,000 UDP datagrams and 5,000 TCP
+    messages against ``trio-sip serve`` and against a proxy/registrar, each in a private
+    network namespace: ``unshare --net``, root or user namespaces needed). A few minutes, both
+    cores busy. ``nox -s attack -- short`` (or ``TRIO_SIP_ATTACK=short``) runs the short
+    variant."""
+    session.install("-e", ".[test]")
+    short = "short" in session.posargs or os.environ.get("TRIO_SIP_ATTACK") == "short"
+    args = [arg for arg in session.posargs if arg != "short"]
+    env = {**_corpus_env(), "TRIO_SIP_ATTACK": "short" if short else "full"}
+    session.run("pytest", "-m", "attack", "-s", "tests/attack", *args, env=env)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff>=0.6")

@@ -9,6 +9,7 @@ counters (/proc/net/snmp) are the namespace's own.
 :class:`TargetProcess` is one server process (tests/attack/targets.py): its stderr is read by a
 thread (tracebacks and fault lines counted, the last lines kept), its statistics are asked for
 with SIGUSR1, and :meth:`TargetProcess.stop` ends it with SIGTERM (bounded; then SIGKILL).
+Starting one does not wait: :meth:`TargetProcess.wait_listening` does (several start at once).
 """
 
 from __future__ import annotations
@@ -53,11 +54,17 @@ def in_netns() -> bool:
     return os.environ.get(NETNS_ENV) == "1"
 
 
-def reexec_in_netns(argv: list[str]) -> int:
-    """Run ``python -m tests.attack.run ARGV`` in a new network namespace; its exit status."""
+def netns_command(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run ``python -m tests.attack.run ARGV`` in a new
+    network namespace."""
     unshare = ["unshare", "--net", *([] if os.geteuid() == 0 else ["--map-root-user"])]
     env = {**os.environ, NETNS_ENV: "1", "PYTHONPATH": str(REPO)}
-    command = [*unshare, sys.executable, "-m", "tests.attack.run", *argv]
+    return [*unshare, sys.executable, "-m", "tests.attack.run", *argv], env
+
+
+def reexec_in_netns(argv: list[str]) -> int:
+    """Run ``python -m tests.attack.run ARGV`` in a new network namespace; its exit status."""
+    command, env = netns_command(argv)
     return subprocess.run(command, env=env, cwd=REPO, check=False).returncode
 
 
@@ -119,9 +126,11 @@ class TargetProcess:
         self.traceback_text: list[str] = []
         self._lock = threading.Lock()
         threading.Thread(target=self._read_stderr, daemon=True).start()
-        self._read_listening()
 
-    def _read_listening(self) -> None:
+    def wait_listening(self) -> TargetProcess:
+        """Wait for its "serving on" lines (bounded); itself."""
+        if self.listening:
+            return self
         assert self.popen.stdout is not None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(self.listening) < 2:
@@ -132,6 +141,7 @@ class TargetProcess:
             if found:
                 self.listening[found.group(1)] = (found.group(2), int(found.group(3)))
         threading.Thread(target=self._drain_stdout, daemon=True).start()
+        return self
 
     def _drain_stdout(self) -> None:
         assert self.popen.stdout is not None
