@@ -12,6 +12,10 @@ followed by an OPTIONS that must be answered. Every answer must parse.
   request the parser refuses copied a NUL, or the 8 KB CSeq that was the reason for the
   refusal, back to the sender: answers our own parser (any parser) refuses. Such a line is no
   longer copied; without it the 400 cannot be made, and the request is dropped.
+* wire-forged-received-in-via.bin: a BYE whose top Via names the sender as sent-by but
+  carries a ``received`` the sender wrote (an IPv6 address): its 400 went there (a send
+  fault, or, with an IPv4 address, to a third party). The source address now replaces it
+  (tests/attack/test_fuzz_regressions.py checks where the answer goes).
 
 ``wire-proxy-*`` files go to a proxy/registrar (``open_proxy`` with credentials) instead, with
 ``127.0.0.1:5060`` in them (the fuzzed proxy's address) replaced by the proxy's:

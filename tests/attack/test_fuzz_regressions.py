@@ -24,6 +24,7 @@ from trio_sip.proto.location import LocationService
 from trio_sip.proto.message import Response
 from trio_sip.proto.parse import parse_message
 from trio_sip.proxy import open_proxy
+from trio_sip.stack import IncomingRequest, open_stack
 from trio_sip.testing import FakeNetwork
 
 from ..hostile import request
@@ -70,3 +71,36 @@ async def test_a_proxy_answers_a_to_that_does_not_parse_with_400(
             answer = parse_message((await eve.recvfrom())[0])
         assert isinstance(answer, Response) and answer.status_code == 400
         assert site.stack.faults["handler"] == 1
+
+
+@pytest.mark.parametrize("to_values", [1, 70])
+async def test_a_received_written_by_the_sender_does_not_steer_the_answer(
+    autojump_clock: trio.testing.MockClock, to_values: int
+) -> None:
+    """``Via: ...;received=<someone else>`` with the sender's own address as sent-by: the
+    answer (a 200, or with 70 To values the 400 of tests/data/crashers/
+    wire-forged-received-in-via.bin) goes to the source address, not to the address the
+    sender wrote (§18.2.1 stamps ``received`` with the source; §18.2.2 sends there). Found by
+    the wire fuzzer's sampled 4xx check: the 400 went to ``[2001:db8::9:255]``, a send fault."""
+    net = FakeNetwork()
+    victim = "10.0.0.66"
+
+    async def answer(incoming: IncomingRequest) -> None:
+        await incoming.respond(200)
+
+    async with open_stack([("UDP", SITE, 5060)], backend=net.backend(SITE), handler=answer):
+        eve = await net.backend(EVE).open_udp(EVE, 5060)
+        bystander = await net.backend(victim).open_udp(victim, 5060)
+        dest, src = (SITE, 5060), (EVE, 5060)
+        via = f"SIP/2.0/UDP {EVE}:5060;received={victim};branch=z9hG4bK-forged"
+        to = ",".join(["<sip:serve@10.0.0.2>"] * to_values)
+        await eve.sendto(request(dest, src, method="OPTIONS", via=via, to=to), dest)
+        with trio.fail_after(5):
+            answer_data = (await eve.recvfrom())[0]
+        response = parse_message(answer_data)
+        assert isinstance(response, Response)
+        assert response.status_code == (200 if to_values == 1 else 400)
+        assert f"received={EVE}".encode() in answer_data
+        with trio.move_on_after(5):
+            await bystander.recvfrom()
+            raise AssertionError("the answer also went to the forged received address")

@@ -110,7 +110,10 @@ def stamp_via(request: Request, source: Address) -> Request:
 
     RFC 3261 §18.2.1: add ``received=<source IP>`` when the sent-by host differs from the
     source address. RFC 3581 §4: when the request has ``rport`` (no value), set it to the
-    source port and add ``received`` even if it equals the sent-by host.
+    source port and add ``received`` even if it equals the sent-by host. A ``received`` the
+    sender wrote itself is replaced by the source address, whatever the sent-by: responses go
+    to ``received`` (§18.2.2), and a forged one would send them to a third party (found by
+    the wire fuzzer, tests/attack/test_fuzz_regressions.py).
     """
     raw = request.headers.get_list("Via")
     if not raw:
@@ -118,7 +121,8 @@ def stamp_via(request: Request, source: Address) -> Request:
     via = request.vias[0]
     host, port = source
     has_rport = via.rport is not None
-    if _bare(via.host).lower() == host.lower() and not has_rport:
+    stamped = via.received is None or _bare(via.received).lower() == host.lower()
+    if _bare(via.host).lower() == host.lower() and not has_rport and stamped:
         return request
     sent_by, *params = split_top(raw[0], ";")
     out: list[str] = []
