@@ -36,7 +36,9 @@ from trio_sip.proto.errors import ParseError, ProtocolError
 from trio_sip.proto.limits import Limits
 from trio_sip.proto.message import Message, Request, Response, make_response
 from trio_sip.proto.parse import NEED_DATA, StreamFramer, parse_message
+from trio_sip.proto.validate import Role
 
+from .expect import answer_is_right, deserved_status
 from .mutator import Mutator, dialog_request, retarget, split_message
 
 __all__ = ["SDP", "Figures", "Finding", "Plan", "Sent", "TcpFuzzer", "UdpFuzzer"]
@@ -60,6 +62,9 @@ FOLLOW_WEIGHTS = [6, 6, 3, 2, 2, 2, 2, 1, 1, 1, 1]
 #: SIP, over our own bound (tests/shell/test_parse_limits_wire.py).
 ANSWER_LIMITS = Limits(max_vias=10_000, max_routes=10_000, max_headers=100_000)
 _BRANCH = re.compile(rb"branch=([^;,\s]+)")
+#: Seconds a sampled request's answer may take; the request is resent at 1 and 2.5 s (a
+#: datagram lost to a full receive buffer is not a missing answer).
+SAMPLE_PATIENCE = 6.0
 SDP = (
     b"v=0\r\no=fuzz 1 1 IN IP4 127.0.0.9\r\ns=-\r\nc=IN IP4 127.0.0.9\r\nt=0 0\r\n"
     b"m=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n"
@@ -105,6 +110,11 @@ class Plan:
     dialog_share: float = 0.12
     probe_every: int = 100
     patience: float = 20.0
+    #: Every this many mutated UDP datagrams, one is sent from a socket of its own and, when
+    #: it deserves an answer (tests/attack/expect.py), its answer is awaited and checked.
+    sample_every: int = 5
+    #: Who the target is for the validator (check_request's role).
+    role: Role = "uas"
 
 
 @attrs.define
@@ -127,6 +137,11 @@ class Figures:
     tcp_closed_by_target: int = 0
     #: (transport, the request or None, the unparsable answer), the first 20.
     bad_examples: list[tuple[str, bytes | None, bytes]] = attrs.field(factory=list)
+    #: The sampled check: "sampled", "deserving" (an answer), "right" (4xx, or the parser's
+    #: 505/513), "wrong" (another status), "unanswered" (within ``SAMPLE_PATIENCE``).
+    samples: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    #: (the request, the answer or None, the status it deserved), the first 20 misses.
+    sample_misses: list[tuple[bytes, bytes | None, int]] = attrs.field(factory=list)
 
 
 @attrs.define
@@ -275,7 +290,9 @@ class UdpFuzzer(_Base):
         super().__init__(plan, seeds, rng, figures, alive)
         self.socks = [self._bind(host) for host in plan.sources]
         self.probe_sock = self._bind(plan.probe_source)
+        self.sample_sock = self._bind(plan.probe_source)
         self.dialogs: dict[str, _Dialog] = {}
+        self.singles = 0
 
     @staticmethod
     def _bind(host: str) -> socket.socket:
@@ -285,17 +302,19 @@ class UdpFuzzer(_Base):
         return sock
 
     def close(self) -> None:
-        for sock in [*self.socks, self.probe_sock]:
+        for sock in [*self.socks, self.probe_sock, self.sample_sock]:
             sock.close()
 
     def sent_by(self, k: int) -> str:
         host, port = self.socks[k].getsockname()
         return f"{host}:{port}"
 
-    def send(self, k: int, data: bytes, what: str, group: int = -1) -> None:
+    def send(
+        self, k: int, data: bytes, what: str, group: int = -1, sock: socket.socket | None = None
+    ) -> None:
         self.window.append(Sent("UDP", k, data, what, group))
         try:
-            self.socks[k].sendto(data, self.plan.target)
+            (sock or self.socks[k]).sendto(data, self.plan.target)
         except OSError as exc:  # EMSGSIZE, or an ICMP error reported on this socket
             self.figures.send_errors[type(exc).__name__] += 1
             return
@@ -306,7 +325,8 @@ class UdpFuzzer(_Base):
 
     def poll(self, timeout: float) -> None:
         """Read what has arrived (waiting up to ``timeout`` for the first datagram)."""
-        readable, _, _ = select.select([*self.socks, self.probe_sock], [], [], timeout)
+        socks = [*self.socks, self.probe_sock, self.sample_sock]
+        readable, _, _ = select.select(socks, [], [], timeout)
         for sock in readable:
             for _ in range(1000):
                 try:
@@ -365,10 +385,70 @@ class UdpFuzzer(_Base):
     # -- the cases -------------------------------------------------------------------------------
 
     def single(self) -> None:
+        self.singles += 1
+        if self.plan.sample_every and self.singles % self.plan.sample_every == 0:
+            self.sampled()
+            return
         k = self.rng.randrange(len(self.socks))
         data, ops = self.mutator.mutate(self.seed_for(self.sent_by(k)))
         self.figures.ops.update(ops)
         self.send(k, data, "mutated " + "+".join(ops))
+
+    def sampled(self) -> None:
+        """One mutated datagram from the sample socket; when it deserves an answer, wait for
+        it (bounded) and check it is a 4xx (tests/attack/expect.py)."""
+        sock = self.sample_sock
+        host, port = sock.getsockname()
+        data, ops = self.mutator.mutate(self.seed_for(f"{host}:{port}"))
+        self.figures.ops.update(ops)
+        self.figures.samples["sampled"] += 1
+        deserved = deserved_status(data, self.plan.role, port)
+        self.poll(0)  # what came before is not this one's answer
+        self.send(-1, data, "sampled mutated " + "+".join(ops), sock=sock)
+        if deserved is None:
+            return
+        status, call_id = deserved
+        self.figures.samples["deserving"] += 1
+        start = time.monotonic()
+        resends = [start + 1.0, start + 2.5]
+        while (now := time.monotonic()) < start + SAMPLE_PATIENCE and self.alive() is None:
+            if resends and now >= resends[0]:
+                resends.pop(0)
+                with contextlib.suppress(OSError):
+                    sock.sendto(data, self.plan.target)
+            if not select.select([sock], [], [], 0.02)[0]:
+                continue
+            try:
+                answer, source = sock.recvfrom(65535)
+            except OSError:
+                continue
+            answered = self._sample_answer(answer, call_id)
+            if answered is None:
+                self.take_answer(answer, self._on_response, _replier(sock, source))
+                continue
+            self.take_message(answered, None)
+            if answer_is_right(status, answered.status_code):
+                self.figures.samples["right"] += 1
+            else:
+                self._sample_miss("wrong", data, answer, status)
+            return
+        self._sample_miss("unanswered", data, None, status)
+
+    @staticmethod
+    def _sample_answer(data: bytes, call_id: str) -> Response | None:
+        """``data`` if it is the final response with this Call-ID."""
+        try:
+            message = parse_message(data, limits=ANSWER_LIMITS)
+            if isinstance(message, Response) and message.status_code >= 200:
+                return message if message.call_id == call_id else None
+        except ParseError:
+            pass
+        return None
+
+    def _sample_miss(self, kind: str, data: bytes, answer: bytes | None, status: int) -> None:
+        self.figures.samples[kind] += 1
+        if len(self.figures.sample_misses) < 20:
+            self.figures.sample_misses.append((data, answer, status))
 
     def dialog(self) -> None:
         """An INVITE, then what follows it in a dialog, some of it mutated."""

@@ -52,7 +52,13 @@ def place_call(
 
 
 async def _register(
-    registrar: tuple[str, int], source: str, user: str, password: str, domain: str, contact: str
+    registrar: tuple[str, int],
+    source: str,
+    user: str,
+    password: str,
+    domain: str,
+    contact: str,
+    call_id: str,
 ) -> int:
     async with open_stack([("UDP", source, 0)]) as stack:
         to = Target("UDP", *registrar)
@@ -65,7 +71,7 @@ async def _register(
                     ("Max-Forwards", "70"),
                     ("From", f"<sip:{user}@{domain}>;tag=fuzz-reg"),
                     ("To", f"<sip:{user}@{domain}>"),
-                    ("Call-ID", f"fuzz-reg-{user}@{source}"),
+                    ("Call-ID", call_id or f"fuzz-reg-{user}@{source}"),
                     ("CSeq", f"{seq} REGISTER"),
                     ("Contact", f"<{contact}>"),
                     ("Expires", "3600"),
@@ -92,12 +98,15 @@ def register_binding(
     domain: str,
     contact: str,
     timeout: float = 30.0,
+    call_id: str = "",
 ) -> int:
     """Register ``contact`` for ``user`` with digest (401, then credentials), for an hour; the
-    final status (200 when it worked). The binding stays (no unregistration)."""
+    final status (200 when it worked). The binding stays (no unregistration). Another
+    registration of the same binding needs another ``call_id`` (its CSeq starts at 1 again:
+    §10.3 step 7 refuses it in the same Call-ID)."""
 
     async def run() -> int:
         with trio.fail_after(timeout):
-            return await _register(registrar, source, user, password, domain, contact)
+            return await _register(registrar, source, user, password, domain, contact, call_id)
 
     return trio.run(run)

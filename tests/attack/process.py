@@ -206,10 +206,20 @@ class TargetProcess:
         return int(self.popen.returncode)
 
 
-def start_serve(stats_dir: Path, host: str, port: int, name: str = "serve") -> TargetProcess:
-    """``trio-sip serve`` on UDP and TCP at host:port (media ports for 5,000 calls)."""
+def start_serve(
+    stats_dir: Path, host: str, port: int, name: str = "serve", t1_ms: int | None = None
+) -> TargetProcess:
+    """``trio-sip serve`` on UDP and TCP at host:port (media ports for 5,000 calls); with
+    ``t1_ms``, a configuration file setting T1 (T2 and T4 at 8 and 10 times it), so that its
+    transactions end sooner."""
+    config = []
+    if t1_ms is not None:
+        path = stats_dir / f"{name}-timers.toml"
+        path.write_text(f"[endpoint]\nt1 = {t1_ms}\nt2 = {8 * t1_ms}\nt4 = {10 * t1_ms}\n")
+        config = ["--config", str(path)]
     argv = [
         "serve",
+        *config,
         "--listen",
         f"{host}:{port}",
         "--quiet",
@@ -222,9 +232,17 @@ def start_serve(stats_dir: Path, host: str, port: int, name: str = "serve") -> T
 
 
 def start_proxy(
-    stats_dir: Path, host: str, port: int, *, domain: str, users: dict[str, str], trusted: list[str]
+    stats_dir: Path,
+    host: str,
+    port: int,
+    *,
+    domain: str,
+    users: dict[str, str],
+    trusted: list[str],
+    t1_ms: int | None = None,
 ) -> TargetProcess:
     argv = ["proxy", "--listen", f"{host}:{port}", "--domain", domain]
+    argv += [] if t1_ms is None else [f"--t1-ms={t1_ms}"]
     argv += [f"--user={u}:{p}" for u, p in users.items()]
     argv += [f"--trusted={net}" for net in trusted]
     return TargetProcess("proxy", argv, stats_dir)

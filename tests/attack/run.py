@@ -26,6 +26,8 @@ the figures as JSON.
 from __future__ import annotations
 
 import argparse
+import collections
+import itertools
 import json
 import random
 import statistics
@@ -76,6 +78,8 @@ class Setup:
     procs: list[TargetProcess]
     plan: Plan
     final_call: Callable[[], str]
+    #: A digest REGISTER at the end (the proxy/registrar): its final status.
+    final_register: Callable[[], int] | None = None
     baseline_tracebacks: dict[str, int] = attrs.field(factory=dict)
 
     def alive(self) -> str | None:
@@ -90,8 +94,8 @@ class Setup:
         return {p.name: p.stop() for p in self.procs}
 
 
-def setup_serve(out: Path, patience: float) -> Setup:
-    serve = start_serve(out, HOST, PORT).wait_listening()
+def setup_serve(out: Path, patience: float, t1_ms: int | None = None) -> Setup:
+    serve = start_serve(out, HOST, PORT, t1_ms=t1_ms).wait_listening()
     uri = f"sip:serve@{HOST}:{PORT}"
     hosts = {
         CAPTURE_HOSTS["proxy"].encode(): HOST.encode(),
@@ -111,18 +115,27 @@ def setup_serve(out: Path, patience: float) -> Setup:
     return Setup([serve], plan, lambda: place_call(uri, CALLER))
 
 
-def setup_proxy(out: Path, patience: float) -> Setup:
-    callee = start_serve(out, HOST, CALLEE_PORT, name="callee")
-    proxy = start_proxy(out, HOST, PORT, domain=DOMAIN, users=PASSWORDS, trusted=["127.0.3.0/24"])
-    callee.wait_listening(), proxy.wait_listening()
-    status = register_binding(
-        (HOST, PORT),
-        CALLER,
-        user="alice",
-        password=PASSWORDS["alice"],
-        domain=DOMAIN,
-        contact=f"sip:alice@{HOST}:{CALLEE_PORT}",
+def setup_proxy(out: Path, patience: float, t1_ms: int | None = None) -> Setup:
+    callee = start_serve(out, HOST, CALLEE_PORT, name="callee", t1_ms=t1_ms)
+    proxy = start_proxy(
+        out, HOST, PORT, domain=DOMAIN, users=PASSWORDS, trusted=["127.0.3.0/24"], t1_ms=t1_ms
     )
+    callee.wait_listening(), proxy.wait_listening()
+
+    registrations = itertools.count()
+
+    def register() -> int:
+        return register_binding(
+            (HOST, PORT),
+            CALLER,
+            user="alice",
+            password=PASSWORDS["alice"],
+            domain=DOMAIN,
+            contact=f"sip:alice@{HOST}:{CALLEE_PORT}",
+            call_id=f"fuzz-reg-{next(registrations)}@{CALLER}",
+        )
+
+    status = register()
     if status != 200:
         raise RuntimeError(f"alice's REGISTER got {status}")
     alice = f"sip:alice@{DOMAIN}"
@@ -146,6 +159,7 @@ def setup_proxy(out: Path, patience: float) -> Setup:
         dialog_uri=alice,
         hosts=hosts,
         patience=patience,
+        role="proxy",
     )
 
     def final_call() -> str:
@@ -157,27 +171,33 @@ def setup_proxy(out: Path, patience: float) -> Setup:
             outbound_proxy=f"sip:{HOST}:{PORT}",
         )
 
-    return Setup([callee, proxy], plan, final_call)
+    return Setup([callee, proxy], plan, final_call, register)
 
 
 SETUPS = {"serve": setup_serve, "proxy": setup_proxy}
 
 
-def settle(setup: Setup, seconds: float) -> float:
-    """Wait until no transaction, call or proxy context is left (bounded); seconds waited."""
+def live(setup: Setup) -> dict[str, int]:
+    """What the targets still hold: transactions, stack tasks, calls, proxy contexts."""
+    held: collections.Counter[str] = collections.Counter()
+    for p in setup.procs:
+        s = p.stats()
+        for k in ("client_transactions", "server_transactions", "tasks"):
+            held[f"{p.name} {k}"] += s["stack"][k]
+        held[f"{p.name} calls"] += s.get("calls", 0)
+        held[f"{p.name} proxy contexts"] += s.get("proxy", {}).get("contexts", 0)
+    return {k: v for k, v in held.items() if v}
+
+
+def settle(setup: Setup, seconds: float) -> tuple[float, dict[str, int]]:
+    """Wait until no transaction, call or proxy context is left (bounded); seconds waited and
+    what is still held (empty: nothing)."""
     start = time.monotonic()
-    while time.monotonic() - start < seconds:
-        busy = 0
-        for p in setup.procs:
-            s = p.stats()
-            busy += sum(
-                s["stack"][k] for k in ("client_transactions", "server_transactions", "tasks")
-            )
-            busy += s.get("calls", 0) + s.get("proxy", {}).get("contexts", 0)
-        if busy == 0:
-            break
+    held = live(setup)
+    while held and time.monotonic() - start < seconds:
         time.sleep(1.0)
-    return time.monotonic() - start
+        held = live(setup)
+    return time.monotonic() - start, held
 
 
 def save_window(finding: Finding, where: Path) -> None:
@@ -224,7 +244,7 @@ def minimise(name: str, finding: Finding, out: Path, patience: float) -> list[Pa
     """Find the message of ``finding.window`` after which the target fails; save it (or the
     dialog or prefix it needs) as crasher files. Returns the files written."""
     window = finding.window
-    setup = SETUPS[name](out / "minimise", min(patience, 5.0))
+    setup = SETUPS[name](out / "minimise", min(patience, 5.0), None)
     try:
         result = replay(setup, window, probe=True)
     finally:
@@ -237,7 +257,7 @@ def minimise(name: str, finding: Finding, out: Path, patience: float) -> list[Pa
     say(f"minimise: fails after message {index} of {len(window)} ({culprit.what}): {result}")
     group = [s for s in window[: index + 1] if culprit.group >= 0 and s.group == culprit.group]
     for candidate in ([culprit], group or [culprit], window[: index + 1]):
-        setup = SETUPS[name](out / "minimise", min(patience, 5.0))
+        setup = SETUPS[name](out / "minimise", min(patience, 5.0), None)
         try:
             again = replay(setup, candidate, probe=False)
         finally:
@@ -256,7 +276,7 @@ def minimise(name: str, finding: Finding, out: Path, patience: float) -> list[Pa
 def campaign(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     capture = threading.Thread(target=captured_seeds)  # while the targets start
     capture.start()
-    setup = SETUPS[args.target](out, args.patience)
+    setup = SETUPS[args.target](out, args.patience, args.t1_ms)
     capture.join()
     report: dict[str, Any] = {"target": args.target, "seed": args.seed, "ok": False}
     seeds = [*corpus_seeds(), *captured_seeds()]
@@ -281,7 +301,7 @@ def campaign(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             # mark, which it keeps), the leak check compares the end of the second with it.
             report["warmup_cleanup_byes"] = udp.hang_up_all()
             pause = time.monotonic()
-            report["warmup_settle_seconds"] = round(settle(setup, args.settle), 1)
+            report["warmup_settle_seconds"] = round(settle(setup, args.settle)[0], 1)
             warm = {p.name: p.stats() for p in setup.procs}
             start += time.monotonic() - pause
         if finding is None and args.udp > warmup:
@@ -295,6 +315,10 @@ def campaign(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         tcp.close()
         kernel1 = udp_counters()
         report["figures"] = attrs.asdict(figures)
+        for i, (request, answer, status) in enumerate(figures.sample_misses):
+            (out / f"sample-miss-{i:02d}-deserved-{status}-request.bin").write_bytes(request)
+            if answer is not None:
+                (out / f"sample-miss-{i:02d}-answer.bin").write_bytes(answer)
         for i, (transport, request, answer) in enumerate(figures.bad_examples):
             (out / f"bad-answer-{i:02d}-{transport.lower()}-answer.bin").write_bytes(answer)
             if request is not None:
@@ -321,7 +345,14 @@ def campaign(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             report["final_call"] = setup.final_call()
         except Exception as exc:
             report["final_call"] = f"FAILED: {exc!r}"
-        report["settle_seconds"] = round(settle(setup, args.settle), 1)
+        if setup.final_register is not None:
+            try:
+                report["final_register"] = setup.final_register()
+            except Exception as exc:
+                report["final_register"] = f"FAILED: {exc!r}"
+        waited, held = settle(setup, args.settle)
+        report["settle_seconds"], report["held_after_settle"] = round(waited, 1), held
+        report["settle_limit"] = args.settle
         after = {p.name: p.stats() for p in setup.procs}
         report["processes"] = {
             p.name: {
@@ -359,6 +390,18 @@ def check(report: dict[str, Any], tolerance: float) -> list[str]:
         wrong.append(f"not alive at the end: {report['alive_at_end']}")
     if not str(report.get("final_call", "")).startswith("answered"):
         wrong.append(f"final call: {report.get('final_call')}")
+    if report.get("final_register", 200) != 200:
+        wrong.append(f"final REGISTER: {report['final_register']}")
+    if report.get("settle_limit") and report.get("held_after_settle"):
+        wrong.append(
+            f"still held {report['settle_limit']} s after the end: {report['held_after_settle']}"
+        )
+    samples = report.get("figures", {}).get("samples", {})
+    if samples.get("wrong") or samples.get("unanswered"):
+        wrong.append(
+            f"sampled requests that deserved a 4xx: {samples.get('wrong', 0)} answered "
+            f"otherwise, {samples.get('unanswered', 0)} unanswered (sample-miss-*.bin)"
+        )
     for name, p in report.get("processes", {}).items():
         if p["tracebacks"]:
             wrong.append(f"{name}: {p['tracebacks']} traceback(s) in stderr")
@@ -389,6 +432,18 @@ def print_figures(report: dict[str, Any]) -> None:
         "closed by the target"
     )
     answers = dict(sorted(f.get("answers", {}).items()))
+    classes: collections.Counter[str] = collections.Counter()
+    for key, n in answers.items():
+        transport, status = key.split()
+        classes[f"{transport} {status[0]}xx"] += n
+    say(f"answered by class: {dict(sorted(classes.items()))}")
+    samples = f.get("samples", {})
+    say(
+        f"sampled check: {samples.get('sampled', 0)} sampled datagrams, "
+        f"{samples.get('deserving', 0)} deserved an answer, {samples.get('right', 0)} got a 4xx "
+        f"(or the parser's 505/513), {samples.get('wrong', 0)} another status, "
+        f"{samples.get('unanswered', 0)} none"
+    )
     say(
         f"answers by status: {answers}; requests from the target: {f.get('requests_back', {})}; "
         f"unparsable answers: {f.get('bad_answers', 0)}"
@@ -396,6 +451,17 @@ def print_figures(report: dict[str, Any]) -> None:
     say(
         f"dialogs: {f.get('dialogs', 0)} ({f.get('established', 0)} answered 2xx, "
         f"{f.get('cancel_races', 0)} CANCEL races), cleanup BYEs {report.get('cleanup_byes')}"
+    )
+    dropped = {
+        f"{name} {kind}": n
+        for name, p in report.get("processes", {}).items()
+        for kind, n in p["faults"].items()
+        if kind in ("unanswerable-request", "malformed-response")
+    }
+    say(
+        f"dropped: {report.get('kernel_udp_drops')} datagrams by the kernel (full receive "
+        f"buffer); by the targets, counted as faults: {dropped}; sampled requests that "
+        f"deserved an answer and got none: {samples.get('unanswered', 0)}"
     )
     say(f"mutations: {dict(sorted(f.get('ops', {}).items()))}")
     probe = f.get("probe_seconds") or [0.0]
@@ -427,8 +493,10 @@ def print_figures(report: dict[str, Any]) -> None:
         )
     say(
         f"first call: {report.get('first_call')}; final call: {report.get('final_call')}; "
+        f"final REGISTER: {report.get('final_register', '-')}; "
         f"exit status on SIGTERM {report.get('exit_status')}"
     )
+    say(f"held after settling: {report.get('held_after_settle')}")
     for line in check(report, report.get("rss_tolerance", 0.0)):
         say(f"CHECK FAILED: {line}")
     say(f"result: {'ok' if report.get('ok') else 'FAILED'}")
@@ -441,7 +509,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tcp", type=int, default=5_000, help="TCP messages (default 5,000)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--patience", type=float, default=20.0, help="seconds a probe may take")
-    parser.add_argument("--settle", type=float, default=90.0, help="seconds to wait for quiet")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=90.0,
+        help="seconds to wait for no transaction, call or context left (0: no wait, no check)",
+    )
+    parser.add_argument(
+        "--t1-ms", type=int, default=None, help="the targets' T1 (T2, T4: 8, 10 times it)"
+    )
     parser.add_argument(
         "--warmup",
         type=int,

@@ -126,10 +126,17 @@ def run_serve(argv: list[str]) -> int:
 
 
 async def _proxy(
-    listen: tuple[str, int], domain: str, users: dict[str, str], trusted: list[str]
+    listen: tuple[str, int],
+    domain: str,
+    users: dict[str, str],
+    trusted: list[str],
+    t1_ms: int | None,
 ) -> None:
     from trio_sip.proto.location import LocationService
+    from trio_sip.proto.timers import TimerConfig
     from trio_sip.proxy import open_proxy
+
+    timers = None if t1_ms is None else TimerConfig(t1_ms / 1000, 8 * t1_ms / 1000, t1_ms / 100)
 
     host, port = listen
     location = LocationService()
@@ -139,6 +146,7 @@ async def _proxy(
         location_service=location,
         credentials=users,
         trusted=trusted,
+        timer_config=timers,
     ) as site:
 
         def collect() -> dict[str, Any]:
@@ -170,12 +178,13 @@ def run_proxy(argv: list[str]) -> int:
     parser.add_argument("--domain", required=True)
     parser.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD")
     parser.add_argument("--trusted", action="append", default=[], metavar="NET")
+    parser.add_argument("--t1-ms", type=int, default=None, help="T1 (T2, T4: 8 and 10 times)")
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     users = dict(u.split(":", 1) for u in args.user)
     _logging()
     try:
-        trio.run(_proxy, (host, int(port)), args.domain, users, args.trusted)
+        trio.run(_proxy, (host, int(port)), args.domain, users, args.trusted, args.t1_ms)
     except KeyboardInterrupt:
         print("proxy: interrupted", file=sys.stderr)
         return 130
