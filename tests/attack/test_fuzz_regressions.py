@@ -104,3 +104,31 @@ async def test_a_received_written_by_the_sender_does_not_steer_the_answer(
         with trio.move_on_after(5):
             await bystander.recvfrom()
             raise AssertionError("the answer also went to the forged received address")
+
+
+@pytest.mark.parametrize("method", ["INVITE", "REGISTER"])
+async def test_a_trusted_front_forwarding_a_second_via_that_does_not_parse(
+    autojump_clock: trio.testing.MockClock, method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request from a ``trusted`` front whose second Via (the client below the front, whom
+    a failed authentication is charged to) does not parse: it raised ParseError out of
+    ``ProxySite.auth_source`` (a traceback in the log; found by the wire fuzzer against a
+    proxy/registrar). Now the front itself is charged and the request is answered (a
+    challenge: it carries no credentials), with no traceback."""
+    net = FakeNetwork()
+    async with open_proxy(
+        [("UDP", SITE, 5060)], domain="fuzz.test", backend=net.backend(SITE),
+        credentials={"alice": "secret"}, location_service=LocationService(), trusted=[EVE],
+    ) as site:  # fmt: skip
+        eve = await net.backend(EVE).open_udp(EVE, 5060)
+        dest, src = (SITE, 5060), (EVE, 5060)
+        data = request(dest, src, method=method).replace(
+            f"sip:serve@{SITE}:5060".encode(), b"sip:alice@fuzz.test"
+        )
+        data = data.replace(b"\r\nMax-Forwards", b'\r\nVia: ""\r\nMax-Forwards', 1)
+        await eve.sendto(data, dest)
+        with trio.fail_after(5):
+            answer = parse_message((await eve.recvfrom())[0])
+        assert isinstance(answer, Response) and 400 <= answer.status_code < 500
+        assert "Traceback" not in caplog.text
+        assert site.stack.statistics().faults == site.stack.faults["rejected-request"]

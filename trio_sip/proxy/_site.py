@@ -289,13 +289,13 @@ class ProxySite(_Strays):
         the balancer itself dropped."""
         if not self.policy.is_trusted(source):
             return source
-        try:
+        try:  # Via values parse on first use: the second one too (found by the wire fuzzer)
             vias = request.vias
+            if len(vias) < 2:
+                return source
+            client = vias[1].params.get("received") or vias[1].host
         except SipError:
             return source
-        if len(vias) < 2:
-            return source
-        client = vias[1].params.get("received") or vias[1].host
         return client or source
 
     def decide(self, request: Request, source: str | None = None) -> Decision:
