@@ -59,8 +59,14 @@ FOLLOW_UPS = [
 FOLLOW_WEIGHTS = [6, 6, 3, 2, 2, 2, 2, 1, 1, 1, 1]
 #: What an answer must parse within: the default limits, but any number of Via and Route
 #: values. A request over ``max_vias`` gets its 400 with every Via copied (§8.2.6.2): valid
-#: SIP, over our own bound (tests/shell/test_parse_limits_wire.py).
-ANSWER_LIMITS = Limits(max_vias=10_000, max_routes=10_000, max_headers=100_000)
+#: SIP, over our own bound (tests/shell/test_parse_limits_wire.py). Lines a little longer
+#: too: a To just under ``max_header_length`` in the request gains its ``;tag=`` (§8.2.6.2).
+ANSWER_LIMITS = Limits(
+    max_vias=10_000,
+    max_routes=10_000,
+    max_headers=100_000,
+    max_header_length=Limits().max_header_length + 64,
+)
 _BRANCH = re.compile(rb"branch=([^;,\s]+)")
 #: Seconds a sampled request's answer may take; the request is resent at 1 and 2.5 s (a
 #: datagram lost to a full receive buffer is not a missing answer).
@@ -293,6 +299,8 @@ class UdpFuzzer(_Base):
         self.sample_sock = self._bind(plan.probe_source)
         self.dialogs: dict[str, _Dialog] = {}
         self.singles = 0
+        #: Every branch parameter sent (a sampled request reusing one claims no answer).
+        self.branches: set[bytes] = set()
 
     @staticmethod
     def _bind(host: str) -> socket.socket:
@@ -313,6 +321,7 @@ class UdpFuzzer(_Base):
         self, k: int, data: bytes, what: str, group: int = -1, sock: socket.socket | None = None
     ) -> None:
         self.window.append(Sent("UDP", k, data, what, group))
+        self.branches.update(_BRANCH.findall(data))
         try:
             (sock or self.socks[k]).sendto(data, self.plan.target)
         except OSError as exc:  # EMSGSIZE, or an ICMP error reported on this socket
@@ -403,11 +412,14 @@ class UdpFuzzer(_Base):
         self.figures.ops.update(ops)
         self.figures.samples["sampled"] += 1
         deserved = deserved_status(data, self.plan.role, port)
+        if deserved is not None and deserved[2].encode() in self.branches:
+            self.figures.samples["branch-seen"] += 1
+            deserved = None
         self.poll(0)  # what came before is not this one's answer
         self.send(-1, data, "sampled mutated " + "+".join(ops), sock=sock)
         if deserved is None:
             return
-        status, call_id = deserved
+        status, call_id, branch = deserved
         self.figures.samples["deserving"] += 1
         start = time.monotonic()
         resends = [start + 1.0, start + 2.5]
@@ -422,7 +434,7 @@ class UdpFuzzer(_Base):
                 answer, source = sock.recvfrom(65535)
             except OSError:
                 continue
-            answered = self._sample_answer(answer, call_id)
+            answered = self._sample_answer(answer, call_id, branch)
             if answered is None:
                 self.take_answer(answer, self._on_response, _replier(sock, source))
                 continue
@@ -435,13 +447,16 @@ class UdpFuzzer(_Base):
         self._sample_miss("unanswered", data, None, status)
 
     @staticmethod
-    def _sample_answer(data: bytes, call_id: str) -> Response | None:
-        """``data`` if it is the final response with this Call-ID."""
+    def _sample_answer(data: bytes, call_id: str, branch: str) -> Response | None:
+        """``data`` if it is a final response with this Call-ID or top Via branch."""
         try:
             message = parse_message(data, limits=ANSWER_LIMITS)
             if isinstance(message, Response) and message.status_code >= 200:
-                return message if message.call_id == call_id else None
-        except ParseError:
+                ours = message.call_id == call_id or (
+                    bool(branch) and message.vias[0].branch == branch
+                )
+                return message if ours else None
+        except (ParseError, IndexError):
             pass
         return None
 
