@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -141,18 +142,50 @@ def test_framing_does_not_depend_on_chunking(
     assert got == wire and framer.trailing_data == b"INVITE sip:trailing"
 
 
+# Stream bytes: random, or built from the pieces a framer must tell apart (keep-alive CRs and
+# LFs, pings, a complete message, one cut in its header section or in its body).
+SMALL = (
+    b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nContent-Length: 2\r\n\r\nhi"
+)
+PIECES = st.sampled_from(
+    [b"\r\n", b"\r", b"\n", b"\r\n\r\n", SMALL, SMALL[:30], SMALL[:-1], b"Content-Length: 5\r\n"]
+)
+STREAM = st.one_of(
+    st.binary(max_size=300),
+    st.lists(st.one_of(PIECES, st.binary(max_size=20)), max_size=10).map(b"".join),
+)
+
+
 @SETTINGS
-@given(st.binary(max_size=300), st.lists(st.integers(0, 1000), max_size=5))
-def test_framer_on_random_bytes_only_raises_parse_error(data: bytes, cuts: list[int]) -> None:
-    framer = StreamFramer(max_header_size=256, max_body_size=256)
+@given(STREAM, st.lists(st.integers(0, 1000), max_size=5), st.booleans())
+def test_framer_on_random_bytes_only_raises_parse_error(
+    data: bytes, cuts: list[int], expect_pongs: bool
+) -> None:
+    # expect_pongs=False is the side that answers pings: it holds a trailing CRLF until EOF.
+    framer = StreamFramer(max_header_size=256, max_body_size=256, expect_pongs=expect_pongs)
     try:
         _frame_any(framer, data, cuts)
-        framer.receive_data(b"")
-        for _ in range(3):  # after EOF it must settle: NEED_DATA or an error, never a loop
-            if framer.next_event() is NEED_DATA:
-                break
-    except ParseError:
-        pass
+        framer.receive_data(b"")  # the peer closed
+        _settle_after_eof(framer)
+    except ParseError as exc:
+        # A framing error is final: the stream cannot be resynchronised, every later call
+        # raises it again (the connection is closed after the answer).
+        with pytest.raises(ParseError) as again:
+            framer.next_event()
+        assert str(again.value) == str(exc)
+
+
+def _settle_after_eof(framer: StreamFramer) -> None:
+    """After EOF the framer hands out what is complete, then NEED_DATA with nothing left over
+    (or raises ParseError for a cut message): each event consumes bytes, so it settles within
+    len(buffer) + 1 calls, never a loop, and never leaves bytes silently unreported."""
+    for _ in range(len(framer.trailing_data) + 1):
+        event = framer.next_event()
+        if event is NEED_DATA:
+            assert framer.trailing_data == b"", "bytes left over at EOF without an error"
+            assert framer.next_event() is NEED_DATA  # and it stays settled
+            return
+    raise AssertionError(f"framer did not settle after EOF: {framer.trailing_data[:40]!r}")
 
 
 def _frame_any(framer: StreamFramer, data: bytes, cuts: list[int]) -> None:
