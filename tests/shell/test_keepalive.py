@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import trio
 import trio.testing
@@ -104,7 +102,32 @@ async def test_rfc5626_missing_pong_aborts_the_flow_at_ten_seconds(
         nursery.cancel_scope.cancel()
 
 
+async def test_listener_answers_a_ping_split_across_two_reads_in_virtual_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """RFC 5626 §4.4.1: the answering side holds a lone CRLF until the next byte shows whether
+    it is half a ping; each half arrives as a read of its own here, and exactly one pong
+    comes back (on real sockets: ::test_real_tcp_listener_answers_a_ping_split_across_two_reads)."""
+    net = FakeNetwork()
+    async with net.open_layer(B) as server, trio.open_nursery() as nursery:
+        address = await nursery.start(server.listen, "TCP", B, 5060)
+        stream = await net.backend(A).connect_tcp(*address)
+        await stream.send_all(b"\r\n")
+        await trio.sleep(1)  # the listener has read the first half alone, and answered nothing
+        await stream.send_all(b"\r\n")
+        with trio.fail_after(10):
+            assert await stream.receive_some(10) == b"\r\n"  # one pong
+        with trio.move_on_after(30) as quiet:
+            await stream.receive_some(10)
+        assert quiet.cancelled_caught  # and no second pong for the halves
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
 async def test_real_udp_keepalive_crlfs_on_the_wire_at_the_period() -> None:
+    """On real sockets: CRLFs from the SIP port, one after another. The exact schedule is
+    asserted in virtual time above; the real spacing is reported by ``python -m benchmarks
+    timing`` (benchmarks/timing_bench.py)."""
     period = 0.1
     with trio.fail_after(10):
         receiver = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
@@ -119,13 +142,13 @@ async def test_real_udp_keepalive_crlfs_on_the_wire_at_the_period() -> None:
                 data, source = await receiver.recvfrom(100)
                 arrivals.append((trio.current_time(), data, source))
             await keepalives.send_sip_keepalive("127.0.0.1", port, False)
+            assert keepalives.statistics().null_loops == {}
             nursery.cancel_scope.cancel()
         receiver.close()
     assert all(data == b"\r\n" for _, data, _ in arrivals)
     assert {source for _, _, source in arrivals} == {sip_address}
-    gaps = [b[0] - a[0] for a, b in itertools.pairwise(arrivals)]
-    assert all(0.05 <= gap <= 0.5 for gap in gaps), gaps
-    assert sum(gaps) / len(gaps) == pytest.approx(period, abs=0.05)
+    # Four periods (0.4 s) between the first and the fifth: under 10x that, however loaded.
+    assert arrivals[-1][0] - arrivals[0][0] < 10 * 4 * period
 
 
 async def test_real_tcp_ping_pong_keeps_the_flow_and_silence_kills_it() -> None:
@@ -138,9 +161,12 @@ async def test_real_tcp_ping_pong_keeps_the_flow_and_silence_kills_it() -> None:
             address = await nursery.start(server.listen, "TCP", "127.0.0.1", 0)
             flow = await client.connect(Target("TCP", *address))
             keepalives = KeepAlives(client, nursery)
-            await keepalives.watch_flow(flow, 0.1, pong_timeout=0.5)
-            await trio.sleep(0.6)
-            assert flow.usable and flow.last_pong is not None  # our server answered pings
+            # Pings every 0.1 s; a pong timeout of 5 s, 10x the silent peer's below: a loaded
+            # machine cannot make our own server look silent.
+            await keepalives.watch_flow(flow, 0.1, pong_timeout=5.0)
+            while flow.last_pong is None:  # bounded by the fail_after above
+                await trio.sleep(0.01)
+            assert flow.usable  # our server answered a ping
 
             # A peer that reads but never answers pings.
             silent_listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -154,22 +180,21 @@ async def test_real_tcp_ping_pong_keeps_the_flow_and_silence_kills_it() -> None:
             silent = await client.connect(Target("TCP", "127.0.0.1", silent_port))
             await keepalives.watch_flow(silent, 0.1, pong_timeout=0.5)
             failure = await silent.wait_failed()
-            assert "no CRLF pong" in str(failure)
+            assert "no CRLF pong within 0.5 s" in str(failure)
             assert flow.usable  # the healthy flow is unaffected
+            assert silent not in client.flows and flow in client.flows
             nursery.cancel_scope.cancel()
 
 
 async def test_real_tcp_listener_answers_a_ping_split_across_two_reads() -> None:
-    answer = None
     with trio.fail_after(10):
         async with open_transport_layer() as server, trio.open_nursery() as nursery:
             address = await nursery.start(server.listen, "TCP", "127.0.0.1", 0)
             stream = await trio.open_tcp_stream(*address)
             await stream.send_all(b"\r\n")  # RFC 5626 §4.4.1 ping, cut in two by the network
-            await trio.sleep(0.2)  # the listener reads the first half on its own
+            await trio.sleep(0.2)  # the listener reads the first half on its own (most runs)
             await stream.send_all(b"\r\n")
-            with trio.move_on_after(1):
-                answer = await stream.receive_some(10)
+            answer = await stream.receive_some(10)  # bounded by the fail_after above
             await stream.aclose()
             nursery.cancel_scope.cancel()
     assert answer == b"\r\n"  # one pong
