@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -154,12 +155,15 @@ def test_demo_failover_part_shows_the_proxy_failover() -> None:
     out = result.stdout
     call1, call2 = out.split("Call 2")
     # Call 1: blackhole for the whole transaction timeout, refusal in milliseconds, then answered.
-    assert "INVITE -> udp:127.0.0.3" in call1
+    hops = re.findall(r"INVITE -> udp:(127\.0\.0\.\d):", call1)
+    assert hops == ["127.0.0.3", "127.0.0.2", "127.0.0.4"]  # blackhole, refusal, the live one
     assert "(udp:127.0.0.3:" in call1 and ": timeout)" in call1
     assert "connection refused (ICMP port unreachable)" in call1
     assert "<- 200 OK from udp:127.0.0.4" in call1
     answered = float(re.search(r"Call 1 was answered after ([0-9.]+) s", out).group(1))
-    assert 0.5 <= answered < 1.5
+    # The blackhole costs the 500 ms timeout, never less; the whole call stays under 10x that
+    # on a loaded machine (the real failover figures: python -m benchmarks failover).
+    assert 0.5 <= answered < 5.0
     # Call 2 goes straight to the live proxy.
     assert "INVITE -> udp:127.0.0.4" in call2 and "failing over" not in call2
     assert "(ICMP unreachable / connection refused)" in call2
@@ -202,14 +206,19 @@ def test_serve_answers_and_call_hangs_up() -> None:
     assert "1 calls answered and ended" in served
 
 
-def _answers(sock: socket.socket, wanted: frozenset[int], wait: float) -> list[Response]:
-    """The responses ``sock`` receives until it has one of each ``wanted`` status (at most
-    ``wait`` seconds; all of them when nothing is wanted)."""
+def _answers(
+    sock: socket.socket, wanted: frozenset[int], wait: float, *, method: str | None = None
+) -> list[Response]:
+    """The responses ``sock`` receives until it has one of each ``wanted`` status (to a
+    ``method`` request, when given) at most ``wait`` seconds; all of them when nothing is
+    wanted."""
     got: list[Response] = []
     deadline = time.monotonic() + wait
-    while (not wanted or not wanted <= {r.status_code for r in got}) and (
-        time.monotonic() < deadline
-    ):
+
+    def have() -> set[int]:
+        return {r.status_code for r in got if method is None or r.cseq.method == method}
+
+    while (not wanted or not wanted <= have()) and time.monotonic() < deadline:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
         try:
             data = sock.recv(65535)
@@ -241,8 +250,16 @@ def test_serve_survives_every_hostile_datagram_and_answers_a_call_after() -> Non
                 eve.bind(("127.0.0.1", 0))
                 src = eve.getsockname()
                 fixed = cases(("127.0.0.1", port), src, closed)[number]
-                for datagram in fixed.datagrams:
-                    eve.sendto(datagram, ("127.0.0.1", port))
+                # A case's datagrams reach serve together, as when sent at once: serve is
+                # stopped while they are sent. Otherwise a test process descheduled between
+                # the INVITE and its CANCEL lets serve answer 200 first (no 487, a 10 s wait
+                # and a failure, seen under CPU load).
+                server.send_signal(signal.SIGSTOP)
+                try:
+                    for datagram in fixed.datagrams:
+                        eve.sendto(datagram, ("127.0.0.1", port))
+                finally:
+                    server.send_signal(signal.SIGCONT)
                 wait = 10.0 if fixed.exact and fixed.answers else 0.5  # nothing: a short look
                 got = _answers(eve, fixed.answers, wait)
                 assert fixed.check({r.status_code for r in got}), (fixed.name, got)
@@ -253,7 +270,8 @@ def test_serve_survives_every_hostile_datagram_and_answers_a_call_after() -> Non
                     bye = request(("127.0.0.1", port), src, method="BYE", seq=2, **legacy)  # type: ignore[arg-type]
                     eve.sendto(ack, ("127.0.0.1", port))
                     eve.sendto(bye, ("127.0.0.1", port))
-                    ended = _answers(eve, frozenset({200}), 10.0)
+                    # Until the BYE's 200: a retransmitted 200 to the INVITE may come first.
+                    ended = _answers(eve, frozenset({200}), 10.0, method="BYE")
                     assert [r.cseq.method for r in ended if r.status_code == 200][-1] == "BYE"
             assert server.poll() is None, f"serve ended after {fixed.name}"
         out = io.StringIO()
