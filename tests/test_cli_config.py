@@ -165,6 +165,7 @@ async def test_serve_answers_concurrent_calls_with_distinct_media_ports() -> Non
         lambda: serve("--listen", f"UDP:{HOST}:0", "--media-ports", "41000-41003", "--calls", "3")
     )
     port = int(lines[0].rsplit(":", 1)[1])
+    early: list[str] = []
     try:
         with trio.fail_after(30):
             async with open_user_agent([("UDP", HOST, 0)], aor=f"sip:alice@{HOST}") as alice:
@@ -178,12 +179,28 @@ async def test_serve_answers_concurrent_calls_with_distinct_media_ports() -> Non
                 async with alice.call(uri) as first, alice.call(uri) as second:
                     both = {await answer_port(first), await answer_port(second)}
                 assert both == {41000, 41002}
-                await trio.sleep(0.5)  # serve sees both BYEs and frees the ports
+                # serve frees a call's port when the call ends, before it prints "#N ended"
+                # (was: a 0.5 s sleep, which a loaded machine could outlast).
+                early = await trio.to_thread.run_sync(
+                    _lines_until_ended, server, 2, abandon_on_cancel=True
+                )
                 async with alice.call(uri) as third:
                     assert await answer_port(third) in both
     finally:
-        served = await trio.to_thread.run_sync(finish, server)
+        served = "".join(early) + await trio.to_thread.run_sync(finish, server)
     assert "3 calls answered and ended" in served
+    assert served.count(" ended (remote hangup)") == 3
+
+
+def _lines_until_ended(server: subprocess.Popen[str], calls: int) -> list[str]:
+    """serve's output lines up to its ``calls``-th "#N ended" line."""
+    assert server.stdout is not None
+    lines: list[str] = []
+    while sum(" ended (" in line for line in lines) < calls:
+        line = server.stdout.readline()
+        assert line, f"serve stopped: {lines}"
+        lines.append(line)
+    return lines
 
 
 def test_bad_media_ports(capsys: pytest.CaptureFixture[str]) -> None:

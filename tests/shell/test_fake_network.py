@@ -209,6 +209,11 @@ async def test_idle_close_at_exact_virtual_time(
         await flow.wait_failed()
         assert trio.current_time() - sent == 30
         assert flow.state == "CLOSED" and client.flows == []
+        # A watched flow (a keep-alive, a transaction) is never closed for being idle.
+        watched = await client.connect(Target("TCP", *tcp))
+        watched.subscribe(lambda event: None)
+        await trio.sleep(100)  # over three idle timeouts (and under the server side's 120 s)
+        assert watched.state == "OPEN" and client.flows == [watched]
         nursery.cancel_scope.cancel()
 
 

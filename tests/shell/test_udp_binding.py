@@ -163,11 +163,11 @@ async def test_a_refused_peer_fails_the_listener_flow_within_a_round_trip() -> N
         flow = await layer.connect(Target("UDP", "127.0.0.1", dead))
         assert isinstance(flow, UdpServerFlow) and flow.local == ours
         assert layer.sent_by(flow) == ours
-        start = trio.current_time()
         await flow.send(bytes(make_request("UDP")))
-        with trio.fail_after(2):
+        # Only the ICMP error can fail it; its latency (< 1 ms here) is reported by
+        # python -m benchmarks udpbind.
+        with trio.fail_after(5):
             error = await flow.wait_failed()
-        assert trio.current_time() - start < 0.5  # < 1 ms here; generous under load
         assert "connection refused (ICMP port unreachable)" in str(error)
         with pytest.raises(TransportError):
             await flow.send(b"again")
@@ -204,7 +204,7 @@ async def test_an_icmp_error_for_one_peer_does_not_cost_another_peer_its_datagra
             to_dead = await layer.connect(Target("UDP", "127.0.0.1", dead))
             to_live = await layer.connect(Target("UDP", *live.address))
             assert to_dead.try_send(b"to the dead port")
-            _wait_for_icmp()  # the error is pending; our receive task has not run
+            _wait_for_icmp(to_dead)  # the error is pending; our receive task has not run
             assert to_live.try_send(b"live %d" % n)  # would raise ECONNREFUSED unretried
             with trio.fail_after(2):
                 data, source = await live.sock.recvfrom(100)
@@ -216,11 +216,16 @@ async def test_an_icmp_error_for_one_peer_does_not_cost_another_peer_its_datagra
     live.sock.close()
 
 
-def _wait_for_icmp() -> None:
-    """Block the thread (not trio) a moment: loopback ICMP is delivered in microseconds."""
-    import time
+def _wait_for_icmp(flow: Any) -> None:
+    """Block the thread (not trio) until the ICMP error is pending on the listening socket
+    (poll reports POLLERR; loopback delivers it in microseconds), so that the next send meets
+    it: a fixed sleep could end before it came, and the test would prove nothing."""
+    import select
 
-    time.sleep(0.02)
+    poller = select.poll()
+    poller.register(flow.listener.sock._sock.fileno(), 0)  # POLLERR is always reported
+    events = poller.poll(5000)
+    assert events and events[0][1] & select.POLLERR, events
 
 
 @linux
@@ -229,10 +234,10 @@ async def test_a_transaction_to_a_refused_peer_fails_over_at_once(nursery: trio.
     transport error (RFC 3261 §17.1.4) instead of waiting for Timer F."""
     dead = _dead_port()
     async with open_stack([("UDP", "127.0.0.1", 0)]) as stack:
-        start = trio.current_time()
+        # The ICMP error, not Timer F (32 s, far past the 5 s guard); the latency is reported
+        # by python -m benchmarks failover.
         with pytest.raises(TransportError, match="ICMP port unreachable"), trio.fail_after(5):
             await stack.request(options(), Target("UDP", "127.0.0.1", dead))
-        assert trio.current_time() - start < 1.0  # Timer F would be 32 s
         assert stack.statistics().flows == 0  # nothing opened: the listener sent it
 
 
