@@ -5,10 +5,15 @@ Three proxies (our own ``open_stack`` UASes) share one free port on 127.0.0.2, 1
 records, as SRV records in three priorities, and behind a NAPTR record for TCP. Faults:
 
 * refused: no stack on that address: UDP gets ICMP port unreachable on the UA's connected
-  flow, TCP a RST. The proxy must be left in under 100 ms.
+  flow, TCP a RST. The proxy is left on that refusal, before any timeout.
 * blackholed: the stack listens, but an nftables rule on the input hook (a table of our own,
   deleted afterwards: tests/interop/faults.py) drops every packet to it. The proxy is left at
   the transaction timeout (1000 ms here; for TCP the connect is bounded by it).
+
+Times on these real sockets are checked for order and with generous bounds: never before a
+timeout, and under 10x what is expected. The exact schedules are asserted in virtual time
+(tests/shell/test_failover*.py, tests/test_docs_timelines.py); how long a refusal really
+takes (target: 100 ms) is reported by ``python -m benchmarks failover``.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ DNS = assert_loopback("127.0.0.154")
 UA = "127.0.0.1"
 PROXIES = tuple(assert_loopback(f"127.0.0.{i}") for i in (2, 3, 4))
 TIMEOUT_MS = 1000
-FAST = 0.1  # a refusal must be noticed within this many seconds
+TIMEOUT = TIMEOUT_MS / 1000
 
 
 def common_port() -> int:
@@ -169,7 +174,7 @@ def durations(attempts: tuple[Attempt, ...], end: float) -> list[float]:
 async def test_udp_a_records_refused_and_blackholed(port: int, dnsmasq: tuple[str, int]) -> None:
     # p1 refuses (nothing listens), p2 listens behind a black hole, p3 answers. dnsmasq
     # rotates A records, so the order varies; each fault must cost what it should.
-    with blackhole(("UDP", PROXIES[1], port)), trio.fail_after(10):
+    with blackhole(("UDP", PROXIES[1], port)), trio.fail_after(40):
         async with proxies_and_ua(port, dnsmasq, listening=(1, 2)) as client:
             destination = f"sip:proxy.failover.test:{port}"
             targets = await client.targets(destination)
@@ -184,15 +189,19 @@ async def test_udp_a_records_refused_and_blackholed(port: int, dnsmasq: tuple[st
             hosts = [a.target.host for a in att.attempts]
             assert sorted(hosts[:2]) == [PROXIES[0], PROXIES[1]]  # in dnsmasq's order
             took = dict(zip(hosts, durations(att.attempts, end), strict=True))
-            assert took[PROXIES[0]] < FAST
-            assert TIMEOUT_MS / 1000 <= took[PROXIES[1]] < TIMEOUT_MS / 1000 + 0.5
+            outcome = {a.target.host: a.outcome or "" for a in att.attempts}
+            # Refused: left on the ICMP error, before any timeout could fire.
+            assert "refused" in outcome[PROXIES[0]] and took[PROXIES[0]] < TIMEOUT
+            # Blackholed: one attempt (the list above), a whole timeout, never less.
+            assert outcome[PROXIES[1]] == "timeout"
+            assert TIMEOUT <= took[PROXIES[1]] < 10 * TIMEOUT
             # The next request goes straight to the live proxy.
             result = await client.request(make_request("OPTIONS", "failover.test"), destination)
             assert [a.target.host for a in result.attempts] == [PROXIES[2]]
 
 
 async def test_udp_srv_refused_is_left_at_once(port: int, dnsmasq: tuple[str, int]) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(40):
         async with proxies_and_ua(port, dnsmasq, listening=(1, 2)) as client:
             destination = "sip:srv.failover.test"
             assert [t.host for t in await client.targets(destination)] == list(PROXIES)
@@ -203,12 +212,12 @@ async def test_udp_srv_refused_is_left_at_once(port: int, dnsmasq: tuple[str, in
             assert [a.target.host for a in result.attempts] == [PROXIES[0], PROXIES[1]]
             assert result.attempts[0].outcome is not None
             assert "refused" in result.attempts[0].outcome
-            assert trio.current_time() - start < FAST
+            assert trio.current_time() - start < TIMEOUT  # no timeout was waited for
 
 
 async def test_tcp_naptr_reset_then_blackhole(port: int, dnsmasq: tuple[str, int]) -> None:
     # NAPTR -> _sip._tcp SRV in priority order p1, p2, p3: p1 resets, p2's SYN is dropped.
-    with blackhole(("TCP", PROXIES[1], port)), trio.fail_after(10):
+    with blackhole(("TCP", PROXIES[1], port)), trio.fail_after(40):
         async with proxies_and_ua(port, dnsmasq, listening=(1, 2)) as client:
             destination = "sip:naptr.failover.test"
             targets = await client.targets(destination)
@@ -221,15 +230,16 @@ async def test_tcp_naptr_reset_then_blackhole(port: int, dnsmasq: tuple[str, int
             assert statuses == [180, 200]
             assert [a.target.host for a in att.attempts] == list(PROXIES)
             reset, dropped, _ = durations(att.attempts, end)
-            assert reset < FAST
-            assert TIMEOUT_MS / 1000 <= dropped < TIMEOUT_MS / 1000 + 0.5
+            first, second, _ = (a.outcome or "" for a in att.attempts)
+            assert "refused" in first and reset < TIMEOUT  # the RST, before any timeout
+            assert second == "timeout" and TIMEOUT <= dropped < 10 * TIMEOUT
 
 
 async def test_bye_cycles_through_black_holes(port: int, dnsmasq: tuple[str, int]) -> None:
     # Every proxy blackholed; the BYE's 32 s window began 29 s ago (say, on the 2xx path):
     # it cycles p1, p2, p3 at the timeout's pace and gives up when the window is over.
     drops = [("UDP", host, port) for host in PROXIES]
-    with blackhole(*drops), trio.fail_after(10):
+    with blackhole(*drops), trio.fail_after(40):
         async with proxies_and_ua(port, dnsmasq, listening=(0, 1, 2)) as client:
             destination = "sip:srv.failover.test"
             await client.targets(destination)
@@ -241,6 +251,8 @@ async def test_bye_cycles_through_black_holes(port: int, dnsmasq: tuple[str, int
                     kind=RequestKind.BYE,
                     first_attempt_at=start - 29.0,
                 )
-            assert 3.0 <= trio.current_time() - start < 3.5
+            # The window's last 3 s: p1, p2, p3 one timeout each, then no fourth attempt.
+            assert 3 * TIMEOUT <= trio.current_time() - start < 10 * 3 * TIMEOUT
             stats = client.blacklist.statistics(trio.current_time())
             assert sorted(e.key[1] for e in stats.entries) == list(PROXIES)
+            assert [e.failures for e in stats.entries] == [1, 1, 1]
