@@ -162,6 +162,7 @@ def bench(session: nox.Session) -> None:
         session.install("-e", ".")
     else:
         _install_compiled(session)
+    session.install("trustme")  # the TLS row of the timing benchmark (a certificate authority)
     req = ROOT / "benchmarks" / "requirements-peers.txt"
     if req.exists():
         # Each peer separately: one that will not install is reported, not fatal.

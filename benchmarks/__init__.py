@@ -19,4 +19,5 @@ BENCHMARKS: dict[str, str] = {
     "memory": "benchmarks.memory_bench:run",
     "udpbind": "benchmarks.udp_binding_bench:run",
     "transactions": "benchmarks.transactions_bench:run",
+    "timing": "benchmarks.timing_bench:run",
 }
