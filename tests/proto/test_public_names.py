@@ -1,5 +1,6 @@
-"""Public names of ``trio_sip.proto`` that no other test named (tests/test_public_names_used.py lists
-them): each is reached the way a user reaches it, and what it carries is checked."""
+"""Public names of ``trio_sip.proto`` that no other test named
+(tests/test_public_names_used.py lists them): each is reached the way a user reaches it, and
+what it carries is checked."""
 
 from __future__ import annotations
 

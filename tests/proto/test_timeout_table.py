@@ -166,6 +166,7 @@ def drive(machine: Machine[object], rule: TimeoutRule) -> Run:
 
 @pytest.mark.parametrize("rule", TIMEOUT_TABLE, ids=rule_id)
 def test_the_code_table_is_the_seed_table(rule: TimeoutRule) -> None:
+    assert isinstance(rule, TimeoutRule)  # the table's rows are the documented type
     expected = SEED[(rule.role, rule.side, rule.invite)]
     assert (rule.retransmits, rule.hears_retransmit, rule.hears_transaction) == expected
     if rule.role is not R.STATELESS_PROXY:

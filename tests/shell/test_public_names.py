@@ -1,5 +1,5 @@
-"""Public names of ``trio_sip`` that no other test named (tests/test_public_names_used.py lists them):
-each is used here the way a user meets it, and what it carries is checked. In-memory network,
+"""Public names of ``trio_sip`` that no other test named (tests/test_public_names_used.py lists
+them): each is used here the way a user meets it, and what it carries is checked. In-memory network,
 virtual time."""
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ async def test_an_unanswered_invite_reaches_the_agent_with_its_call(
         # with its own Call-ID; both timeouts name the call.
         first, retry = got
         for invite in got:
+            assert isinstance(invite, AgentTimeout)  # the documented record, not a bare event
             assert (invite.method, invite.timer, invite.side) == ("INVITE", "B", Side.CLIENT)
             assert invite.timeout is Timeout.TRANSACTION
             assert isinstance(invite.event, TransactionTimeoutEvent)
@@ -129,6 +130,7 @@ async def test_the_endpoint_reports_timeouts_with_the_connection_id(
             await call.wait_answered()
             assert call.connection_id == "b"  # fell over after the timeout on site A
         invite = got[0]
+        assert isinstance(invite, EndpointTimeout) and isinstance(invite.timeout, AgentTimeout)
         assert (invite.connection_id, invite.method, invite.timer) == ("a", "INVITE", "B")
         assert invite.kind is Timeout.TRANSACTION
         assert invite.call is call and invite.session_id == call.session_id

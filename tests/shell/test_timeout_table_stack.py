@@ -76,6 +76,7 @@ async def drain(stack_events: Any, count: int) -> list[TimeoutEvent]:
         for _ in range(count):
             got.append(await stack_events.__anext__())
     assert len(stack_events) == 0
+    assert all(isinstance(e, TimeoutEvent) for e in got)  # the base every event shares
     return got
 
 
