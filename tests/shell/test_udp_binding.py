@@ -185,7 +185,7 @@ async def test_a_refused_peer_fails_the_listener_flow_over_ipv6() -> None:
         flow = await layer.connect(Target("UDP", "::1", dead))
         assert flow.local == ours
         await flow.send(bytes(make_request("UDP")))
-        with trio.fail_after(2):
+        with trio.fail_after(10):
             error = await flow.wait_failed()
         assert "ICMP port unreachable" in str(error)
         nursery.cancel_scope.cancel()
@@ -206,7 +206,7 @@ async def test_an_icmp_error_for_one_peer_does_not_cost_another_peer_its_datagra
             assert to_dead.try_send(b"to the dead port")
             _wait_for_icmp(to_dead)  # the error is pending; our receive task has not run
             assert to_live.try_send(b"live %d" % n)  # would raise ECONNREFUSED unretried
-            with trio.fail_after(2):
+            with trio.fail_after(10):
                 data, source = await live.sock.recvfrom(100)
                 error = await to_dead.wait_failed()
             assert (data, source[:2]) == (b"live %d" % n, ours)
