@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
+import trio
 
 from .peers import PeerProcess, assert_loopback, ensure_debian_packages, free_port
+from .phone import Phone
 
 _CONFIG = """\
 poll_method epoll
@@ -97,3 +100,85 @@ def running_baresip(
         yield Baresip(host, port, process)
     finally:
         process.stop()
+
+
+_PHONE_CONFIG = _CONFIG.replace("module stdio.so\n", "module cons.so\n") + "cons_listen {cons}\n"
+
+
+class BaresipPhone(Phone):
+    """baresip as a phone of the interop matrix, driven through its ``cons`` module (commands
+    as UDP datagrams to ``cons_listen``: ``/dial``, ``/accept``, ``/hangup``, ``/hold``,
+    ``/resume``, ``/answermode``). It listens on UDP, TCP (and TLS on the port + 1)."""
+
+    name = "baresip"
+    PATTERNS: Mapping[str, str] = {  # noqa: RUF012 - a class constant
+        "incoming": r"Incoming call from",
+        "ringing": r"180 Ringing|call: SIP Progress: 18\d",
+        "answered": r"Call established",
+        "ended": r"session closed|Call terminated|call: terminated",
+        "held": r"Call .*hold|put call on hold|hold",
+        "resumed": r"resum",
+        "registered": r"200 OK",
+    }
+    transports = frozenset({"UDP", "TCP"})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cons_port = free_port(self.host, tcp=False)
+
+    def argv(self) -> Sequence[str]:
+        binary = ensure_debian_packages("baresip")["baresip"]
+        (self.workdir / "config").write_text(
+            _PHONE_CONFIG.format(
+                host=self.host,
+                port=self.port,
+                workdir=self.workdir,
+                module_path="/usr/lib/baresip/modules",
+                cons=f"{self.host}:{self.cons_port}",
+            )
+        )
+        line = f"<sip:{self.user}@{self.host}:{self.port}>;regint=0;answermode=manual"
+        # With an account, the user agent is made by register() (``/uanew``), so that the
+        # REGISTER and its digest challenge happen when the scenario asks for them.
+        (self.workdir / "accounts").write_text("" if self.account else line + "\n")
+        return [binary, "-f", str(self.workdir)]
+
+    async def started(self) -> None:
+        await self.wait_for(r"baresip is ready|All \d+ useragent", 20, "ready")
+
+    async def command(self, line: str) -> None:
+        sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        with sock:
+            # cons reads keystrokes: a long command ends with a newline.
+            await sock.sendto(line.encode() + b"\n", (self.host, self.cons_port))
+
+    async def quit(self) -> None:
+        await self.command("/quit")
+
+    async def dial(self, uri: str) -> None:
+        await self.command(f"/dial {uri}")
+
+    async def answer(self) -> None:
+        await self.command("/accept")
+
+    async def hangup(self) -> None:
+        await self.command("/hangup")
+
+    async def hold(self) -> None:
+        await self.command("/hold")
+
+    async def resume(self) -> None:
+        await self.command("/resume")
+
+    async def auto_answer(self, on: bool) -> None:
+        await self.command(f"/answermode {'auto' if on else 'manual'}")
+
+    async def register(self) -> None:
+        if self.account is None:
+            raise ValueError("no account to register")
+        account = self.account
+        await self.command(
+            f"/uanew <sip:{account.user}@{account.domain}>;auth_pass={account.password};"
+            f'outbound="sip:{account.host}:{account.port};transport=udp";regint=60;'
+            "answermode=manual"
+        )

@@ -39,6 +39,8 @@ PACKAGE_BINARIES = {
     "baresip": "baresip",
     "nftables": "nft",
     "sipvicious": "svcrack",
+    "linphone-cli": "linphonec",
+    "twinkle-console": "twinkle-console",
     # not a binary: a path (glob) to check instead
     "kamailio-tls-modules": "/usr/lib/*/kamailio/modules/tls.so",
 }
