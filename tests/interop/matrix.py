@@ -28,6 +28,7 @@ from trio_sip.ua import Call, CallState, EndReason, Held, Retrieved, UserAgent, 
 from .baresip import BaresipPhone
 from .linphonec import Linphonec
 from .peers import assert_loopback, free_port
+from .sipp import wait_udp_bound
 from .phone import Account, Phone, running_phone
 from .twinkle import Twinkle
 
@@ -146,7 +147,7 @@ async def phone_calls_serve(ctx: Ctx) -> None:
             done.append(await trio.run_process(argv, capture_stdout=True, check=False))
 
         nursery.start_soon(serve)
-        await trio.sleep(1.5)  # `serving on ...`: a second on this loaded machine
+        await wait_udp_bound((HOST, port), timeout=15)  # `trio-sip serve` is listening
         phone.mark()
         await phone.dial(f"sip:serve@{HOST}:{port}")
         await phone.wait("answered", 15)

@@ -1,0 +1,397 @@
+"""The chaos soak: calls through two real Kamailio sites while a fault script breaks site A.
+
+``nox -s soak`` (2 minutes in CI; ``TRIO_SIP_SOAK_SECONDS`` sets the duration,
+``TRIO_SIP_SOAK_RATE`` the calls per second, ``TRIO_SIP_SOAK_REPORT`` where the JSON report
+goes). The world (tests/soak/sites.py): Kamailio sites A (UDP) and B (TCP) with digest
+registration, a dnsmasq zone naming both, a sipp UAS registered at both. Our endpoint
+(``open_endpoint``, connections "a" and "b", ``sip_transaction_timeout=4000``) registers at both
+and places calls, alternating the connection, each held 5-10 s, one in four held and retrieved
+mid-call. Every 20 s the fault script applies one fault for 10 s, each kind once in a seeded
+order: site A killed, site A blackholed, site A restarted, site A's DNS answer changed, our TCP
+connection to site B reset, 5 % packet loss.
+
+What must hold (the report says it call by call):
+
+* zero avoidable losses: a failed call is explained only when its dialog lived on site A while
+  site A was dead (killed or blackholed) and a request of that dialog had to go there (the
+  seed's policy cannot move a dialog to another site: docs/failover.md, docs/endpoint.md);
+* connection-status events follow the fault timeline, in order: connection "a" goes down only
+  during a site-A fault and is registered again within one retry interval after it heals;
+* open file descriptors at the end equal those at the start (+-2: the TCP connection to site B
+  may be a new one) and memory grows by less than 64 MiB.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import random
+import resource
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from tests.interop.kamailio import REALM
+from trio_sip.config import ConnectionConfig, EndpointConfig
+from trio_sip.endpoint import ConnectionEvent, ConnectionStatus, Endpoint, open_endpoint
+from trio_sip.ua import CallFailed, EndReason
+
+from .sites import (
+    DEAD_HOST,
+    SITE_HOSTS,
+    UAS_HOST,
+    USERS,
+    Faults,
+    Site,
+    Zone,
+    register_uas,
+    tcp_reset,
+    uas_argv,
+)
+
+pytestmark = pytest.mark.soak
+
+DURATION = float(os.environ.get("TRIO_SIP_SOAK_SECONDS", "120"))
+RATE = float(os.environ.get("TRIO_SIP_SOAK_RATE", "20"))
+FAULT_EVERY = 20.0
+FAULT_LASTS = 10.0
+FAULT_KINDS = ["kill", "blackhole", "restart", "dns", "tcp_reset", "loss"]
+RETRY_MAX = 4.0  # the endpoint's registration retry interval once a site is down
+TIMEOUT_MS = 4000
+FD_SLACK = 2
+MEMORY_SLACK = 64 * 2**20
+#: site A is dead (its dialogs cannot be saved) during these faults.
+A_DEAD = {"kill", "blackhole"}
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+class Soak:
+    def __init__(self, workdir: Path, sites: dict[str, Site], zone: Zone, faults: Faults) -> None:
+        self.workdir = workdir
+        self.sites = sites
+        self.zone = zone
+        self.faults = faults
+        self.t0 = 0.0
+        self.calls: list[dict[str, Any]] = []
+        self.timeline: list[dict[str, Any]] = []
+        self.status: list[dict[str, Any]] = []
+        self.uas_port = 0
+        self.rng = random.Random(14)
+
+    def now(self) -> float:
+        return round(trio.current_time() - self.t0, 3)
+
+    def on_status(self, event: ConnectionEvent) -> None:
+        self.status.append({
+            "t": round(event.time - self.t0, 3), "connection": event.connection_id,
+            "old": event.old.value if event.old else None, "new": event.new.value,
+            "reason": event.reason,
+        })  # fmt: skip
+
+    def config(self) -> EndpointConfig:
+        names = self.zone.names()
+        return EndpointConfig(
+            sip_transaction_timeout=TIMEOUT_MS,
+            hold_other_calls=False,
+            dns_server=self.zone.server,
+            connections=[
+                ConnectionConfig(
+                    id=name, user=f"alice@{REALM}", server=f"{names[name]}:{site.port}",
+                    transport="UDP" if name == "a" else "TCP", password=USERS["alice"],
+                    reg_interval=10, expires=30,
+                )
+                for name, site in self.sites.items()
+            ],
+        )  # fmt: skip
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def one_call(self, endpoint: Endpoint, index: int) -> None:
+        connection = "a" if index % 2 == 0 else "b"
+        hold_for = self.rng.uniform(5, 10)
+        record: dict[str, Any] = {
+            "i": index, "dialled_on": connection, "start": self.now(), "answered": None,
+            "ended": None, "outcome": "attempted", "reason": "", "connection": connection,
+            "held": index % 4 == 1,
+        }  # fmt: skip
+        self.calls.append(record)
+        try:
+            with trio.fail_after(hold_for + 80):
+                async with endpoint.dial(connection, "uas") as call:
+                    await call.wait_answered()
+                    record["answered"] = self.now()
+                    record["connection"] = call.connection_id
+                    record["tried"] = list(call.connections_tried)
+                    if record["held"]:
+                        await trio.sleep(hold_for / 3)
+                        await call.hold()
+                        await trio.sleep(hold_for / 3)
+                        await call.retrieve()
+                        await trio.sleep(hold_for / 3)
+                    else:
+                        await trio.sleep(hold_for)
+                    if call.state.value == "ended":
+                        ended = await call.wait_ended()
+                        raise CallFailed(ended.response, f"ended early: {ended.detail}")
+                    await call.hangup()
+                    ended = await call.wait_ended()
+                    record["connection"] = call.connection_id
+                    ok = ended.reason is EndReason.LOCAL_HANGUP and (
+                        ended.response is not None and ended.response.status_code == 200
+                    )
+                    if not ok:
+                        raise CallFailed(ended.response, f"hangup: {ended.reason.value} {ended.detail}")
+            record["outcome"] = "completed"
+        except Exception as exc:  # every failure is recorded with its reason
+            record["outcome"] = "failed"
+            record["reason"] = f"{type(exc).__name__}: {exc}"[:300]
+        record["ended"] = self.now()
+
+    async def place_calls(self, endpoint: Endpoint, nursery: trio.Nursery) -> None:
+        interval = 1.0 / RATE
+        start = trio.current_time()
+        index = 0
+        while trio.current_time() - start < DURATION:
+            nursery.start_soon(self.one_call, endpoint, index)
+            index += 1
+            await trio.sleep_until(start + index * interval)
+
+    # -- faults ------------------------------------------------------------------------------
+
+    async def fault_script(self) -> None:
+        kinds = FAULT_KINDS[:]
+        random.Random(2026).shuffle(kinds)
+        site_a = self.sites["a"]
+        for n, kind in enumerate(kinds):
+            at = 10 + n * FAULT_EVERY
+            if at + FAULT_LASTS > DURATION:
+                break
+            await trio.sleep_until(self.t0 + at)
+            entry: dict[str, Any] = {"kind": kind, "start": self.now(), "site": "a"}
+            if kind == "kill":
+                await trio.to_thread.run_sync(site_a.kill)
+            elif kind == "blackhole":
+                self.faults.blackhole(site_a)
+            elif kind == "restart":
+                await trio.to_thread.run_sync(site_a.stop)
+                await trio.to_thread.run_sync(site_a.start)
+                await self.register_uas("a")
+            elif kind == "dns":
+                self.zone.set({"a": [DEAD_HOST, SITE_HOSTS["a"]], "b": [SITE_HOSTS["b"]]})
+            elif kind == "tcp_reset":
+                entry["site"] = "b"
+                entry["connections_reset"] = tcp_reset(self.sites["b"])
+            elif kind == "loss":
+                entry["site"] = "both"
+                self.faults.loss(5)
+            await trio.sleep_until(self.t0 + at + FAULT_LASTS)
+            if kind == "kill":
+                await trio.to_thread.run_sync(site_a.start)
+                await self.register_uas("a")
+            elif kind in ("blackhole", "loss"):
+                self.faults.heal()
+            elif kind == "dns":
+                self.zone.set({name: [host] for name, host in SITE_HOSTS.items()})
+            entry["end"] = self.now()
+            self.timeline.append(entry)
+
+    async def register_uas(self, name: str) -> None:
+        for _ in range(5):
+            if await register_uas(self.workdir / f"reg-{name}", self.sites[name], self.uas_port):
+                return
+            await trio.sleep(0.5)
+
+    async def keep_uas_registered(self) -> None:
+        """The sipp UAS's registrations are refreshed every 10 s (expires 30)."""
+        while True:
+            await trio.sleep(10)
+            for name, site in self.sites.items():
+                if site.up:
+                    await self.register_uas(name)
+
+    # -- the report --------------------------------------------------------------------------
+
+    def explain(self, call: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        """(the fault that caused the failure, why it could not be saved) or (fault, None)."""
+        failed_at = call["ended"]
+        cause = None
+        for fault in self.timeline:
+            if fault["start"] - 1 <= failed_at <= fault["end"] + 45:
+                cause = fault
+        if cause is None:
+            return None, None
+        if (
+            cause["kind"] in A_DEAD
+            and call["connection"] == "a"
+            and call["answered"] is not None
+            and call["answered"] < cause["end"]
+        ):
+            return cause, (
+                f"its dialog lived on site A (answered at {call['answered']} s), which was "
+                f"{cause['kind']} from {cause['start']} to {cause['end']} s: a request of the "
+                "dialog had to reach site A, and the seed's policy retries in-dialog requests "
+                "at the dialog's own site only"
+            )
+        return cause, None
+
+
+@pytest.fixture
+def report_path(tmp_path: Path) -> Path:
+    return Path(os.environ.get("TRIO_SIP_SOAK_REPORT") or tmp_path / "soak.json")
+
+
+async def test_chaos_soak(tmp_path: Path, report_path: Path) -> None:
+    from tests.interop.peers import free_port
+
+    ports = {name: free_port(host) for name, host in SITE_HOSTS.items()}
+    sites = {name: Site(name, tmp_path / "sites", ports[name]) for name in SITE_HOSTS}
+    zone = Zone(tmp_path / "dns")
+    with zone.running(), Faults() as faults:
+        for site in sites.values():
+            await trio.to_thread.run_sync(site.start)
+        soak = Soak(tmp_path, sites, zone, faults)
+        try:
+            await run(soak)
+        finally:
+            for site in sites.values():
+                site.stop()
+    write_report(soak, report_path)
+    check(soak)
+
+
+async def run(soak: Soak) -> None:
+    from tests.interop.peers import free_port
+    from tests.interop.sipp import run_sipp
+
+    soak.uas_port = free_port(UAS_HOST)
+    expected_calls = int(DURATION * RATE) + 10
+    async with trio.open_nursery() as outer:
+
+        async def uas() -> None:
+            argv = uas_argv(soak.workdir / "uas", soak.uas_port, expected_calls * 2)
+            soak.uas_run = await run_sipp(argv, soak.workdir / "uas")  # type: ignore[attr-defined]
+
+        outer.start_soon(uas)
+        await trio.sleep(1.0)
+        for name in soak.sites:
+            await soak.register_uas(name)
+        outer.start_soon(soak.keep_uas_registered)
+        async with open_endpoint(
+            soak.config(), on_status=soak.on_status, retry_initial=1.0, retry_max=RETRY_MAX,
+            rng=random.Random(7),
+        ) as endpoint:  # fmt: skip
+            with trio.fail_after(20):
+                await endpoint.wait_registered()
+            gc.collect()
+            soak.start = {"rss": rss(), "fds": fds()}  # type: ignore[attr-defined]
+            soak.t0 = trio.current_time()
+            soak.status = [dict(s, t=round(s["t"], 3)) for s in soak.status]
+            async with trio.open_nursery() as calls:
+                calls.start_soon(soak.fault_script)
+                await soak.place_calls(endpoint, calls)
+            soak.finished = soak.now()  # type: ignore[attr-defined]
+            # Every call has ended; let the last transactions and connections settle.
+            await trio.sleep(5)
+            gc.collect()
+            soak.end = {"rss": rss(), "fds": fds()}  # type: ignore[attr-defined]
+        outer.cancel_scope.cancel()
+
+
+def write_report(soak: Soak, path: Path) -> None:
+    failed = [c for c in soak.calls if c["outcome"] == "failed"]
+    losses = []
+    for call in failed:
+        fault, why = soak.explain(call)
+        losses.append({
+            "call": call["i"], "connection": call["connection"], "start": call["start"],
+            "answered": call["answered"], "failed_at": call["ended"], "reason": call["reason"],
+            "fault": fault["kind"] if fault else None, "fault_start": fault["start"] if fault
+            else None, "unavoidable_because": why,
+        })  # fmt: skip
+    report = {
+        "duration_s": DURATION,
+        "rate_per_s": RATE,
+        "sip_transaction_timeout_ms": TIMEOUT_MS,
+        "calls": {
+            "attempted": len(soak.calls),
+            "answered": sum(1 for c in soak.calls if c["answered"] is not None),
+            "completed": sum(1 for c in soak.calls if c["outcome"] == "completed"),
+            "failed": len(failed),
+            "unavoidable": sum(1 for loss in losses if loss["unavoidable_because"]),
+            "avoidable": sum(1 for loss in losses if not loss["unavoidable_because"]),
+            "failed_over": sum(1 for c in soak.calls if len(c.get("tried", [])) > 1),
+            "held_and_retrieved": sum(
+                1 for c in soak.calls if c["held"] and c["outcome"] == "completed"
+            ),
+        },
+        "faults": soak.timeline,
+        "status_events": soak.status,
+        "losses": losses,
+        "resources": {"start": soak.start, "end": soak.end,  # type: ignore[attr-defined]
+                      "fd_slack": FD_SLACK, "memory_slack": MEMORY_SLACK},  # fmt: skip
+        "per_call": [
+            {k: c[k] for k in ("i", "start", "answered", "ended", "outcome", "connection")}
+            for c in soak.calls
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1))
+    print(f"\nsoak report: {path}")
+    print(json.dumps(report["calls"], indent=1))
+    for loss in losses:
+        print(f"  lost call {loss['call']} on {loss['connection']} at {loss['failed_at']} s "
+              f"({loss['fault']}): {loss['reason']} -- {loss['unavoidable_because'] or 'AVOIDABLE'}")  # fmt: skip
+
+
+def check(soak: Soak) -> None:
+    report_calls = soak.calls
+    assert len(report_calls) >= DURATION * RATE * 0.9, len(report_calls)
+    problems: list[str] = []
+    for call in report_calls:
+        if call["outcome"] != "failed":
+            continue
+        fault, why = soak.explain(call)
+        if why is None:
+            problems.append(
+                f"avoidable loss: call {call['i']} on {call['connection']} failed at "
+                f"{call['ended']} s ({fault['kind'] if fault else 'no fault'}): {call['reason']}"
+            )
+    # Status events follow the timeline: "a" goes down only in a site-A fault window and is
+    # registered again within one retry interval (+ one transaction) after the fault ends.
+    windows = {f["kind"]: f for f in soak.timeline}
+    for event in soak.status:
+        if event["new"] == ConnectionStatus.UNAVAILABLE.value:
+            inside = [f for f in soak.timeline
+                      if f["start"] - 1 <= event["t"] <= f["end"] + TIMEOUT_MS / 1000 + 1]  # fmt: skip
+            if not inside:
+                problems.append(f"status event outside every fault: {event}")
+    for kind in A_DEAD & windows.keys():
+        fault = windows[kind]
+        downs = [e for e in soak.status if e["connection"] == "a"
+                 and e["new"] == "unavailable" and fault["start"] <= e["t"] <= fault["end"] + 1]  # fmt: skip
+        ups = [e for e in soak.status if e["connection"] == "a" and e["new"] == "registered"
+               and e["t"] >= fault["end"]]  # fmt: skip
+        if not downs:
+            problems.append(f"no 'a' unavailable event during {kind} at {fault['start']} s")
+        if not ups or ups[0]["t"] - fault["end"] > RETRY_MAX + TIMEOUT_MS / 1000 + 1:
+            problems.append(f"'a' not registered again within one retry interval after {kind}"
+                            f" ended at {fault['end']} s: {ups[:1]}")  # fmt: skip
+        elif downs and ups[0]["t"] < downs[0]["t"]:
+            problems.append(f"'a' events out of order around {kind}: {downs[0]} / {ups[0]}")
+    start, end = soak.start, soak.end  # type: ignore[attr-defined]
+    if end["fds"] > start["fds"] + FD_SLACK:
+        problems.append(f"open fds grew from {start['fds']} to {end['fds']}")
+    if end["rss"] > start["rss"] + MEMORY_SLACK:
+        problems.append(f"memory grew from {start['rss']} to {end['rss']} bytes")
+    assert not problems, "\n".join(problems)
