@@ -44,7 +44,29 @@ def interop(session: nox.Session) -> None:
     The Debian packages are installed by the tests' own fixture when missing (root only).
     """
     session.install("-e", ".[test,redis]")
-    session.run("pytest", "-m", "interop", *session.posargs, env=_corpus_env())
+    # The interop matrix (tests/interop/test_matrix.py) is printed at the end and written to
+    # docs/interop.md, so the page always says what was last proven.
+    env = {**_corpus_env(), "TRIO_SIP_MATRIX_DOC": str(ROOT / "docs" / "interop.md")}
+    session.run("pytest", "-m", "interop", *session.posargs, env=env)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The chaos soak (tests/soak): calls through two real Kamailio sites under a fault script.
+
+    ``TRIO_SIP_SOAK_SECONDS`` (default 120) and ``TRIO_SIP_SOAK_RATE`` (calls/s, default 20).
+    Writes docs/soak.json and draws docs/soak.png from it (matplotlib, installed here only).
+    """
+    session.install("-e", ".[test]", "matplotlib")
+    report = ROOT / "docs" / "soak.json"
+    env = {**_corpus_env(), "TRIO_SIP_SOAK_REPORT": str(report)}
+    try:
+        session.run("pytest", "-m", "soak", "-s", "tests/soak", *session.posargs, env=env)
+    finally:
+        if report.exists():
+            session.run(
+                "python", "-m", "tests.soak.plot", str(report), str(ROOT / "docs" / "soak.png")
+            )
 
 
 @nox.session

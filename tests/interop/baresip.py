@@ -111,7 +111,7 @@ class BaresipPhone(Phone):
     ``/resume``, ``/answermode``). It listens on UDP, TCP (and TLS on the port + 1)."""
 
     name = "baresip"
-    PATTERNS: Mapping[str, str] = {  # noqa: RUF012 - a class constant
+    PATTERNS: Mapping[str, str] = {
         "incoming": r"Incoming call from",
         "ringing": r"180 Ringing|call: SIP Progress: 18\d",
         "answered": r"Call established",

@@ -42,7 +42,7 @@ display=0
 
 class Linphonec(Phone):
     name = "linphonec"
-    PATTERNS: Mapping[str, str] = {  # noqa: RUF012 - a class constant
+    PATTERNS: Mapping[str, str] = {
         "incoming": r"Receiving new incoming call from",
         "ringing": r"Remote ringing|Call \d+ to .* ringing",
         "answered": r"Call \d+ with .* connected\.|Call \d+ .*connected",
@@ -56,9 +56,7 @@ class Linphonec(Phone):
     def argv(self) -> Sequence[str]:
         binary = ensure_debian_packages("linphone-cli")["linphone-cli"]
         config = self.workdir / "linphonerc"
-        config.write_text(
-            _CONFIG.format(port=self.port, rtp=44000 + self.port % 500 * 2, video=0)
-        )
+        config.write_text(_CONFIG.format(port=self.port, rtp=44000 + self.port % 500 * 2, video=0))
         (self.workdir / ".local" / "share" / "linphone").mkdir(parents=True, exist_ok=True)
         return [binary, "-c", str(config), "-d", os.environ.get("TRIO_SIP_LINPHONEC_DEBUG", "0")]
 

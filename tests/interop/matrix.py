@@ -28,8 +28,8 @@ from trio_sip.ua import Call, CallState, EndReason, Held, Retrieved, UserAgent, 
 from .baresip import BaresipPhone
 from .linphonec import Linphonec
 from .peers import assert_loopback, free_port
-from .sipp import wait_udp_bound
 from .phone import Account, Phone, running_phone
+from .sipp import wait_udp_bound
 from .twinkle import Twinkle
 
 SCENARIOS = {
@@ -205,18 +205,17 @@ async def phone_bye_by_peer(ctx: Ctx) -> None:
 
 
 async def phone_hold_by_ua(ctx: Ctx) -> None:
-    async with our_ua() as ua, ctx.phone() as phone:
-        async with answered_call_to(ua, phone) as call:
-            with trio.fail_after(10):
-                held = await call.hold()
-            assert held.status_code == 200, held
-            assert call.remote_sdp is not None
-            assert call.remote_sdp.media[0].direction in ("recvonly", "inactive"), call.remote_sdp
-            with trio.fail_after(10):
-                back = await call.retrieve()
-            assert back.status_code == 200, back
-            direction = call.remote_sdp.media[0].direction
-            assert direction in ("sendrecv", None), call.remote_sdp  # none: sendrecv
+    async with our_ua() as ua, ctx.phone() as phone, answered_call_to(ua, phone) as call:
+        with trio.fail_after(10):
+            held = await call.hold()
+        assert held.status_code == 200, held
+        assert call.remote_sdp is not None
+        assert call.remote_sdp.media[0].direction in ("recvonly", "inactive"), call.remote_sdp
+        with trio.fail_after(10):
+            back = await call.retrieve()
+        assert back.status_code == 200, back
+        direction = call.remote_sdp.media[0].direction
+        assert direction in ("sendrecv", None), call.remote_sdp  # none: sendrecv
 
 
 async def phone_hold_by_peer(ctx: Ctx) -> None:
@@ -357,3 +356,46 @@ PHONE_SCENARIOS: dict[str, Scenario] = {
 CELLS: dict[tuple[str, str], Cell] = {
     (peer, name): Cell(run) for peer in PHONES for name, run in PHONE_SCENARIOS.items()
 }
+
+
+def _servers() -> None:
+    from . import matrix_servers as srv
+
+    not_a_phone = "Kamailio is a registrar and proxy: it places and answers no call"
+    for transport in ("UDP", "TCP", "TLS"):
+        peer = f"kamailio-{transport.lower()}"
+        for name in SCENARIOS:
+            if name in ("calls_serve", "calls_ua"):
+                CELLS[(peer, name)] = Cell(na=not_a_phone)
+            elif name == "digest_407":
+                CELLS[(peer, name)] = Cell(
+                    na="the test Kamailio challenges REGISTER only (401);"
+                    " 407 is shown by our proxy in the phone rows"
+                )
+            elif name == "via_our_proxy":
+                CELLS[(peer, name)] = Cell(na="Kamailio is itself the proxy between our two UAs")
+            else:
+                CELLS[(peer, name)] = Cell(srv.kamailio_cell(transport, name))
+    sipp_na = (
+        "sipp's built-in uac/uas have no re-INVITE, CANCEL or digest; the XML suites "
+        "(test_sipp_transactions.py, test_proxy_sipp.py) cover those transactions"
+    )
+    for name in SCENARIOS:
+        runnable = name in (
+            "calls_serve",
+            "calls_ua",
+            "ua_calls",
+            "bye_by_ua",
+            "bye_by_peer",
+            "over_mtu",
+        )
+        CELLS[("sipp", name)] = Cell(srv.sipp_cell(name)) if runnable else Cell(na=sipp_na)
+    for name in SCENARIOS:
+        CELLS[("dnsmasq", name)] = (
+            Cell(srv.dnsmasq_ua_calls)
+            if name == "ua_calls"
+            else Cell(na="dnsmasq is a DNS server: its cell is a call found by SRV and A records")
+        )
+
+
+_servers()

@@ -48,7 +48,7 @@ auto_answer=no
 
 class Twinkle(Phone):
     name = "twinkle"
-    PATTERNS: Mapping[str, str] = {  # noqa: RUF012 - a class constant
+    PATTERNS: Mapping[str, str] = {
         "incoming": r"Line \d+: incoming call",
         "ringing": r"Line \d+: received 18\d|Ringing",
         "answered": r"Line \d+: far end answered call|Line \d+: call established"
@@ -64,7 +64,9 @@ class Twinkle(Phone):
         binary = ensure_debian_packages("twinkle-console")["twinkle-console"]
         home = self.workdir / ".twinkle"
         home.mkdir(parents=True, exist_ok=True)
-        (home / "twinkle.sys").write_text(_SYS.format(port=self.port, rtp=46000 + self.port % 500 * 4))
+        (home / "twinkle.sys").write_text(
+            _SYS.format(port=self.port, rtp=46000 + self.port % 500 * 4)
+        )
         account = self.account or Account(self.host, self.port, self.user, "", self.host)
         (home / "phone.cfg").write_text(
             _PROFILE.format(

@@ -29,12 +29,12 @@ from tests.interop.peers import (
 )
 from tests.interop.sipp import run_sipp, sipp_argv, write_scenario
 
-SITE_HOSTS = {"a": assert_loopback("127.0.0.41"), "b": assert_loopback("127.0.0.42")}
+SITE_HOSTS = {"a": assert_loopback("127.0.0.141"), "b": assert_loopback("127.0.0.142")}
 #: Where site A's name points during the "DNS answer changed" fault: nothing listens there, so
 #: the first answer is refused and the endpoint must use the second (the real site A).
-DEAD_HOST = assert_loopback("127.0.0.49")
-DNS_HOST = assert_loopback("127.0.0.48")
-UAS_HOST = assert_loopback("127.0.0.47")
+DEAD_HOST = assert_loopback("127.0.0.149")
+DNS_HOST = assert_loopback("127.0.0.148")
+UAS_HOST = assert_loopback("127.0.0.147")
 ZONE = "soak.test"
 USERS = {"alice": "wonderland", "uas": "answering"}
 
@@ -197,18 +197,7 @@ UAS_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   <recv request="ACK"/>
   <label id="1"/>
   <recv request="INVITE" optional="true" next="2"/>
-  <recv request="BYE"/>
-  <send><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]></send>
-  <timewait milliseconds="2000"/>
-  <nop next="9"/>
+  <recv request="BYE" next="3"/>
   <label id="2"/>
   <send retrans="500"><![CDATA[
       SIP/2.0 200 OK
@@ -231,16 +220,24 @@ UAS_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       a=rtpmap:0 PCMU/8000
     ]]></send>
   <recv request="ACK" next="1"/>
-  <label id="9"/>
+  <label id="3"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]></send>
+  <timewait milliseconds="2000"/>
 </scenario>
 """
 
 
 async def register_uas(workdir: Path, site: Site, uas_port: int) -> bool:
     """One REGISTER (with its 401) of the sipp UAS's contact at ``site``, by a sipp UAC."""
-    xml = REGISTER_XML.format(
-        realm=REALM, contact=f"{UAS_HOST}:{uas_port}", password=USERS["uas"]
-    )
+    xml = REGISTER_XML.format(realm=REALM, contact=f"{UAS_HOST}:{uas_port}", password=USERS["uas"])
     scenario = write_scenario(workdir, "register", xml)
     argv = sipp_argv(
         scenario=scenario, local=(UAS_HOST, free_port(UAS_HOST)), remote=(site.host, site.port),
@@ -291,7 +288,7 @@ class Faults:
         self.hole.heal()
 
     def _rule(self, *words: str) -> None:
-        self.hole._run("add", "rule", "inet", self.hole.table, "input", *words)  # noqa: SLF001
+        self.hole._run("add", "rule", "inet", self.hole.table, "input", *words)
 
 
 def tcp_reset(site: Site) -> int:

@@ -88,16 +88,23 @@ class Soak:
         self.status: list[dict[str, Any]] = []
         self.uas_port = 0
         self.rng = random.Random(14)
+        self.start: dict[str, int] = {}
+        self.end: dict[str, int] = {}
+        self.finished = 0.0
 
     def now(self) -> float:
         return round(trio.current_time() - self.t0, 3)
 
     def on_status(self, event: ConnectionEvent) -> None:
-        self.status.append({
-            "t": round(event.time - self.t0, 3), "connection": event.connection_id,
-            "old": event.old.value if event.old else None, "new": event.new.value,
-            "reason": event.reason,
-        })  # fmt: skip
+        self.status.append(
+            {
+                "time": event.time,
+                "connection": event.connection_id,
+                "old": event.old.value if event.old else None,
+                "new": event.new.value,
+                "reason": event.reason,
+            }
+        )
 
     def config(self) -> EndpointConfig:
         names = self.zone.names()
@@ -107,13 +114,17 @@ class Soak:
             dns_server=self.zone.server,
             connections=[
                 ConnectionConfig(
-                    id=name, user=f"alice@{REALM}", server=f"{names[name]}:{site.port}",
-                    transport="UDP" if name == "a" else "TCP", password=USERS["alice"],
-                    reg_interval=10, expires=30,
+                    id=name,
+                    user=f"alice@{REALM}",
+                    server=f"{names[name]}:{site.port}",
+                    transport="UDP" if name == "a" else "TCP",
+                    password=USERS["alice"],
+                    reg_interval=10,
+                    expires=30,
                 )
                 for name, site in self.sites.items()
             ],
-        )  # fmt: skip
+        )
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -121,10 +132,16 @@ class Soak:
         connection = "a" if index % 2 == 0 else "b"
         hold_for = self.rng.uniform(5, 10)
         record: dict[str, Any] = {
-            "i": index, "dialled_on": connection, "start": self.now(), "answered": None,
-            "ended": None, "outcome": "attempted", "reason": "", "connection": connection,
+            "i": index,
+            "dialled_on": connection,
+            "start": self.now(),
+            "answered": None,
+            "ended": None,
+            "outcome": "attempted",
+            "reason": "",
+            "connection": connection,
             "held": index % 4 == 1,
-        }  # fmt: skip
+        }
         self.calls.append(record)
         try:
             with trio.fail_after(hold_for + 80):
@@ -151,11 +168,17 @@ class Soak:
                         ended.response is not None and ended.response.status_code == 200
                     )
                     if not ok:
-                        raise CallFailed(ended.response, f"hangup: {ended.reason.value} {ended.detail}")
+                        raise CallFailed(
+                            ended.response, f"hangup: {ended.reason.value} {ended.detail}"
+                        )
             record["outcome"] = "completed"
         except Exception as exc:  # every failure is recorded with its reason
             record["outcome"] = "failed"
-            record["reason"] = f"{type(exc).__name__}: {exc}"[:300]
+            why = getattr(exc, "reason", "")
+            text = f"{type(exc).__name__}: {exc}" + (
+                f" ({why})" if why and why not in str(exc) else ""
+            )
+            record["reason"] = text[:400]
         record["ended"] = self.now()
 
     async def place_calls(self, endpoint: Endpoint, nursery: trio.Nursery) -> None:
@@ -288,37 +311,48 @@ async def run(soak: Soak) -> None:
             await soak.register_uas(name)
         outer.start_soon(soak.keep_uas_registered)
         async with open_endpoint(
-            soak.config(), on_status=soak.on_status, retry_initial=1.0, retry_max=RETRY_MAX,
+            soak.config(),
+            on_status=soak.on_status,
+            retry_initial=1.0,
+            retry_max=RETRY_MAX,
             rng=random.Random(7),
-        ) as endpoint:  # fmt: skip
+        ) as endpoint:
             with trio.fail_after(20):
                 await endpoint.wait_registered()
             gc.collect()
-            soak.start = {"rss": rss(), "fds": fds()}  # type: ignore[attr-defined]
+            soak.start = {"rss": rss(), "fds": fds()}
             soak.t0 = trio.current_time()
-            soak.status = [dict(s, t=round(s["t"], 3)) for s in soak.status]
             async with trio.open_nursery() as calls:
                 calls.start_soon(soak.fault_script)
                 await soak.place_calls(endpoint, calls)
-            soak.finished = soak.now()  # type: ignore[attr-defined]
+            soak.finished = soak.now()
             # Every call has ended; let the last transactions and connections settle.
             await trio.sleep(5)
             gc.collect()
-            soak.end = {"rss": rss(), "fds": fds()}  # type: ignore[attr-defined]
+            soak.end = {"rss": rss(), "fds": fds()}
         outer.cancel_scope.cancel()
 
 
 def write_report(soak: Soak, path: Path) -> None:
     failed = [c for c in soak.calls if c["outcome"] == "failed"]
+    for event in soak.status:  # trio times -> seconds from the first call
+        event["t"] = round(event.pop("time") - soak.t0, 3)
     losses = []
     for call in failed:
         fault, why = soak.explain(call)
-        losses.append({
-            "call": call["i"], "connection": call["connection"], "start": call["start"],
-            "answered": call["answered"], "failed_at": call["ended"], "reason": call["reason"],
-            "fault": fault["kind"] if fault else None, "fault_start": fault["start"] if fault
-            else None, "unavoidable_because": why,
-        })  # fmt: skip
+        losses.append(
+            {
+                "call": call["i"],
+                "connection": call["connection"],
+                "start": call["start"],
+                "answered": call["answered"],
+                "failed_at": call["ended"],
+                "reason": call["reason"],
+                "fault": fault["kind"] if fault else None,
+                "fault_start": fault["start"] if fault else None,
+                "unavoidable_because": why,
+            }
+        )
     report = {
         "duration_s": DURATION,
         "rate_per_s": RATE,
@@ -338,8 +372,12 @@ def write_report(soak: Soak, path: Path) -> None:
         "faults": soak.timeline,
         "status_events": soak.status,
         "losses": losses,
-        "resources": {"start": soak.start, "end": soak.end,  # type: ignore[attr-defined]
-                      "fd_slack": FD_SLACK, "memory_slack": MEMORY_SLACK},  # fmt: skip
+        "resources": {
+            "start": soak.start,
+            "end": soak.end,
+            "fd_slack": FD_SLACK,
+            "memory_slack": MEMORY_SLACK,
+        },
         "per_call": [
             {k: c[k] for k in ("i", "start", "answered", "ended", "outcome", "connection")}
             for c in soak.calls
@@ -350,8 +388,10 @@ def write_report(soak: Soak, path: Path) -> None:
     print(f"\nsoak report: {path}")
     print(json.dumps(report["calls"], indent=1))
     for loss in losses:
-        print(f"  lost call {loss['call']} on {loss['connection']} at {loss['failed_at']} s "
-              f"({loss['fault']}): {loss['reason']} -- {loss['unavoidable_because'] or 'AVOIDABLE'}")  # fmt: skip
+        print(
+            f"  lost call {loss['call']} on {loss['connection']} at {loss['failed_at']} s "
+            f"({loss['fault']}): {loss['reason']} -- {loss['unavoidable_because'] or 'AVOIDABLE'}"
+        )
 
 
 def check(soak: Soak) -> None:
@@ -372,24 +412,37 @@ def check(soak: Soak) -> None:
     windows = {f["kind"]: f for f in soak.timeline}
     for event in soak.status:
         if event["new"] == ConnectionStatus.UNAVAILABLE.value:
-            inside = [f for f in soak.timeline
-                      if f["start"] - 1 <= event["t"] <= f["end"] + TIMEOUT_MS / 1000 + 1]  # fmt: skip
+            inside = [
+                f
+                for f in soak.timeline
+                if f["start"] - 1 <= event["t"] <= f["end"] + TIMEOUT_MS / 1000 + 1
+            ]
             if not inside:
                 problems.append(f"status event outside every fault: {event}")
     for kind in A_DEAD & windows.keys():
         fault = windows[kind]
-        downs = [e for e in soak.status if e["connection"] == "a"
-                 and e["new"] == "unavailable" and fault["start"] <= e["t"] <= fault["end"] + 1]  # fmt: skip
-        ups = [e for e in soak.status if e["connection"] == "a" and e["new"] == "registered"
-               and e["t"] >= fault["end"]]  # fmt: skip
+        downs = [
+            e
+            for e in soak.status
+            if e["connection"] == "a"
+            and e["new"] == "unavailable"
+            and fault["start"] <= e["t"] <= fault["end"] + 1
+        ]
+        ups = [
+            e
+            for e in soak.status
+            if e["connection"] == "a" and e["new"] == "registered" and e["t"] >= fault["end"]
+        ]
         if not downs:
             problems.append(f"no 'a' unavailable event during {kind} at {fault['start']} s")
         if not ups or ups[0]["t"] - fault["end"] > RETRY_MAX + TIMEOUT_MS / 1000 + 1:
-            problems.append(f"'a' not registered again within one retry interval after {kind}"
-                            f" ended at {fault['end']} s: {ups[:1]}")  # fmt: skip
+            problems.append(
+                f"'a' not registered again within one retry interval after {kind}"
+                f" ended at {fault['end']} s: {ups[:1]}"
+            )
         elif downs and ups[0]["t"] < downs[0]["t"]:
             problems.append(f"'a' events out of order around {kind}: {downs[0]} / {ups[0]}")
-    start, end = soak.start, soak.end  # type: ignore[attr-defined]
+    start, end = soak.start, soak.end
     if end["fds"] > start["fds"] + FD_SLACK:
         problems.append(f"open fds grew from {start['fds']} to {end['fds']}")
     if end["rss"] > start["rss"] + MEMORY_SLACK:
