@@ -277,12 +277,42 @@ class Faults:
             self._rule("ip", "daddr", site.host, proto, "dport", str(site.port), "drop")
             self._rule("ip", "saddr", site.host, proto, "sport", str(site.port), "drop")
 
-    def loss(self, percent: int) -> None:
-        """Drop ``percent`` % of the packets to and from either site, at random."""
-        hosts = "{ " + ", ".join(SITE_HOSTS.values()) + " }"
-        for direction in ("daddr", "saddr"):
-            self._rule("ip", direction, hosts, "numgen", "random", "mod", "100", "<",
-                       str(percent), "drop")  # fmt: skip
+    def loss(self, percent: int, endpoint: str) -> None:
+        """Drop ``percent`` % of the packets between our endpoint's address and either site, at
+        random (the links our stack is responsible for; the sites' link to the sipp UAS stays
+        clean: a scripted sipp UAS aborts a call when it meets a re-INVITE while still waiting
+        for a lost ACK, which would measure sipp, not us)."""
+        sites = "{ " + ", ".join(SITE_HOSTS.values()) + " }"
+        self._rule(
+            "ip",
+            "saddr",
+            endpoint,
+            "ip",
+            "daddr",
+            sites,
+            "numgen",
+            "random",
+            "mod",
+            "100",
+            "<",
+            str(percent),
+            "drop",
+        )
+        self._rule(
+            "ip",
+            "saddr",
+            sites,
+            "ip",
+            "daddr",
+            endpoint,
+            "numgen",
+            "random",
+            "mod",
+            "100",
+            "<",
+            str(percent),
+            "drop",
+        )
 
     def heal(self) -> None:
         self.hole.heal()

@@ -61,6 +61,7 @@ FAULT_LASTS = 10.0
 FAULT_KINDS = ["kill", "blackhole", "restart", "dns", "tcp_reset", "loss"]
 RETRY_MAX = 4.0  # the endpoint's registration retry interval once a site is down
 TIMEOUT_MS = 4000
+ENDPOINT_HOST = "127.0.0.1"
 FD_SLACK = 2
 MEMORY_SLACK = 64 * 2**20
 #: site A is dead (its dialogs cannot be saved) during these faults.
@@ -217,7 +218,7 @@ class Soak:
                 entry["connections_reset"] = tcp_reset(self.sites["b"])
             elif kind == "loss":
                 entry["site"] = "both"
-                self.faults.loss(5)
+                self.faults.loss(5, ENDPOINT_HOST)
             await trio.sleep_until(self.t0 + at + FAULT_LASTS)
             if kind == "kill":
                 await trio.to_thread.run_sync(site_a.start)
@@ -245,28 +246,48 @@ class Soak:
 
     # -- the report --------------------------------------------------------------------------
 
+    def cause(self, call: dict[str, Any]) -> dict[str, Any] | None:
+        """The fault that caused a failed call: the fault applied when the call started, else
+        the first fault applied during the call (from its start to its failure, allowing 45 s
+        for a BYE's 32 s of retries)."""
+        failed_at = call["ended"]
+        active = [f for f in self.timeline if f["start"] <= call["start"] <= f["end"]]
+        if active and failed_at <= active[-1]["end"] + 45:
+            return active[-1]
+        during = [
+            f for f in self.timeline if call["start"] <= f["start"] <= failed_at <= f["end"] + 45
+        ]
+        return during[0] if during else None
+
     def explain(self, call: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
         """(the fault that caused the failure, why it could not be saved) or (fault, None)."""
-        failed_at = call["ended"]
-        cause = None
-        for fault in self.timeline:
-            if fault["start"] - 1 <= failed_at <= fault["end"] + 45:
-                cause = fault
-        if cause is None:
+        fault = self.cause(call)
+        if fault is None:
             return None, None
         if (
-            cause["kind"] in A_DEAD
+            fault["kind"] in A_DEAD
             and call["connection"] == "a"
             and call["answered"] is not None
-            and call["answered"] < cause["end"]
+            and call["answered"] < fault["end"]
         ):
-            return cause, (
+            return fault, (
                 f"its dialog lived on site A (answered at {call['answered']} s), which was "
-                f"{cause['kind']} from {cause['start']} to {cause['end']} s: a request of the "
+                f"{fault['kind']} from {fault['start']} to {fault['end']} s: a request of the "
                 "dialog had to reach site A, and the seed's policy retries in-dialog requests "
-                "at the dialog's own site only"
+                "at the dialog's own site only (a dead site's calls end with 408)"
             )
-        return cause, None
+        if (
+            fault["kind"] == "restart"
+            and call["connection"] == "a"
+            and call["answered"] is None
+            and "404" in call["reason"]
+        ):
+            return fault, (
+                "site A had just restarted with an empty location table (Kamailio keeps it in "
+                "memory), so the callee was unknown there until it registered again: a 404 is "
+                "an answer, not a site failure, and the seed's policy does not move the call"
+            )
+        return fault, None
 
 
 @pytest.fixture
