@@ -115,7 +115,7 @@ class BaresipPhone(Phone):
         "incoming": r"Incoming call from",
         "ringing": r"180 Ringing|call: SIP Progress: 18\d",
         "answered": r"Call established",
-        "ended": r"session closed|terminated \(duration|Call terminated",
+        "ended": r"session closed|terminated \(duration|Call terminated|call: terminate call",
         "held": r"Call .*hold|put call on hold|hold",
         "resumed": r"resum",
         "registered": r"200 OK",
