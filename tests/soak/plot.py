@@ -53,6 +53,11 @@ def plot(report_path: Path, out: Path) -> None:
         bottom.scatter(event["t"], y, color=colours.get(event["new"], "grey"), zorder=3)
         bottom.annotate(event["new"], (event["t"], y), fontsize=7, xytext=(2, 4),
                         textcoords="offset points")  # fmt: skip
+    lag = report.get("loop_lag_s", {})
+    if lag:
+        twin = bottom.twinx()
+        twin.plot([int(k) for k in lag], list(lag.values()), color="grey", lw=0.8)
+        twin.set_ylabel("loop lag (s)", fontsize=8, color="grey")
     bottom.set_yticks([0, 1], ["b", "a"])
     bottom.set_ylim(-0.5, 1.7)
     bottom.set_ylabel("status events")
