@@ -22,8 +22,9 @@ _INTRO = """\
 # Interoperability: what was last proven against real peers
 
 This page is written by `nox -s interop` (tests/interop/matrix_report.py) from the run of
-tests/interop/test_matrix.py: every cell below is a test that ran against real third-party SIP
-software started on loopback by the test (Debian packages), or the reason it does not apply.
+tests/interop/test_matrix.py::test_matrix: every cell below is a test that ran against real
+third-party SIP software started on loopback by the test (Debian packages), or the reason it
+does not apply.
 Do not edit it by hand; run `nox -s interop` and commit the page it writes.
 
 Peers: **linphonec** (Debian `linphone-cli` 5.1, UDP only), **baresip** 1.0 (UDP, TCP),

@@ -168,7 +168,13 @@ def sipp_cell(scenario: str):  # type: ignore[no-untyped-def]
             assert result.returncode == ALL_CALLS_OK, result.describe()
             assert served[0].returncode == 0, served[0].stdout
             return
+        if scenario in ("digest_401", "via_our_proxy"):
+            await sipp_through_our_proxy(workdir, scenario)
+            return
         async with open_user_agent([("UDP", HOST, 0)], aor=f"sip:alice@{HOST}") as ua:
+            if scenario in ("hold_by_ua", "cancel_ringing"):
+                await ua_calls_sipp_script(ua, workdir, scenario)
+                return
             if scenario in ("calls_ua", "bye_by_peer"):
                 address = ua.stack.listening[0][1]
                 argv = sipp_argv(scenario="uac", local=(HOST, free_port(HOST)), remote=address,
@@ -259,3 +265,138 @@ async def dnsmasq_ua_calls(ctx: object) -> None:
                     assert (await call.wait_answered()).status_code == 200
     log = peer.log_tail(100)
     assert "query[SRV] _sip._udp.matrix.test" in log, log
+
+
+#: sipp UAS that rings and waits for the CANCEL (200 to it, 487 to the INVITE, the ACK).
+CANCELLED_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="ring until cancelled">
+  <recv request="INVITE" crlf="true"/>
+  <send><![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:uas@[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]></send>
+  <recv request="CANCEL"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]></send>
+  <send><![CDATA[
+      SIP/2.0 487 Request Terminated
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      CSeq: [cseq] INVITE
+      Content-Length: 0
+    ]]></send>
+  <recv request="ACK"/>
+</scenario>
+"""
+
+
+async def ua_calls_sipp_script(ua: object, workdir: Path, scenario: str) -> None:
+    """Our UA calls a sipp UAS running an XML script: ``hold_by_ua`` (the soak's UAS: 200, any
+    re-INVITEs, BYE) or ``cancel_ringing`` (180, then CANCEL, 487)."""
+    from tests.soak.sites import UAS_XML
+
+    from .sipp import write_scenario
+
+    xml = UAS_XML if scenario == "hold_by_ua" else CANCELLED_XML
+    path = write_scenario(workdir, scenario, xml)
+    address = (HOST, free_port(HOST))
+    argv = sipp_argv(scenario=path, local=address, calls=1, timeout=30)
+    async with trio.open_nursery() as n:
+        results = []
+
+        async def sipp() -> None:
+            results.append(await run_sipp(argv, workdir))
+
+        n.start_soon(sipp)
+        await wait_udp_bound(address)
+        with trio.fail_after(20):
+            async with ua.call(f"sip:uas@{HOST}:{address[1]}") as call:  # type: ignore[attr-defined]
+                if scenario == "cancel_ringing":
+                    while call.state.value != "ringing":
+                        await trio.sleep(0.05)
+                else:
+                    assert (await call.wait_answered()).status_code == 200
+                    assert (await call.hold()).status_code == 200
+                    assert call.remote_sdp is not None
+                    assert (await call.retrieve()).status_code == 200
+            ended = await call.wait_ended()
+            if scenario == "cancel_ringing":
+                assert ended.reason is EndReason.CANCELLED, ended
+                assert ended.response is not None and ended.response.status_code == 487, ended
+            else:
+                assert ended.reason is EndReason.LOCAL_HANGUP, ended
+        with trio.fail_after(40):
+            while not results:
+                await trio.sleep(0.1)
+    assert results[0].returncode == ALL_CALLS_OK, results[0].describe()
+
+
+async def sipp_through_our_proxy(workdir: Path, scenario: str) -> None:
+    """``digest_401``: sipp registers at our registrar (401, then digest; the soak's REGISTER
+    scenario); ``via_our_proxy``: sipp's built-in uac calls sipp's built-in uas through our
+    proxy (the uas bound statically to its AOR)."""
+    from tests.soak.sites import REGISTER_XML
+
+    from .matrix import DOMAIN, PASSWORDS, our_proxy
+    from .sipp import write_scenario
+
+    async with our_proxy(credentials=scenario == "digest_401") as (location, port):
+        proxy = (DOMAIN, port)
+        if scenario == "digest_401":
+            contact = f"{HOST}:{free_port(HOST)}"
+            # 60 s: our registrar's Min-Expires (30 s gets 423 Interval Too Brief)
+            xml = REGISTER_XML.format(
+                realm=DOMAIN, contact=contact, password=PASSWORDS["uas"], expires=60
+            )
+            path = write_scenario(workdir, "register", xml)
+            argv = sipp_argv(
+                scenario=path, local=(HOST, free_port(HOST)), remote=proxy, calls=1, timeout=10
+            )
+            with trio.fail_after(20):
+                result = await run_sipp(argv, workdir)
+            assert result.returncode == ALL_CALLS_OK, result.describe()
+            bound = [
+                str(b.contact) for b in location.lookup(f"sip:uas@{DOMAIN}", trio.current_time())
+            ]
+            assert bound == [f"sip:uas@{contact}"], bound
+            return
+        uas = (HOST, free_port(HOST))
+        location.add_static(f"sip:service@{DOMAIN}", f"sip:service@{uas[0]}:{uas[1]}")
+        uas_argv = sipp_argv(scenario="uas", local=uas, calls=1, timeout=30)
+        uac_argv = sipp_argv(
+            scenario="uac",
+            local=(HOST, free_port(HOST)),
+            remote=proxy,
+            calls=1,
+            timeout=30,
+            extra=("-s", "service", "-pause_msg_ign"),
+        )
+        async with trio.open_nursery() as n:
+            results = {}
+
+            async def run(name: str, argv: list[str]) -> None:
+                results[name] = await run_sipp(argv, workdir / name)
+
+            n.start_soon(run, "uas", uas_argv)
+            await wait_udp_bound(uas)
+            with trio.fail_after(40):
+                await run("uac", uac_argv)
+                while "uas" not in results:
+                    await trio.sleep(0.1)
+        for name in ("uac", "uas"):
+            assert results[name].returncode == ALL_CALLS_OK, results[name].describe()

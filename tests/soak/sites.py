@@ -137,7 +137,7 @@ REGISTER_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       CSeq: 1 REGISTER
       Contact: <sip:uas@{contact}>
       Max-Forwards: 70
-      Expires: 30
+      Expires: {expires}
       Content-Length: 0
     ]]></send>
   <recv response="401" auth="true"/>
@@ -151,7 +151,7 @@ REGISTER_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Contact: <sip:uas@{contact}>
       [authentication username=uas password={password}]
       Max-Forwards: 70
-      Expires: 30
+      Expires: {expires}
       Content-Length: 0
     ]]></send>
   <recv response="200"/>
@@ -237,7 +237,9 @@ UAS_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
 async def register_uas(workdir: Path, site: Site, uas_port: int) -> bool:
     """One REGISTER (with its 401) of the sipp UAS's contact at ``site``, by a sipp UAC."""
-    xml = REGISTER_XML.format(realm=REALM, contact=f"{UAS_HOST}:{uas_port}", password=USERS["uas"])
+    xml = REGISTER_XML.format(
+        realm=REALM, contact=f"{UAS_HOST}:{uas_port}", password=USERS["uas"], expires=30
+    )
     scenario = write_scenario(workdir, "register", xml)
     argv = sipp_argv(
         scenario=scenario, local=(UAS_HOST, free_port(UAS_HOST)), remote=(site.host, site.port),
