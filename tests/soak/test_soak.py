@@ -249,13 +249,13 @@ class Soak:
                 return
             await trio.sleep(0.5)
 
-    async def keep_uas_registered(self) -> None:
-        """The sipp UAS's registrations are refreshed every 10 s (expires 30)."""
+    async def keep_uas_registered(self, name: str) -> None:
+        """The sipp UAS's registration at site ``name`` is refreshed every 10 s (expires 30),
+        one loop per site: a dead or blackholed site A must not hold up site B's refresh."""
         while True:
             await trio.sleep(10)
-            for name, site in self.sites.items():
-                if site.up:
-                    await self.register_uas(name)
+            if self.sites[name].up:
+                await register_uas(self.workdir / f"reg-{name}", self.sites[name], self.uas_port)
 
     # -- the report --------------------------------------------------------------------------
 
@@ -355,7 +355,8 @@ async def run(soak: Soak) -> None:
         await trio.sleep(1.0)
         for name in soak.sites:
             await soak.register_uas(name)
-        outer.start_soon(soak.keep_uas_registered)
+        for name in soak.sites:
+            outer.start_soon(soak.keep_uas_registered, name)
         async with open_endpoint(
             soak.config(),
             on_status=soak.on_status,
