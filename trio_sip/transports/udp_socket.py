@@ -55,6 +55,17 @@ _ASYNC_ERRORS = frozenset(
 #: At most this many queued errors are read per drain (the kernel bounds the queue by the
 #: socket's receive buffer); the rest wait for the next wake-up.
 MAX_ERRORS_PER_DRAIN = 64
+#: A send on an unconnected socket never fails with ECONNREFUSED for its own datagram (UDP has
+#: no refusal at send time): that error is the pending one an ICMP port-unreachable for an
+#: earlier datagram left, and every further ICMP error sets it again. Under load the kernel
+#: delivers those ICMPs from another core, between our attempts, so a burst of them from one
+#: dead peer can refuse several sends in a row to a live one (the chaos soak's "DNS answer
+#: changed" fault, docs/soak.md): such a send is tried again up to this many times, then the
+#: datagram counts as lost (UDP: the transaction retransmits), never as that peer's refusal.
+MAX_PENDING_REFUSALS = 64
+#: Other asynchronous errors (host or network unreachable) may also be this destination's
+#: own: a send failing with one this many times raises it.
+MAX_PENDING_ERRORS = 3
 
 
 def family_for(host: str) -> socket.AddressFamily:
@@ -250,25 +261,31 @@ class TrioDatagramSocket(DatagramSocket):
         except OSError as exc:
             if not (self.error_queue and exc.errno in _ASYNC_ERRORS):
                 raise
-            return self._resend(raw, data, address)
+            return self._resend(raw, data, address, exc)
         return True
 
-    def _resend(self, raw: socket.socket, data: bytes, address: Address) -> bool:
+    def _resend(self, raw: socket.socket, data: bytes, address: Address, first: OSError) -> bool:
         """The send failed with the socket's pending error, left by an ICMP error for an
         earlier datagram (maybe to another peer: the error queue says which, and the receive
-        loop reports it). This datagram was not sent: send it again. A second failure with
-        the same kind of error is this destination's own (no route...)."""
-        for attempt in range(3):
+        loop reports it). This datagram was not sent: send it again. A refusal is never this
+        datagram's own (``MAX_PENDING_REFUSALS``); another error seen ``MAX_PENDING_ERRORS``
+        times in a row is (no route...)."""
+        refused, other = _pending_counts(first)
+        while True:
             try:
                 raw.sendto(data, address)
             except BlockingIOError:
                 return False
             except OSError as exc:
-                if attempt == 2 or exc.errno not in _ASYNC_ERRORS:
+                if exc.errno not in _ASYNC_ERRORS:
                     raise
+                refused, other = _pending_counts(exc, refused, other)
+                if other >= MAX_PENDING_ERRORS:
+                    raise
+                if refused >= MAX_PENDING_REFUSALS:
+                    return True  # lost to other peers' ICMP errors, as UDP may lose it
                 continue
             return True
-        return False  # pragma: no cover - the loop returns or raises
 
     def try_send(self, data: bytes) -> bool:
         raw = self._raw
@@ -281,16 +298,29 @@ class TrioDatagramSocket(DatagramSocket):
         return True
 
     async def sendto(self, data: bytes, address: Address) -> None:
-        for attempt in range(3):
+        refused = other = 0
+        while True:
             try:
                 await self._sock.sendto(data, address)
                 return
             except OSError as exc:  # see _resend
-                if not self.error_queue or attempt == 2 or exc.errno not in _ASYNC_ERRORS:
+                if not self.error_queue or exc.errno not in _ASYNC_ERRORS:
                     raise
+                refused, other = _pending_counts(exc, refused, other)
+                if other >= MAX_PENDING_ERRORS:
+                    raise
+                if refused >= MAX_PENDING_REFUSALS:
+                    return  # lost to other peers' ICMP errors, as UDP may lose it
 
     async def send(self, data: bytes) -> None:
         await self._sock.send(data)
 
     def close(self) -> None:
         self._sock.close()
+
+
+def _pending_counts(exc: OSError, refused: int = 0, other: int = 0) -> tuple[int, int]:
+    """Count one more pending error of a send: refusals apart from the rest."""
+    if exc.errno == errno.ECONNREFUSED:
+        return refused + 1, other
+    return refused, other + 1
