@@ -338,13 +338,30 @@ class Stack(_Receiver):
         if isinstance(message, Response):
             await self._layer.send_response(message, flow)
             return message
-        if flow is None:
-            if target is None:
-                raise LocalProtocolError("send_stateless needs a target or a flow for a request")
-            if new_via:
-                _, flow = await self._layer.connect_request(target, len(bytes(message)) + 120)
-            else:
-                flow = await self._layer.connect(target)
+        if flow is not None:
+            return await self._send_on(message, flow, new_via, branch)
+        if target is None:
+            raise LocalProtocolError("send_stateless needs a target or a flow for a request")
+        flow = await self._stateless_flow(message, target, new_via)
+        try:
+            return await self._send_on(message, flow, new_via, branch)
+        except TransportError:
+            # A pooled connection may have just broken (a TCP reset its reader has not seen
+            # yet: the chaos soak's reset lost the ACK of a re-INVITE's 2xx and so the call):
+            # the request goes once more, on a new connection.
+            if not flow.reliable or flow.usable:
+                raise
+            flow = await self._stateless_flow(message, target, new_via)
+            return await self._send_on(message, flow, new_via, branch)
+
+    async def _stateless_flow(self, message: Request, target: Target, new_via: bool) -> Flow:
+        if new_via:
+            return (await self._layer.connect_request(target, len(bytes(message)) + 120))[1]
+        return await self._layer.connect(target)
+
+    async def _send_on(
+        self, message: Request, flow: Flow, new_via: bool, branch: str | None
+    ) -> Request:
         if new_via:
             message = self.add_via(message, flow, branch)
         message = _with_length(message)
