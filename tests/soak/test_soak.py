@@ -185,12 +185,17 @@ class Soak:
         record["ended"] = self.now()
 
     async def place_calls(self, endpoint: Endpoint, nursery: trio.Nursery) -> None:
+        """``RATE`` calls a second: every call due by now is started at once, so a late
+        wake-up (a loaded machine's event loop) does not lower the rate; it shows as lag."""
         interval = 1.0 / RATE
         start = trio.current_time()
         index = 0
-        while trio.current_time() - start < DURATION:
-            nursery.start_soon(self.one_call, endpoint, index)
-            index += 1
+        total = int(DURATION * RATE)
+        while index < total:
+            due = min(total, int((trio.current_time() - start) / interval) + 1)
+            while index < due:
+                nursery.start_soon(self.one_call, endpoint, index)
+                index += 1
             await trio.sleep_until(start + index * interval)
 
     # -- faults ------------------------------------------------------------------------------
@@ -259,24 +264,33 @@ class Soak:
 
     # -- the report --------------------------------------------------------------------------
 
-    def cause(self, call: dict[str, Any]) -> dict[str, Any] | None:
-        """The fault that caused a failed call: the fault applied when the call started, else
-        the first fault applied during the call (from its start to its failure, allowing 45 s
-        for a BYE's 32 s of retries)."""
+    def causes(self, call: dict[str, Any]) -> list[dict[str, Any]]:
+        """The faults that may have caused a failed call, most likely first: those applied
+        before its failure and not healed more than 45 s before it (a BYE cycles for 32 s),
+        the latest first, then the one applied when the call started."""
         failed_at = call["ended"]
-        active = [f for f in self.timeline if f["start"] <= call["start"] <= f["end"]]
-        if active and failed_at <= active[-1]["end"] + 45:
-            return active[-1]
-        during = [
-            f for f in self.timeline if call["start"] <= f["start"] <= failed_at <= f["end"] + 45
-        ]
-        return during[0] if during else None
+        before = [f for f in self.timeline if f["start"] <= failed_at <= f["end"] + 45]
+        found = sorted(
+            (f for f in before if f["end"] >= call["start"] - 1), key=lambda f: -f["start"]
+        )
+        return found
+
+    def cause(self, call: dict[str, Any]) -> dict[str, Any] | None:
+        found = self.causes(call)
+        return found[0] if found else None
 
     def explain(self, call: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-        """(the fault that caused the failure, why it could not be saved) or (fault, None)."""
-        fault = self.cause(call)
-        if fault is None:
-            return None, None
+        """(the fault that caused the failure, why it could not be saved) or (fault, None):
+        the first of :meth:`causes` that explains it."""
+        found = self.causes(call)
+        for fault in found:
+            why = self._why(call, fault)
+            if why is not None:
+                return fault, why
+        return (found[0] if found else None), None
+
+    def _why(self, call: dict[str, Any], fault: dict[str, Any]) -> str | None:
+        """Why ``fault`` made ``call`` fail beyond saving, or None (then it was avoidable)."""
         if (
             fault["kind"] == "restart"
             and call["connection"] == "a"
@@ -284,7 +298,7 @@ class Soak:
             and call["answered"] < fault.get("up_again", fault["start"])
             and ("refused" in call["reason"] or "408" in call["reason"])
         ):
-            return fault, (
+            return (
                 f"its dialog lived on site A (answered at {call['answered']} s), which was down "
                 f"while it restarted, from {fault['start']} to {fault.get('up_again')} s: an "
                 "in-dialog request refused there is retried once, and only site A can carry it"
@@ -295,7 +309,7 @@ class Soak:
             and call["answered"] is not None
             and call["answered"] < fault["end"]
         ):
-            return fault, (
+            return (
                 f"its dialog lived on site A (answered at {call['answered']} s), which was "
                 f"{fault['kind']} from {fault['start']} to {fault['end']} s: a request of the "
                 "dialog had to reach site A, and the seed's policy retries in-dialog requests "
@@ -307,12 +321,12 @@ class Soak:
             and call["answered"] is None
             and "404" in call["reason"]
         ):
-            return fault, (
+            return (
                 "site A had just restarted with an empty location table (Kamailio keeps it in "
                 "memory), so the callee was unknown there until it registered again: a 404 is "
                 "an answer, not a site failure, and the seed's policy does not move the call"
             )
-        return fault, None
+        return None
 
 
 @pytest.fixture
