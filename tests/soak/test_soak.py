@@ -29,6 +29,7 @@ import gc
 import json
 import os
 import random
+import re
 import resource
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,12 @@ FD_SLACK = 0
 #: How long the last transactions may linger after the last call (UDP Timer D/J: 32 s).
 SETTLE_MAX = 40.0
 MEMORY_SLACK = 64 * 2**20
+#: sipp's error log line for a call its scripted UAS aborted on a re-INVITE while waiting for
+#: the ACK of the previous INVITE (it then ignores the call's BYE: "Dead call").
+SIPP_ABORT = re.compile(
+    r"Aborting call on unexpected message for Call-Id '(?P<call_id>[^']+)': while expecting "
+    r"'ACK' \(index \d+\), received 'INVITE"
+)
 #: site A is dead (its dialogs cannot be saved) during these faults.
 A_DEAD = {"kill", "blackhole"}
 
@@ -118,6 +125,7 @@ class Soak:
         self.end: dict[str, int] = {}
         self.finished = 0.0
         self.settled = 0.0
+        self._aborts: dict[str, str] | None = None
         #: per second of the run, the worst lateness of a 0.1 s sleep (how loaded we were)
         self.lag: dict[int, float] = {}
 
@@ -179,6 +187,7 @@ class Soak:
                     record["answered"] = self.now()
                     record["connection"] = call.connection_id
                     record["tried"] = list(call.connections_tried)
+                    record["call_id"] = call.call_id
                     if record["held"]:
                         await trio.sleep(hold_for / 3)
                         await call.hold()
@@ -318,8 +327,34 @@ class Soak:
                 return fault, why
         return (found[0] if found else None), None
 
+    def sipp_aborts(self) -> dict[str, str]:
+        """Call-ID -> the line of the sipp UAS's error log where it aborted that call on an
+        INVITE that came while it waited for the ACK of the previous one."""
+        if self._aborts is None:
+            self._aborts = {}
+            for log in (self.workdir / "uas").glob("*_errors.log"):
+                text = log.read_text(errors="replace")
+                for match in SIPP_ABORT.finditer(text):
+                    self._aborts.setdefault(match["call_id"], match[0].strip())
+        return self._aborts
+
     def _why(self, call: dict[str, Any], fault: dict[str, Any]) -> str | None:
         """Why ``fault`` made ``call`` fail beyond saving, or None (then it was avoidable)."""
+        aborted = self.sipp_aborts().get(call.get("call_id") or "")
+        if (
+            fault["kind"] == "tcp_reset"
+            and call["connection"] == "b"
+            and call["held"]
+            and aborted is not None
+            and "re-INVITE refused" in call["reason"]
+        ):
+            return (
+                "its re-INVITE had reached the callee when our TCP connection to site B was "
+                "reset, and the 2xx had no way back (Kamailio answers on the request's "
+                "connection); the seed's policy sends the re-INVITE once more, and the scripted "
+                "sipp UAS, still waiting for the first one's ACK, aborts the call on a second "
+                f"INVITE (sipp: {aborted[:160]!r}); site B then answers 408 after its timer"
+            )
         if (
             fault["kind"] == "restart"
             and call["connection"] == "a"
@@ -478,7 +513,7 @@ def write_report(soak: Soak, path: Path) -> None:
             "memory_slack": MEMORY_SLACK,
         },
         "per_call": [
-            {k: c[k] for k in ("i", "start", "answered", "ended", "outcome", "connection")}
+            {k: c.get(k) for k in ("i", "start", "answered", "ended", "outcome", "connection")}
             for c in soak.calls
         ],
     }
