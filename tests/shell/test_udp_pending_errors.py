@@ -101,6 +101,7 @@ async def test_the_async_send_retries_the_same_way() -> None:
         await listener.sock.sendto(b"awaited", live.getsockname()[:2])
         data, _ = await live.recvfrom(100)
     assert data == b"awaited"
+    assert raw.pending == []
     listener.close()
     live.close()
 
@@ -116,6 +117,7 @@ async def test_an_endless_burst_costs_the_datagram_not_the_peer() -> None:
     with trio.fail_after(2):
         data, _ = await live.recvfrom(100)
     assert data == b"next"
+    assert raw.pending == []
     listener.close()
     live.close()
 
@@ -127,5 +129,6 @@ async def test_an_unreachable_network_is_still_this_sends_own_error() -> None:
     flow = listener.flow_for(live.getsockname()[:2])
     with pytest.raises(TransportError):
         flow.try_send(b"no route")
+    assert raw.pending == []
     listener.close()
     live.close()
