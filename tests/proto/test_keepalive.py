@@ -14,6 +14,7 @@ from trio_sip.proto.keepalive import (
     STREAM_TRANSITIONS,
     FlowDead,
     KeepAliveState,
+    KeepAliveTrigger,
     NullKeepAlive,
     PongReceived,
     SendKeepAlive,
@@ -112,14 +113,14 @@ def test_dead_flow_cannot_be_restarted() -> None:
     run_until(ka, 100.0)
     assert ka.state is KeepAliveState.DEAD
     # A dead flow needs a new flow and a new machine; the table has no way out of DEAD.
-    assert (KeepAliveState.DEAD, "enable") not in STREAM_TRANSITIONS
+    assert KeepAliveTrigger.ENABLE not in STREAM_TRANSITIONS[KeepAliveState.DEAD]
     with pytest.raises(LocalProtocolError, match="not allowed in state dead"):
         ka.start(200.0)
     assert ka.state is KeepAliveState.DEAD
 
 
 def test_enabling_twice_is_harmless_for_null_keepalive() -> None:
-    assert (KeepAliveState.WAITING, "enable") in NULL_TRANSITIONS
+    assert KeepAliveTrigger.ENABLE in NULL_TRANSITIONS[KeepAliveState.WAITING]
     ka = NullKeepAlive(5)
     ka.start(0.0)
     assert ka.start(2.0) == [SendKeepAlive(CRLF)]

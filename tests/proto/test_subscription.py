@@ -266,5 +266,5 @@ def test_parse_subscription_state() -> None:
 
 
 def test_transitions_cover_every_state() -> None:
-    assert {new for new in TRANSITIONS.values()} == set(S) - {S.IDLE}
-    assert {state for state, _ in TRANSITIONS} == set(S)
+    assert {new for row in TRANSITIONS.values() for new in row.values()} == set(S) - {S.IDLE}
+    assert set(TRANSITIONS) == set(S)

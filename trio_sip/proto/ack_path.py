@@ -49,7 +49,7 @@ from typing import TypeVar
 
 import attrs
 
-from .errors import LocalProtocolError
+from .fsm import step
 from .message import Request, Response
 from .outputs import MessageReceived, Terminated, TerminationReason, Transmit
 from .retry import CYCLE_WINDOW, cycles
@@ -61,6 +61,7 @@ __all__ = [
     "AckResender",
     "AckResenderState",
     "AckTimeout",
+    "AckTrigger",
     "AckWait",
     "AckWaitState",
     "NextDestination",
@@ -90,22 +91,41 @@ class AckWaitState(enum.Enum):
     TIMED_OUT = "timed out"
 
 
-ACK_WAIT_TRANSITIONS: dict[tuple[AckWaitState, str], AckWaitState] = {
-    (AckWaitState.WAITING, "retransmit timer"): AckWaitState.WAITING,
-    (AckWaitState.WAITING, "next proxy"): AckWaitState.WAITING,
-    (AckWaitState.WAITING, "ACK"): AckWaitState.CONFIRMED,
-    (AckWaitState.WAITING, "64*T1"): AckWaitState.TIMED_OUT,
+class AckTrigger(enum.Enum):
+    """What moves :class:`AckWait` and :class:`AckResender`."""
+
+    #: Our 2xx is due again (T1, 2*T1, ... capped at T2).
+    RETRANSMIT_TIMER = "retransmit timer"
+    #: Seed 002: the 2xx goes to the next configured proxy.
+    NEXT_PROXY = "next proxy"
+    #: The ACK for our 2xx arrived.
+    ACK = "ACK"
+    #: A retransmitted 2xx arrived (the UAC sends its ACK again).
+    RETRANSMITTED_2XX = "2xx retransmission"
+    #: 64*T1 passed (32 s when cycling): the 2xx wait, or the ACK's Timer M, is over.
+    GIVE_UP_TIMER = "64*T1"
+
+
+A = AckTrigger
+#: state -> {trigger: next state}; an event missing from a row is illegal in that state.
+ACK_WAIT_TRANSITIONS: dict[AckWaitState, dict[AckTrigger, AckWaitState]] = {
+    AckWaitState.WAITING: {
+        A.RETRANSMIT_TIMER: AckWaitState.WAITING,
+        A.NEXT_PROXY: AckWaitState.WAITING,
+        A.ACK: AckWaitState.CONFIRMED,
+        A.GIVE_UP_TIMER: AckWaitState.TIMED_OUT,
+    },
+    # An ACK retransmission (or a late one) after the end changes nothing.
+    AckWaitState.CONFIRMED: {A.ACK: AckWaitState.CONFIRMED},
+    AckWaitState.TIMED_OUT: {A.ACK: AckWaitState.TIMED_OUT},
 }
 
 
 E = TypeVar("E", bound=enum.Enum)
 
 
-def _step(table: Mapping[tuple[E, str], E], state: E, trigger: str) -> E:
-    try:
-        return table[(state, trigger)]
-    except KeyError:
-        raise LocalProtocolError(f"{trigger!r} is not allowed in state {state.value}") from None
+def _step(table: Mapping[E, Mapping[AckTrigger, E]], state: E, trigger: AckTrigger) -> E:
+    return step("2xx/ACK path", table, state, trigger)
 
 
 _WaitOutput = Transmit | NextDestination | AckTimeout | Terminated
@@ -177,13 +197,15 @@ class AckWait:
         """An ACK with our 2xx's CSeq number stops the retransmissions."""
         msg = event.message
         if (
-            self.state is not AckWaitState.WAITING
-            or not isinstance(msg, Request)
+            not isinstance(msg, Request)
             or msg.method != "ACK"
             or msg.cseq.seq != self.response.cseq.seq
         ):
-            return []
-        self.state = _step(ACK_WAIT_TRANSITIONS, self.state, "ACK")
+            return []  # not the ACK of our 2xx: no event of this machine
+        waiting = self.state is AckWaitState.WAITING
+        self.state = _step(ACK_WAIT_TRANSITIONS, self.state, A.ACK)
+        if not waiting:
+            return []  # a retransmitted or late ACK: absorbed
         self.deadline = None
         return [Terminated(TerminationReason.COMPLETED)]
 
@@ -191,7 +213,7 @@ class AckWait:
         if self.deadline is None or now < self.deadline:
             return []
         if now >= self._give_up:
-            self.state = _step(ACK_WAIT_TRANSITIONS, self.state, "64*T1")
+            self.state = _step(ACK_WAIT_TRANSITIONS, self.state, A.GIVE_UP_TIMER)
             self.deadline = None
             if self.cycling:
                 why = f"no ACK within {CYCLE_WINDOW:g} s"
@@ -204,7 +226,7 @@ class AckWait:
             after = _switch_after(self.config)
             self._switch = self._before_end(self._switch + after)
             if self.destinations > 1:
-                self.state = _step(ACK_WAIT_TRANSITIONS, self.state, "next proxy")
+                self.state = _step(ACK_WAIT_TRANSITIONS, self.state, A.NEXT_PROXY)
                 self.destination = (self.destination + 1) % self.destinations
                 if self._next <= now:  # a retransmission due now: this send is it
                     self._advance()
@@ -215,7 +237,7 @@ class AckWait:
         if now < self._next:
             self._rearm()
             return []
-        self.state = _step(ACK_WAIT_TRANSITIONS, self.state, "retransmit timer")
+        self.state = _step(ACK_WAIT_TRANSITIONS, self.state, A.RETRANSMIT_TIMER)
         self._advance()
         self._rearm()
         return [Transmit(self.response)]
@@ -231,9 +253,13 @@ class AckResenderState(enum.Enum):
     TERMINATED = "terminated"
 
 
-ACK_RESENDER_TRANSITIONS: dict[tuple[AckResenderState, str], AckResenderState] = {
-    (AckResenderState.ACKED, "2xx retransmission"): AckResenderState.ACKED,
-    (AckResenderState.ACKED, "64*T1"): AckResenderState.TERMINATED,
+ACK_RESENDER_TRANSITIONS: dict[AckResenderState, dict[AckTrigger, AckResenderState]] = {
+    AckResenderState.ACKED: {
+        A.RETRANSMITTED_2XX: AckResenderState.ACKED,
+        A.GIVE_UP_TIMER: AckResenderState.TERMINATED,
+    },
+    # A 2xx retransmission after Timer M is not answered any more.
+    AckResenderState.TERMINATED: {A.RETRANSMITTED_2XX: AckResenderState.TERMINATED},
 }
 
 
@@ -264,13 +290,15 @@ class AckResender:
     def handle(self, event: MessageReceived, now: float) -> list[Transmit | NextDestination]:
         msg = event.message
         if not (
-            self.state is AckResenderState.ACKED
-            and isinstance(msg, Response)
+            isinstance(msg, Response)
             and 200 <= msg.status_code < 300
             and msg.cseq.method == "INVITE"
             and msg.cseq.seq == self.ack.cseq.seq
         ):
-            return []
+            return []  # not a 2xx to our INVITE: no event of this machine
+        self.state = _step(ACK_RESENDER_TRANSITIONS, self.state, A.RETRANSMITTED_2XX)
+        if self.state is AckResenderState.TERMINATED:
+            return []  # after Timer M: absorbed
         after = _switch_after(self.config)
         if (
             cycles(self.config.sip_transaction_timeout)
@@ -286,6 +314,6 @@ class AckResender:
     def handle_timer(self, now: float) -> list[Terminated]:
         if self.deadline is None or now < self.deadline:
             return []
-        self.state = _step(ACK_RESENDER_TRANSITIONS, self.state, "64*T1")
+        self.state = _step(ACK_RESENDER_TRANSITIONS, self.state, A.GIVE_UP_TIMER)
         self.deadline = None
         return [Terminated(TerminationReason.COMPLETED)]

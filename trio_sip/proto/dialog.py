@@ -53,6 +53,7 @@ from collections.abc import Iterator
 import attrs
 
 from .errors import RemoteProtocolError
+from .fsm import step
 from .message import Request, Response, make_response
 from .uri import NameAddress, SipUri, Uri, parse_name_addr, parse_uri
 
@@ -63,6 +64,7 @@ __all__ = [
     "DialogId",
     "DialogSet",
     "DialogState",
+    "DialogTrigger",
     "glare_retry_delay",
 ]
 
@@ -79,20 +81,53 @@ class DialogState(enum.Enum):
     TERMINATED = "terminated"
 
 
+class DialogTrigger(enum.Enum):
+    """What moves a :class:`Dialog` (the triggers of :data:`TRANSITIONS`)."""
+
+    #: A 1xx (with a To tag) to the dialog-creating INVITE.
+    PROVISIONAL = "1xx"
+    #: A 2xx to the dialog-creating INVITE, sent or received.
+    SUCCESS = "2xx"
+    #: A 300-699 final response to the dialog-creating INVITE, sent or received.
+    FAILURE = "failure"
+    #: A BYE sent (its answer received) or received.
+    BYE = "bye"
+    #: §12.2.1.2: a 481 or 408 answer to any request of the dialog, sent or received.
+    GONE = "481 or 408 answer"
+    #: A target refresh request received (re-INVITE, UPDATE, SUBSCRIBE, NOTIFY, REFER).
+    TARGET_REFRESH = "target refresh"
+    #: :meth:`Dialog.terminate` (e.g. our 2xx was never ACKed and a BYE went out).
+    TERMINATE = "terminate"
+
+
 S = DialogState
-#: (state, trigger) -> next state. Triggers: "1xx" / "2xx" / "failure" (a 300-699 final
-#: response to the dialog-creating INVITE, sent or received), "bye" (BYE sent or received),
-#: "481/408" (that answer to any in-dialog request), "target refresh" (re-INVITE/UPDATE).
-TRANSITIONS: dict[tuple[DialogState, str], DialogState] = {
-    (S.EARLY, "1xx"): S.EARLY,
-    (S.EARLY, "2xx"): S.CONFIRMED,
-    (S.EARLY, "failure"): S.TERMINATED,
-    (S.EARLY, "bye"): S.TERMINATED,
-    (S.EARLY, "481/408"): S.TERMINATED,
-    (S.CONFIRMED, "2xx"): S.CONFIRMED,
-    (S.CONFIRMED, "target refresh"): S.CONFIRMED,
-    (S.CONFIRMED, "bye"): S.TERMINATED,
-    (S.CONFIRMED, "481/408"): S.TERMINATED,
+DT = DialogTrigger
+#: state -> {trigger: next state}; an event missing from a state's row is illegal there
+#: (:func:`~trio_sip.proto.fsm.step` raises LocalProtocolError). Self-loops are events that
+#: leave the state as it is: a target refresh in an early dialog (UPDATE, RFC 3311), a late
+#: BYE answer or 481/408 after the end.
+TRANSITIONS: dict[DialogState, dict[DialogTrigger, DialogState]] = {
+    S.EARLY: {
+        DT.PROVISIONAL: S.EARLY,
+        DT.SUCCESS: S.CONFIRMED,
+        DT.FAILURE: S.TERMINATED,
+        DT.BYE: S.TERMINATED,
+        DT.GONE: S.TERMINATED,
+        DT.TARGET_REFRESH: S.EARLY,
+        DT.TERMINATE: S.TERMINATED,
+    },
+    S.CONFIRMED: {
+        DT.SUCCESS: S.CONFIRMED,
+        DT.TARGET_REFRESH: S.CONFIRMED,
+        DT.BYE: S.TERMINATED,
+        DT.GONE: S.TERMINATED,
+        DT.TERMINATE: S.TERMINATED,
+    },
+    S.TERMINATED: {
+        DT.BYE: S.TERMINATED,
+        DT.GONE: S.TERMINATED,
+        DT.TERMINATE: S.TERMINATED,
+    },
 }
 
 
@@ -364,8 +399,8 @@ class Dialog:
 
     # ------------------------------------------------------------------ state
 
-    def _move(self, trigger: str) -> None:
-        self.state = TRANSITIONS.get((self.state, trigger), self.state)
+    def _move(self, trigger: DialogTrigger) -> None:
+        self.state = step("dialog", TRANSITIONS, self.state, trigger)
 
     def next_local_seq(self) -> int:
         """The CSeq number of our next new request (§12.2.1.1: "incremented by one"; an empty
@@ -387,23 +422,23 @@ class Dialog:
         if status < 200 and not (self.state is S.EARLY and method == "INVITE"):
             return
         if status in (408, 481):
-            self._move("481/408")
+            self._move(DT.GONE)
             self.reinvite_pending = False
             return
         creating = self.is_uac and method == "INVITE" and request.cseq.seq == self.initial_seq
         if creating and self.state is S.EARLY:
             if status >= 300:
-                self._move("failure")
+                self._move(DT.FAILURE)
                 return
             # §12.1.2 / §13.2.2.4: the early dialog follows each response; a 2xx fixes it.
             self._target = _target(response, self._target)
             self.route_set = tuple(reversed(response.record_routes))
-            self._move("1xx" if status < 200 else "2xx")
+            self._move(DT.PROVISIONAL if status < 200 else DT.SUCCESS)
             return
         if method == "INVITE" and status >= 200:
             self.reinvite_pending = False
         if method == "BYE":
-            self._move("bye")
+            self._move(DT.BYE)
         elif 200 <= status < 300 and method in TARGET_REFRESH_METHODS:
             # §12.2.1.2: "replace the dialog's remote target URI with the URI from the Contact".
             self._target = _target(response, self._target)
@@ -434,10 +469,10 @@ class Dialog:
         if method == "INVITE":
             self.incoming_invite_pending = True
         if method == "BYE":
-            self._move("bye")
+            self._move(DT.BYE)
         elif method in TARGET_REFRESH_METHODS:
             self._target = _target(request, self._target)
-            self._move("target refresh")
+            self._move(DT.TARGET_REFRESH)
         return None
 
     def response_sent(self, request: Request, response: Response) -> None:
@@ -447,13 +482,13 @@ class Dialog:
             return
         self.incoming_invite_pending = False
         if status in (408, 481):
-            self._move("481/408")
+            self._move(DT.GONE)
         elif self.state is S.EARLY and not self.is_uac:
-            self._move("2xx" if status < 300 else "failure")
+            self._move(DT.SUCCESS if status < 300 else DT.FAILURE)
 
     def terminate(self) -> None:
         """End the dialog (e.g. after the 2xx was never ACKed and a BYE went out)."""
-        self.state = S.TERMINATED
+        self._move(DT.TERMINATE)
 
 
 def _request_id(request: Request) -> DialogId | None:

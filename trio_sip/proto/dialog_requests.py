@@ -49,6 +49,7 @@ from .ack_path import ACK_WAIT_TRANSITIONS as ACK_WAIT_TRANSITIONS
 from .ack_path import AckResender as AckResender
 from .ack_path import AckResenderState as AckResenderState
 from .ack_path import AckTimeout as AckTimeout
+from .ack_path import AckTrigger as AckTrigger
 from .ack_path import AckWait as AckWait
 from .ack_path import AckWaitState as AckWaitState
 from .ack_path import NextDestination as NextDestination
@@ -64,6 +65,7 @@ __all__ = [
     "AckResender",
     "AckResenderState",
     "AckTimeout",
+    "AckTrigger",
     "AckWait",
     "AckWaitState",
     "NextDestination",

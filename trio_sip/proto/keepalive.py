@@ -14,7 +14,7 @@ bursting to catch up, so a stalled host never floods the network. The period can
 the loop disabled and enabled again at run time.
 
 *RFC 5626 §4.4.1 (CRLF keep-alive on connection-oriented transports).* "the client sends a
-double-CRLF (the "ping") then waits to receive a single CRLF (the "pong"). If the client does
+double-CRLF (the "ping") then waits to receive a single CRLF (the KT.PONG). If the client does
 not receive a pong within an appropriate amount of time, it considers the flow failed."
 §4.4.1 also says the pong should arrive within 10 seconds, and that the interval between pings
 is chosen at random between 80% and 100% of the keep-alive period (so that many clients do not
@@ -31,7 +31,8 @@ from typing import Final
 
 import attrs
 
-from .errors import ConfigError, LocalProtocolError
+from .errors import ConfigError
+from .fsm import step
 
 __all__ = [
     "CRLF",
@@ -42,6 +43,7 @@ __all__ = [
     "FlowDead",
     "KeepAliveOutput",
     "KeepAliveState",
+    "KeepAliveTrigger",
     "NullKeepAlive",
     "PongReceived",
     "SendKeepAlive",
@@ -85,25 +87,33 @@ class PongReceived:
 
 KeepAliveOutput = SendKeepAlive | FlowDead
 
-#: (state, trigger) -> next state, for the docs and the tests; the code consults it too.
-NULL_TRANSITIONS: Final[dict[tuple[KeepAliveState, str], KeepAliveState]] = {
-    (KeepAliveState.DISABLED, "enable"): KeepAliveState.WAITING,
-    (KeepAliveState.WAITING, "timer"): KeepAliveState.WAITING,
-    (KeepAliveState.WAITING, "disable"): KeepAliveState.DISABLED,
-    (KeepAliveState.WAITING, "enable"): KeepAliveState.WAITING,
-    (KeepAliveState.DISABLED, "disable"): KeepAliveState.DISABLED,
+
+class KeepAliveTrigger(enum.Enum):
+    """What moves a keep-alive machine (the triggers of its transition table)."""
+
+    ENABLE = "enable"
+    DISABLE = "disable"
+    #: The next ping (or CRLF) is due, or the pong's time is up.
+    TIMER = "timer"
+    PONG = "pong"
+
+
+K = KeepAliveState
+KT = KeepAliveTrigger
+#: state -> {trigger: next state} of :class:`NullKeepAlive`; an event missing from a row is
+#: illegal in that state (LocalProtocolError). Self-loops leave the state as it is.
+NULL_TRANSITIONS: Final[dict[KeepAliveState, dict[KeepAliveTrigger, KeepAliveState]]] = {
+    K.DISABLED: {KT.ENABLE: K.WAITING, KT.DISABLE: K.DISABLED},
+    K.WAITING: {KT.TIMER: K.WAITING, KT.DISABLE: K.DISABLED, KT.ENABLE: K.WAITING},
 }
 
-STREAM_TRANSITIONS: Final[dict[tuple[KeepAliveState, str], KeepAliveState]] = {
-    (KeepAliveState.DISABLED, "enable"): KeepAliveState.WAITING,
-    (KeepAliveState.WAITING, "timer"): KeepAliveState.AWAITING_PONG,
-    (KeepAliveState.WAITING, "pong"): KeepAliveState.WAITING,
-    (KeepAliveState.AWAITING_PONG, "pong"): KeepAliveState.WAITING,
-    (KeepAliveState.AWAITING_PONG, "timer"): KeepAliveState.DEAD,
-    (KeepAliveState.WAITING, "disable"): KeepAliveState.DISABLED,
-    (KeepAliveState.AWAITING_PONG, "disable"): KeepAliveState.DISABLED,
-    (KeepAliveState.DISABLED, "disable"): KeepAliveState.DISABLED,
-    (KeepAliveState.DEAD, "disable"): KeepAliveState.DEAD,
+#: The same for :class:`StreamKeepAlive` (RFC 5626 §4.4.1). A pong nobody waits for
+#: (WAITING, DISABLED, DEAD) is absorbed: it changes nothing.
+STREAM_TRANSITIONS: Final[dict[KeepAliveState, dict[KeepAliveTrigger, KeepAliveState]]] = {
+    K.DISABLED: {KT.ENABLE: K.WAITING, KT.DISABLE: K.DISABLED, KT.PONG: K.DISABLED},
+    K.WAITING: {KT.TIMER: K.AWAITING_PONG, KT.PONG: K.WAITING, KT.DISABLE: K.DISABLED},
+    K.AWAITING_PONG: {KT.PONG: K.WAITING, KT.TIMER: K.DEAD, KT.DISABLE: K.DISABLED},
+    K.DEAD: {KT.DISABLE: K.DEAD, KT.PONG: K.DEAD},
 }
 
 
@@ -119,14 +129,11 @@ def validate_period(period: float, setting: str = "period") -> float:
 
 
 def _step(
-    table: dict[tuple[KeepAliveState, str], KeepAliveState], state: KeepAliveState, trigger: str
+    table: dict[KeepAliveState, dict[KeepAliveTrigger, KeepAliveState]],
+    state: KeepAliveState,
+    trigger: KeepAliveTrigger,
 ) -> KeepAliveState:
-    try:
-        return table[(state, trigger)]
-    except KeyError:
-        raise LocalProtocolError(
-            f"keep-alive: {trigger!r} is not allowed in state {state.value}"
-        ) from None
+    return step("keep-alive", table, state, trigger)
 
 
 class NullKeepAlive:
@@ -142,7 +149,7 @@ class NullKeepAlive:
 
     def start(self, now: float) -> list[KeepAliveOutput]:
         """Enable the loop: one CRLF now, the next ``period`` seconds later."""
-        self.state = _step(NULL_TRANSITIONS, self.state, "enable")
+        self.state = _step(NULL_TRANSITIONS, self.state, KT.ENABLE)
         self._anchor = now
         self.deadline = now + self.period
         return [SendKeepAlive(CRLF)]
@@ -150,7 +157,7 @@ class NullKeepAlive:
     def handle_timer(self, now: float) -> list[KeepAliveOutput]:
         if self.deadline is None or now < self.deadline:
             return []
-        self.state = _step(NULL_TRANSITIONS, self.state, "timer")
+        self.state = _step(NULL_TRANSITIONS, self.state, KT.TIMER)
         # Stay on the grid anchor + k*period; skip ticks that a late wake-up missed.
         missed = int((now - self._anchor) // self.period)
         self.deadline = self._anchor + (missed + 1) * self.period
@@ -167,7 +174,7 @@ class NullKeepAlive:
 
     def stop(self) -> None:
         """Disable the loop (``start`` enables it again)."""
-        self.state = _step(NULL_TRANSITIONS, self.state, "disable")
+        self.state = _step(NULL_TRANSITIONS, self.state, KT.DISABLE)
         self.deadline = None
 
 
@@ -194,29 +201,30 @@ class StreamKeepAlive:
         return self.period * self._rng.uniform(0.8, 1.0)
 
     def start(self, now: float) -> list[KeepAliveOutput]:
-        self.state = _step(STREAM_TRANSITIONS, self.state, "enable")
+        self.state = _step(STREAM_TRANSITIONS, self.state, KT.ENABLE)
         self.deadline = now + self._next_interval()
         return []
 
     def handle(self, event: PongReceived, now: float) -> list[KeepAliveOutput]:
-        if self.state is KeepAliveState.AWAITING_PONG:
-            self.state = _step(STREAM_TRANSITIONS, self.state, "pong")
+        awaited = self.state is KeepAliveState.AWAITING_PONG
+        # An unsolicited pong (WAITING, DISABLED, DEAD) is a self-loop: it changes nothing.
+        self.state = _step(STREAM_TRANSITIONS, self.state, KT.PONG)
+        if awaited:
             self.deadline = now + self._next_interval()
-        # An unsolicited pong (WAITING, DISABLED, DEAD) changes nothing.
         return []
 
     def handle_timer(self, now: float) -> list[KeepAliveOutput]:
         if self.deadline is None or now < self.deadline:
             return []
         if self.state is KeepAliveState.WAITING:
-            self.state = _step(STREAM_TRANSITIONS, self.state, "timer")
+            self.state = _step(STREAM_TRANSITIONS, self.state, KT.TIMER)
             self.deadline = now + self.pong_timeout
             return [SendKeepAlive(CRLFCRLF)]
-        self.state = _step(STREAM_TRANSITIONS, self.state, "timer")
+        self.state = _step(STREAM_TRANSITIONS, self.state, KT.TIMER)
         self.deadline = None
         return [FlowDead(f"no CRLF pong within {self.pong_timeout:g} s (RFC 5626 §4.4.1)")]
 
     def stop(self) -> None:
-        self.state = _step(STREAM_TRANSITIONS, self.state, "disable")
+        self.state = _step(STREAM_TRANSITIONS, self.state, KT.DISABLE)
         if self.state is KeepAliveState.DISABLED:
             self.deadline = None

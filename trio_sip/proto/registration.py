@@ -53,6 +53,7 @@ import attrs
 
 from .auth import AuthenticationFailed, DigestClient
 from .errors import LocalProtocolError
+from .fsm import step
 from .ids import new_branch, new_call_id, new_tag
 from .message import Request, Response
 from .timers import TimerConfig
@@ -65,6 +66,7 @@ __all__ = [
     "Registration",
     "RegistrationOutput",
     "RegistrationState",
+    "RegistrationTrigger",
     "RequestFailed",
     "ResponseReceived",
     "SendRequest",
@@ -91,28 +93,54 @@ class RegistrationState(enum.Enum):
     UNREGISTERING = "unregistering"
 
 
+class RegistrationTrigger(enum.Enum):
+    """What moves a :class:`Registration` (the triggers of :data:`TRANSITIONS`)."""
+
+    START = "start"
+    CLOSE = "close"
+    #: A 2xx to our REGISTER.
+    SUCCESS = "2xx"
+    #: A 401/407/423 answered at once with a new REGISTER.
+    RESEND = "resend"
+    #: A timeout, a transport error or a 3xx-6xx (503 with Retry-After included).
+    FAILURE = "failure"
+    #: The refresh (REGISTERED) or the retry (FAILED) is due.
+    TIMER = "timer"
+
+
 R = RegistrationState
-#: (state, trigger) -> next state. "resend" is a 401/407/423 answered at once; "failure" a
-#: timeout, transport error or 3xx-6xx (503 with Retry-After included); "timer" the refresh
-#: (REGISTERED) or the retry (FAILED).
-TRANSITIONS: Final[dict[tuple[RegistrationState, str], RegistrationState]] = {
-    (R.UNREGISTERED, "start"): R.REGISTERING,
-    (R.UNREGISTERED, "close"): R.UNREGISTERED,
-    (R.REGISTERING, "2xx"): R.REGISTERED,
-    (R.REGISTERING, "resend"): R.REGISTERING,
-    (R.REGISTERING, "failure"): R.FAILED,
-    (R.REGISTERING, "close"): R.UNREGISTERING,
-    (R.REGISTERED, "timer"): R.REGISTERED,
-    (R.REGISTERED, "2xx"): R.REGISTERED,
-    (R.REGISTERED, "resend"): R.REGISTERED,
-    (R.REGISTERED, "failure"): R.FAILED,
-    (R.REGISTERED, "close"): R.UNREGISTERING,
-    (R.FAILED, "timer"): R.REGISTERING,
-    (R.FAILED, "close"): R.UNREGISTERED,
-    (R.UNREGISTERING, "2xx"): R.UNREGISTERED,
-    (R.UNREGISTERING, "resend"): R.UNREGISTERING,
-    (R.UNREGISTERING, "failure"): R.UNREGISTERED,
-    (R.UNREGISTERING, "close"): R.UNREGISTERING,
+RT = RegistrationTrigger
+#: state -> {trigger: next state}; an event missing from a state's row is illegal there
+#: (:func:`~trio_sip.proto.fsm.step` raises LocalProtocolError). Self-loops are events that
+#: leave the state as it is.
+TRANSITIONS: Final[dict[RegistrationState, dict[RegistrationTrigger, RegistrationState]]] = {
+    R.UNREGISTERED: {
+        RT.START: R.REGISTERING,
+        RT.CLOSE: R.UNREGISTERED,
+    },
+    R.REGISTERING: {
+        RT.SUCCESS: R.REGISTERED,
+        RT.RESEND: R.REGISTERING,
+        RT.FAILURE: R.FAILED,
+        RT.CLOSE: R.UNREGISTERING,
+    },
+    R.REGISTERED: {
+        RT.TIMER: R.REGISTERED,
+        RT.SUCCESS: R.REGISTERED,
+        RT.RESEND: R.REGISTERED,
+        RT.FAILURE: R.FAILED,
+        RT.CLOSE: R.UNREGISTERING,
+    },
+    R.FAILED: {
+        RT.TIMER: R.REGISTERING,
+        RT.CLOSE: R.UNREGISTERED,
+    },
+    R.UNREGISTERING: {
+        RT.SUCCESS: R.UNREGISTERED,
+        RT.RESEND: R.UNREGISTERING,
+        RT.FAILURE: R.UNREGISTERED,
+        RT.CLOSE: R.UNREGISTERING,
+    },
 }
 
 
@@ -152,18 +180,16 @@ class StateChanged:
 RegistrationOutput = SendRequest | StateChanged
 
 _S = TypeVar("_S", bound=enum.Enum)
+_T = TypeVar("_T", bound=enum.Enum)
 
 
 def move_state(
-    what: str, table: Mapping[tuple[_S, str], _S], old: _S, trigger: str, reason: str
+    what: str, table: Mapping[_S, Mapping[_T, _S]], old: _S, trigger: _T, reason: str
 ) -> tuple[_S, list[StateChanged]]:
     """One table-driven step of a refresh machine (REGISTER, SUBSCRIBE): the next state and
-    the ``StateChanged`` to report (none when the state stays). A (state, trigger) pair not in
-    ``table`` raises LocalProtocolError naming ``what``."""
-    try:
-        new = table[(old, trigger)]
-    except KeyError:
-        raise LocalProtocolError(f"{what}: {trigger!r} in state {old.value}") from None
+    the ``StateChanged`` to report (none when the state stays). An event with no entry in
+    ``table`` for ``old`` raises LocalProtocolError naming ``what`` (:func:`.fsm.step`)."""
+    new = step(what, table, old, trigger)
     return new, ([] if new is old else [StateChanged(old, new, reason)])
 
 
@@ -272,7 +298,7 @@ class Registration:
         self._in_flight = True
         return SendRequest(self.last_request)
 
-    def _move(self, trigger: str, reason: str) -> list[RegistrationOutput]:
+    def _move(self, trigger: RegistrationTrigger, reason: str) -> list[RegistrationOutput]:
         self.state, changed = move_state("registration", TRANSITIONS, self.state, trigger, reason)
         self.reason = reason
         return [*changed]
@@ -281,16 +307,16 @@ class Registration:
 
     def start(self, now: float) -> list[RegistrationOutput]:
         """Send the first REGISTER."""
-        out = self._move("start", "start")
+        out = self._move(RT.START, "start")
         return [*out, self._send(self.expires)]
 
     def close(self, now: float) -> list[RegistrationOutput]:
         """Unregister (Expires: 0) if a binding may exist; no more refreshes or retries."""
         self.deadline = None
         if self.state in (R.REGISTERED, R.REGISTERING):
-            out = self._move("close", "closing")
+            out = self._move(RT.CLOSE, "closing")
             return [*out, self._send(0)]
-        return self._move("close", "closed")
+        return self._move(RT.CLOSE, "closed")
 
     def handle_timer(self, now: float) -> list[RegistrationOutput]:
         """The refresh (REGISTERED) or the retry after a failure (FAILED) is due."""
@@ -298,7 +324,7 @@ class Registration:
             return []
         self.deadline = None
         reason = "refresh" if self.state is R.REGISTERED else "retry"
-        out = self._move("timer", reason)
+        out = self._move(RT.TIMER, reason)
         return [*out, self._send(self.expires)]
 
     def handle(
@@ -322,10 +348,10 @@ class Registration:
         if status < 300:
             self._challenges = 0
             if self.state is R.UNREGISTERING:
-                return self._move("2xx", why)
+                return self._move(RT.SUCCESS, why)
             self.granted = self._granted(response)
             self.deadline = now + refresh_delay(self.granted, self.config)
-            return self._move("2xx", why)
+            return self._move(RT.SUCCESS, why)
         expires = 0 if self.state is R.UNREGISTERING else self.expires
         if status in (401, 407):
             return self._challenged(response, why, expires, now)
@@ -334,7 +360,7 @@ class Registration:
             if minimum is None or minimum <= self.expires:
                 return self._fail(f"{why} without a usable Min-Expires", now)
             self.expires = minimum
-            return [*self._move("resend", why), self._send(minimum)]
+            return [*self._move(RT.RESEND, why), self._send(minimum)]
         return self._fail(why, now, retry_after_503(response, now))
 
     # ------------------------------------------------------------------ helpers
@@ -355,7 +381,7 @@ class Registration:
             self.digest.handle_challenge(response.status_code, challenges, sent=sent)
         except AuthenticationFailed as exc:
             return self._fail(f"{why}: {exc}", now)
-        return [*self._move("resend", why), self._send(expires)]
+        return [*self._move(RT.RESEND, why), self._send(expires)]
 
     def _fail(
         self, reason: str, now: float, retry_at: float | None = None
@@ -364,7 +390,7 @@ class Registration:
         if retry_at is None and self.reg_interval > 0 and self.state is not R.UNREGISTERING:
             retry_at = now + self.reg_interval
         self.deadline = None if self.state is R.UNREGISTERING else retry_at
-        return self._move("failure", reason)
+        return self._move(RT.FAILURE, reason)
 
     def _granted(self, response: Response) -> int:
         for c in response.contacts:

@@ -66,6 +66,7 @@ __all__ = [
     "Subscription",
     "SubscriptionOutput",
     "SubscriptionState",
+    "SubscriptionTrigger",
     "answer_subscribe",
     "build_notify",
     "parse_subscription_state",
@@ -84,33 +85,75 @@ class SubscriptionState(enum.Enum):
     TERMINATED = "terminated"
 
 
+class SubscriptionTrigger(enum.Enum):
+    """What moves a :class:`Subscription` (the triggers of :data:`TRANSITIONS`)."""
+
+    START = "start"
+    CLOSE = "close"
+    #: Closed while live but before any dialog exists: nothing to unsubscribe.
+    CLOSE_WITHOUT_DIALOG = "close without dialog"
+    #: A 2xx to our SUBSCRIBE.
+    SUCCESS = "2xx"
+    #: A 423 answered at once with a new SUBSCRIBE.
+    RESEND = "resend"
+    #: A timeout, a transport error or a 3xx-6xx (503 with Retry-After included).
+    FAILURE = "failure"
+    #: The refresh (live states) or the retry (FAILED) is due.
+    TIMER = "timer"
+    #: A NOTIFY with Subscription-State active / pending / terminated.
+    NOTIFY_ACTIVE = "active"
+    NOTIFY_PENDING = "pending"
+    NOTIFY_TERMINATED = "terminated"
+    #: A terminated NOTIFY asking for an immediate new subscription (deactivated, timeout).
+    RESUBSCRIBE = "resubscribe"
+
+
 S = SubscriptionState
+ST = SubscriptionTrigger
 _LIVE = (S.SUBSCRIBING, S.PENDING, S.ACTIVE)
-#: (state, trigger) -> next state. "active"/"pending"/"terminated" are NOTIFY states,
-#: "resubscribe" a terminated NOTIFY asking for an immediate new subscription.
-TRANSITIONS: Final[dict[tuple[SubscriptionState, str], SubscriptionState]] = {
-    (S.IDLE, "start"): S.SUBSCRIBING,
-    (S.IDLE, "close"): S.TERMINATED,
-    **{(s, "2xx"): s for s in _LIVE},
-    **{(s, "timer"): s for s in _LIVE},
-    **{(s, "resend"): s for s in _LIVE},
-    **{(s, "active"): S.ACTIVE for s in _LIVE},
-    **{(s, "pending"): S.PENDING for s in _LIVE},
-    **{(s, "terminated"): S.TERMINATED for s in _LIVE},
-    **{(s, "resubscribe"): S.SUBSCRIBING for s in _LIVE},
-    **{(s, "failure"): S.FAILED for s in _LIVE},
-    **{(s, "close"): S.UNSUBSCRIBING for s in _LIVE},
-    **{(s, "close without dialog"): S.TERMINATED for s in _LIVE},
-    (S.FAILED, "timer"): S.SUBSCRIBING,
-    (S.FAILED, "close"): S.TERMINATED,
-    (S.UNSUBSCRIBING, "2xx"): S.TERMINATED,
-    (S.UNSUBSCRIBING, "failure"): S.TERMINATED,
-    (S.UNSUBSCRIBING, "resend"): S.UNSUBSCRIBING,
-    (S.UNSUBSCRIBING, "active"): S.UNSUBSCRIBING,
-    (S.UNSUBSCRIBING, "pending"): S.UNSUBSCRIBING,
-    (S.UNSUBSCRIBING, "terminated"): S.TERMINATED,
-    (S.UNSUBSCRIBING, "close"): S.UNSUBSCRIBING,
-    (S.TERMINATED, "close"): S.TERMINATED,
+#: NOTIFY's Subscription-State value -> its trigger.
+_NOTIFY_TRIGGER: Final = {
+    "active": ST.NOTIFY_ACTIVE,
+    "pending": ST.NOTIFY_PENDING,
+    "terminated": ST.NOTIFY_TERMINATED,
+}
+
+
+def _live_row(state: SubscriptionState) -> dict[SubscriptionTrigger, SubscriptionState]:
+    """The row of SUBSCRIBING, PENDING and ACTIVE: a NOTIFY says where the subscription is."""
+    return {
+        ST.SUCCESS: state,
+        ST.TIMER: state,
+        ST.RESEND: state,
+        ST.NOTIFY_ACTIVE: S.ACTIVE,
+        ST.NOTIFY_PENDING: S.PENDING,
+        ST.NOTIFY_TERMINATED: S.TERMINATED,
+        ST.RESUBSCRIBE: S.SUBSCRIBING,
+        ST.FAILURE: S.FAILED,
+        ST.CLOSE: S.UNSUBSCRIBING,
+        ST.CLOSE_WITHOUT_DIALOG: S.TERMINATED,
+    }
+
+
+#: state -> {trigger: next state}; an event missing from a state's row is illegal there
+#: (:func:`~trio_sip.proto.fsm.step` raises LocalProtocolError). Self-loops are events that
+#: leave the state as it is.
+TRANSITIONS: Final[dict[SubscriptionState, dict[SubscriptionTrigger, SubscriptionState]]] = {
+    S.IDLE: {ST.START: S.SUBSCRIBING, ST.CLOSE: S.TERMINATED},
+    S.SUBSCRIBING: _live_row(S.SUBSCRIBING),
+    S.PENDING: _live_row(S.PENDING),
+    S.ACTIVE: _live_row(S.ACTIVE),
+    S.FAILED: {ST.TIMER: S.SUBSCRIBING, ST.CLOSE: S.TERMINATED},
+    S.UNSUBSCRIBING: {
+        ST.SUCCESS: S.TERMINATED,
+        ST.FAILURE: S.TERMINATED,
+        ST.RESEND: S.UNSUBSCRIBING,
+        ST.NOTIFY_ACTIVE: S.UNSUBSCRIBING,
+        ST.NOTIFY_PENDING: S.UNSUBSCRIBING,
+        ST.NOTIFY_TERMINATED: S.TERMINATED,
+        ST.CLOSE: S.UNSUBSCRIBING,
+    },
+    S.TERMINATED: {ST.CLOSE: S.TERMINATED},
 }
 
 
@@ -248,7 +291,7 @@ class Subscription:
         self._in_flight = True
         return SendRequest(request)
 
-    def _move(self, trigger: str, reason: str) -> list[SubscriptionOutput]:
+    def _move(self, trigger: SubscriptionTrigger, reason: str) -> list[SubscriptionOutput]:
         self.state, changed = move_state("subscription", TRANSITIONS, self.state, trigger, reason)
         self.reason = reason
         return [*changed]
@@ -256,16 +299,16 @@ class Subscription:
     # ------------------------------------------------------------------ contract 2
 
     def start(self, now: float) -> list[SubscriptionOutput]:
-        return [*self._move("start", "start"), self._send(self.expires)]
+        return [*self._move(ST.START, "start"), self._send(self.expires)]
 
     def close(self, now: float) -> list[SubscriptionOutput]:
         """Unsubscribe (Expires: 0) inside the dialog, or just stop if there is none."""
         self.deadline = None
         if self.state in _LIVE and self.dialog is not None:
-            return [*self._move("close", "closing"), self._send(0)]
+            return [*self._move(ST.CLOSE, "closing"), self._send(0)]
         if self.state in _LIVE:  # no dialog yet: nothing to unsubscribe
-            return self._move("close without dialog", "closed")
-        return self._move("close", "closed")
+            return self._move(ST.CLOSE_WITHOUT_DIALOG, "closed")
+        return self._move(ST.CLOSE, "closed")
 
     def handle_timer(self, now: float) -> list[SubscriptionOutput]:
         if self.deadline is None or now < self.deadline:
@@ -273,8 +316,8 @@ class Subscription:
         self.deadline = None
         if self.state is S.FAILED:
             self._new_ids()
-            return [*self._move("timer", "retry"), self._send(self.expires)]
-        return [*self._move("timer", "refresh"), self._send(self.expires)]
+            return [*self._move(ST.TIMER, "retry"), self._send(self.expires)]
+        return [*self._move(ST.TIMER, "refresh"), self._send(self.expires)]
 
     def handle(
         self, event: ResponseReceived | RequestFailed | NotifyReceived, now: float
@@ -302,10 +345,10 @@ class Subscription:
             if self.state is not S.UNSUBSCRIBING:
                 granted = response.expires if response.expires is not None else self.expires
                 self.deadline = now + refresh_delay(granted, self.config)
-            return self._move("2xx", why)
+            return self._move(ST.SUCCESS, why)
         if status == 423 and response.min_expires and response.min_expires > self.expires:
             self.expires = response.min_expires
-            return [*self._move("resend", why), self._send(self.expires)]
+            return [*self._move(ST.RESEND, why), self._send(self.expires)]
         return self._fail(why, now, retry_after_503(response, now))
 
     # ------------------------------------------------------------------ helpers
@@ -316,7 +359,7 @@ class Subscription:
         if retry_at is None and self.reg_interval > 0:
             retry_at = now + self.reg_interval
         self.deadline = None if self.state is S.UNSUBSCRIBING else retry_at
-        return self._move("failure", reason)
+        return self._move(ST.FAILURE, reason)
 
     def _notify(self, notify: Request, now: float) -> list[SubscriptionOutput]:
         try:
@@ -346,19 +389,19 @@ class Subscription:
         if sub.value != "terminated":
             if sub.expires is not None and self.state is not S.UNSUBSCRIBING:
                 self.deadline = now + refresh_delay(sub.expires, self.config)
-            return [*out, *self._move(sub.value, why)]
+            return [*out, *self._move(_NOTIFY_TRIGGER[sub.value], why)]
         self._in_flight = False
         if self.state is S.UNSUBSCRIBING:
-            return [*out, *self._move("terminated", why)]
+            return [*out, *self._move(ST.NOTIFY_TERMINATED, why)]
         if sub.reason in ("deactivated", "timeout"):
-            out += self._move("resubscribe", why)
+            out += self._move(ST.RESUBSCRIBE, why)
             self._new_ids()
             return [*out, self._send(self.expires)]
         if sub.reason in ("probation", "giveup"):
             retry = sub.retry_after
             return [*out, *self._fail(why, now, None if retry is None else now + retry)]
         self.deadline = None
-        return [*out, *self._move("terminated", why)]
+        return [*out, *self._move(ST.NOTIFY_TERMINATED, why)]
 
 
 def _dialog_from_notify(sub: Subscription, notify: Request) -> Dialog:

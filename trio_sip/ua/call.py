@@ -46,6 +46,7 @@ from trio_sip.proto.dialog_requests import (
     build_reinvite,
 )
 from trio_sip.proto.errors import LocalProtocolError, SipError, TransactionError
+from trio_sip.proto.fsm import step
 from trio_sip.proto.ids import new_call_id
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.retry import RequestKind, cycles
@@ -59,6 +60,7 @@ from .session import (
     TRANSITIONS,
     Answered,
     CallState,
+    CallTrigger,
     Ended,
     EndReason,
     Failover,
@@ -343,8 +345,8 @@ class Call:
 
     # -- state -------------------------------------------------------------------------------
 
-    def _move(self, trigger: str) -> None:
-        self.state = TRANSITIONS.get((self.state, trigger), self.state)
+    def _move(self, trigger: CallTrigger) -> None:
+        self.state = step("call", TRANSITIONS, self.state, trigger)
 
     def _emit_answered(self) -> None:
         """Emit Answered(final_response); a flag until someone reads ``events``."""
@@ -379,7 +381,7 @@ class Call:
     ) -> None:
         if self.state is CallState.ENDED:
             return
-        self.state = CallState.ENDED
+        self._move(CallTrigger.END)
         self.end_reason = Ended(reason, response, detail)
         if self.dialog is not None:
             self.dialog.terminate()
@@ -488,9 +490,9 @@ class Call:
         old, new = self._failover_ids
         done = [a for a in (self._attempts.attempts if self._attempts else ()) if a.outcome]
         reason = done[-1].outcome if done else "failed"
-        self._move("failover")
+        self._move(CallTrigger.FAILOVER)
         self._emit(Failover(f"{reason}; trying {attempt.target}", old, new))
-        self._move("retry")
+        self._move(CallTrigger.RETRY)
         self._poke()
 
     def _on_provisional(self, sent: Request, response: Response, attempts: InviteAttempts) -> None:
@@ -500,7 +502,7 @@ class Call:
             return
         self._ua.dialogs.uac_response(sent, response)
         if self.state in (CallState.CALLING, CallState.RINGING):
-            self._move("1xx")
+            self._move(CallTrigger.PROVISIONAL)
             self._emit_response(0, response)
 
     async def _on_final(self, sent: Request, response: Response, target: Target) -> None:
@@ -519,7 +521,7 @@ class Call:
             self.state = CallState.ANSWERED
             await self.hangup()
             return
-        self._move("2xx")
+        self._move(CallTrigger.SUCCESS)
         self._emit_response(1, response, kept)
         self._set_answered()
 
@@ -592,7 +594,7 @@ class Call:
                 except TransactionError:
                     tx = None
                 if tx is not None and tx is self._provisional_tx and tx.final_response is None:
-                    self._move("cancel")
+                    self._move(CallTrigger.CANCEL)
                     try:
                         # §9.1: where the INVITE went; seed 002, when cycling: then the
                         # INVITE's other targets and the configured proxies.
@@ -625,7 +627,7 @@ class Call:
             await self._wait_for(lambda: self._ended)
             return
         if self.state is CallState.ANSWERED:
-            self.state = CallState.ENDING
+            self._move(CallTrigger.BYE)
             bye = build_bye(self.dialog, via=PLACEHOLDER_VIA)
             bye = with_auth(strip_via(bye), self._digest)
             if not self._cycling() or self._ua._closed:  # one attempt; or no nursery left

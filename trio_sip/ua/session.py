@@ -20,6 +20,7 @@ from trio_sip.proto.message import Request, Response
 __all__ = [
     "Answered",
     "CallState",
+    "CallTrigger",
     "Ended",
     "EndReason",
     "Failover",
@@ -43,25 +44,49 @@ class CallState(enum.Enum):
     ENDED = "ended"
 
 
+class CallTrigger(enum.Enum):
+    """What moves a Call's :class:`CallState` (the triggers of ``TRANSITIONS``)."""
+
+    PROVISIONAL = "1xx"
+    #: The INVITE failed on one target and goes to the next (then RETRY).
+    FAILOVER = "failover"
+    RETRY = "retry"
+    SUCCESS = "2xx"
+    CANCEL = "cancel"
+    BYE = "bye"
+    END = "end"
+
+
 S = CallState
-#: (state, trigger) -> next state; also what docs/calls.md shows.
-TRANSITIONS: dict[tuple[CallState, str], CallState] = {
-    (S.CALLING, "1xx"): S.RINGING,
-    (S.RINGING, "1xx"): S.RINGING,
-    (S.CALLING, "failover"): S.DISCONNECTED,
-    (S.RINGING, "failover"): S.DISCONNECTED,
-    (S.DISCONNECTED, "retry"): S.CALLING,
-    (S.CALLING, "2xx"): S.ANSWERED,
-    (S.RINGING, "2xx"): S.ANSWERED,
-    (S.CALLING, "cancel"): S.ENDING,
-    (S.RINGING, "cancel"): S.ENDING,
-    (S.ANSWERED, "bye"): S.ENDING,
-    (S.CALLING, "end"): S.ENDED,
-    (S.RINGING, "end"): S.ENDED,
-    (S.DISCONNECTED, "end"): S.ENDED,
-    (S.ANSWERED, "end"): S.ENDED,
-    (S.ENDING, "end"): S.ENDED,
-    (S.ENDING, "2xx"): S.ENDING,
+CT = CallTrigger
+#: state -> {trigger: next state}; also what docs/calls.md shows. An event missing from a
+#: row is illegal in that state (``Call`` raises LocalProtocolError); self-loops are events
+#: that leave the state as it is: a failover attempt that began after our CANCEL went out,
+#: the 2xx that crossed our CANCEL, failover events of an INVITE still running at the end.
+TRANSITIONS: dict[CallState, dict[CallTrigger, CallState]] = {
+    S.CALLING: {
+        CT.PROVISIONAL: S.RINGING,
+        CT.FAILOVER: S.DISCONNECTED,
+        CT.SUCCESS: S.ANSWERED,
+        CT.CANCEL: S.ENDING,
+        CT.END: S.ENDED,
+    },
+    S.RINGING: {
+        CT.PROVISIONAL: S.RINGING,
+        CT.FAILOVER: S.DISCONNECTED,
+        CT.SUCCESS: S.ANSWERED,
+        CT.CANCEL: S.ENDING,
+        CT.END: S.ENDED,
+    },
+    S.DISCONNECTED: {CT.RETRY: S.CALLING, CT.END: S.ENDED},
+    S.ANSWERED: {CT.BYE: S.ENDING, CT.END: S.ENDED},
+    S.ENDING: {
+        CT.END: S.ENDED,
+        CT.SUCCESS: S.ENDING,
+        CT.FAILOVER: S.ENDING,
+        CT.RETRY: S.ENDING,
+    },
+    S.ENDED: {CT.FAILOVER: S.ENDED, CT.RETRY: S.ENDED},
 }
 
 
