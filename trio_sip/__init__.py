@@ -13,6 +13,7 @@ from .dns import DnspythonResolver as DnspythonResolver
 from .dns import Resolver as Resolver
 from .errors import AuthenticationFailed as AuthenticationFailed
 from .errors import ConfigError as ConfigError
+from .errors import ConfigErrors as ConfigErrors
 from .errors import DnsError as DnsError
 from .errors import LocalProtocolError as LocalProtocolError
 from .errors import NotCancelled as NotCancelled
@@ -21,6 +22,7 @@ from .errors import ProtocolError as ProtocolError
 from .errors import RemoteProtocolError as RemoteProtocolError
 from .errors import SdpError as SdpError
 from .errors import SipError as SipError
+from .errors import SubscriptionError as SubscriptionError
 from .errors import TransactionError as TransactionError
 from .errors import TransactionTimeoutError as TransactionTimeoutError
 from .errors import TransportError as TransportError
@@ -208,6 +210,7 @@ __all__ = [
     "AuthenticationFailed",
     "Blacklist",
     "ConfigError",
+    "ConfigErrors",
     "ConnectionConfig",
     "CredentialStore",
     "DigestClient",
@@ -227,6 +230,7 @@ __all__ = [
     "SdpError",
     "SessionDescription",
     "SipError",
+    "SubscriptionError",
     "SipUri",
     "StoreUnavailable",
     "StreamFramer",

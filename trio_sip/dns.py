@@ -43,7 +43,8 @@ import dns.rdatatype
 import dns.resolver
 import trio
 
-from .proto.errors import ConfigError, SipError
+from .errors import DnsError as DnsError
+from .proto.errors import ConfigError
 from .proto.resolve import (
     AddressQuery,
     NaptrQuery,
@@ -70,16 +71,6 @@ __all__ = [
 DNS_SERVER_ENV = "TRIO_SIP_DNS_SERVER"
 
 Record = NaptrRecord | SrvRecord | str
-
-
-class DnsError(SipError):
-    """A name could not be resolved to any target; ``name`` says which, ``reason`` why."""
-
-    def __init__(self, name: str, reason: str, *, timed_out: bool = False) -> None:
-        super().__init__(f"cannot resolve {name}: {reason}")
-        self.name = name
-        self.reason = reason
-        self.timed_out = timed_out
 
 
 class Resolver(Protocol):

@@ -22,22 +22,11 @@ from typing import TextIO
 import trio
 
 from .._groups import open_service_nursery
+from ..errors import Interrupted as Interrupted
 
 __all__ = ["Interrupted", "run_interruptible"]
 
 Runner = Callable[[argparse.Namespace, TextIO], Awaitable[int]]
-
-
-class Interrupted(Exception):
-    """The command was cancelled by ``signum`` (after its cleanup)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-    @property
-    def status(self) -> int:
-        return 128 + self.signum
 
 
 async def run_interruptible(runner: Runner, args: argparse.Namespace, out: TextIO) -> int:

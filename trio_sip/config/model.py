@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from ..errors import ConfigErrors as ConfigErrors
 from ..proto.errors import ConfigError
 from ..proto.timers import TimerConfig
 from ._values import (
@@ -43,24 +44,6 @@ __all__ = ["TRANSPORTS", "ConfigErrors", "ConnectionConfig", "EndpointConfig", "
 TRANSPORTS = ("UDP", "TCP", "TLS")
 _TRANSPORT_ALLOWED = "one of UDP, TCP, TLS"
 LISTEN_ALLOWED = "TRANSPORT:ip[:port], e.g. UDP:127.0.0.1:5060 or TLS:[::1]:5061 (port 0..65535)"
-
-
-class ConfigErrors(ConfigError):
-    """Several configuration problems at once.
-
-    ``setting``, ``value`` and ``allowed`` are those of the first problem, so code that handles a
-    single :class:`ConfigError` keeps working; ``errors`` lists every problem in order.
-    """
-
-    def __init__(self, errors: Sequence[ConfigError]) -> None:
-        if not errors:
-            raise ValueError("ConfigErrors needs at least one error")
-        first = errors[0]
-        super().__init__(first.setting, first.value, first.allowed)
-        self.errors: tuple[ConfigError, ...] = tuple(errors)
-        if len(self.errors) > 1:
-            lines = "".join(f"\n  {err}" for err in self.errors)
-            self.args = (f"{len(self.errors)} configuration errors:{lines}",)
 
 
 def raise_all(errors: Sequence[ConfigError]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from ..proto.errors import SipError
+from ..errors import StoreUnavailable as StoreUnavailable
 from ..proto.location import Binding, BindingRules, Planned, plan_register
 from ..proto.message import Request
 
@@ -27,11 +27,6 @@ __all__ = ["Change", "LocationStore", "StoreUnavailable", "register_change"]
 #: store's time and its count of expiring bindings -> what to answer and commit. Pure: a store
 #: may call it again after a conflicting update.
 Change = Callable[[Mapping[str, Binding], float, int], Planned]
-
-
-class StoreUnavailable(SipError):
-    """The location store did not answer (unreachable, timed out, too much contention): the
-    registrar and the proxy answer 503 with Retry-After, and try again on the next request."""
 
 
 class LocationStore(Protocol):

@@ -16,8 +16,9 @@ from collections.abc import Iterable
 
 import attrs
 
+from ..errors import AuthenticationFailed as AuthenticationFailed
 from .abnf import excerpt
-from .errors import ParseError, SipError
+from .errors import ParseError
 
 __all__ = [
     "AuthParam",
@@ -38,14 +39,6 @@ _PARAM = re.compile(
 _UNESCAPE = re.compile(r"\\(.)")
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
 _WS = " \t\r\n"
-
-
-class AuthenticationFailed(SipError):
-    """Authentication cannot go on: no usable challenge, no credentials, or they were refused."""
-
-    def __init__(self, msg: str, *, realm: str | None = None) -> None:
-        super().__init__(msg)
-        self.realm = realm
 
 
 def _quote(value: str) -> str:

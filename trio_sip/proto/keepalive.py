@@ -82,7 +82,12 @@ class FlowDead:
 
 @attrs.frozen(slots=True)
 class PongReceived:
-    """Input: a CRLF pong arrived on the flow."""
+    """A lone CRLF (a pong, RFC 5626 §4.4.1) arrived on a stream flow: the input of
+    :class:`StreamKeepAlive`, and the event a flow gives its watchers
+    (``trio_sip.transports.PongReceived`` is this class). ``time`` is when (trio's clock in the
+    shell; 0.0 when nobody says)."""
+
+    time: float = 0.0
 
 
 KeepAliveOutput = SendKeepAlive | FlowDead

@@ -38,8 +38,8 @@ from typing import Final, TypedDict, Unpack
 
 import attrs
 
+from ..errors import SdpError as SdpError
 from .abnf import excerpt
-from .errors import ProtocolError
 
 __all__ = [
     "DIRECTIONS",
@@ -67,10 +67,6 @@ _FLAGS: Final = {
     "inactive": (False, False),
 }
 _SESSION_ONLY: Final = frozenset("vostuepzr")
-
-
-class SdpError(ProtocolError):
-    """A malformed session description (``status_hint`` 400 Bad Request)."""
 
 
 def _direction_from_flags(send: bool, recv: bool) -> str:

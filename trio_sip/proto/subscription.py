@@ -44,6 +44,7 @@ from .errors import LocalProtocolError, ParseError
 from .fields import parse_int
 from .ids import new_branch, new_call_id, new_tag
 from .message import Request, Response, make_response
+from .outputs import SendResponse as SendResponse
 from .registration import (
     DEFAULT_REG_INTERVAL,
     RequestFailed,
@@ -198,13 +199,6 @@ class NotifyReceived:
     """Input: a NOTIFY for this subscription arrived (the shell matched Call-ID / tags)."""
 
     request: Request
-
-
-@attrs.frozen(slots=True)
-class SendResponse:
-    """Output: answer the NOTIFY with this response."""
-
-    response: Response
 
 
 @attrs.frozen(slots=True)

@@ -26,7 +26,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from .errors import ParseError, RemoteProtocolError
+from ..errors import Rejection as Rejection
+from .errors import ParseError
 from .fields import MAGIC_COOKIE, parse_media_type
 from .headers import Headers, long_name
 from .limits import DEFAULT_LIMITS, Limits
@@ -113,21 +114,6 @@ _UNREADABLE = (
     UnicodeError,
     RecursionError,
 )
-
-
-class Rejection(RemoteProtocolError):
-    """Why a request is refused: answer ``status_hint`` with ``headers`` added."""
-
-    def __init__(
-        self, msg: str, *, status_hint: int = 400, headers: Iterable[tuple[str, str]] = ()
-    ) -> None:
-        super().__init__(msg, status_hint=status_hint)
-        self.headers: tuple[tuple[str, str], ...] = tuple(headers)
-
-    @property
-    def status_code(self) -> int:
-        """The status to answer with (same as ``status_hint``)."""
-        return self.status_hint
 
 
 def check_request(

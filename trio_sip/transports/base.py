@@ -36,6 +36,7 @@ import trio
 
 from trio_sip.proto.abnf import LWS, split_top
 from trio_sip.proto.errors import ConfigError, LocalProtocolError, TransportError
+from trio_sip.proto.keepalive import PongReceived as PongReceived
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.target import Target, default_port
 
@@ -175,13 +176,6 @@ class FlowFailed:
     """The flow is dead (reset, closed, ICMP unreachable); ``error`` says why. Sent once."""
 
     error: TransportError
-
-
-@attrs.frozen(slots=True)
-class PongReceived:
-    """A lone CRLF arrived on a stream flow (RFC 5626 §4.4.1); ``time`` is trio's clock."""
-
-    time: float
 
 
 FlowEvent = FlowFailed | PongReceived

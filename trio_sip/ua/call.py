@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, final
 
 import trio
 
+from trio_sip.errors import CallFailed as CallFailed
 from trio_sip.proto.dialog import Dialog
 from trio_sip.proto.dialog_requests import (
     build_ack,
@@ -83,19 +84,6 @@ logger = logging.getLogger("trio_sip.ua")
 _HOLD = ("sendonly", "inactive")
 
 
-class CallFailed(SipError):
-    """The call was not answered: ``response`` is the final 3xx-6xx (None after a timeout or
-    transport failure on every target, or a cancellation before any response)."""
-
-    def __init__(self, response: Response | None, reason: str = "") -> None:
-        what = f"{response.status_code} {response.reason}" if response is not None else reason
-        super().__init__(f"call failed: {what}")
-        self.response = response
-        self.reason = reason or what
-
-
-#: A response kept as (status, reason, header text, body, version): the header lines joined
-#: by "\n" as "name:value" (a name is a token and a value holds no CR/LF, so this is exact).
 _Kept = tuple[int, str, str, bytes, str]
 
 

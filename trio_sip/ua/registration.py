@@ -35,10 +35,11 @@ from typing import Any, final
 import attrs
 import trio
 
+from trio_sip.errors import RegistrationFailed as RegistrationFailed
 from trio_sip.failover import Destination, FailoverClient
 from trio_sip.keepalive import KeepAlives
 from trio_sip.proto.auth import CredentialStore, DigestClient
-from trio_sip.proto.errors import SipError, TransportError
+from trio_sip.proto.errors import TransportError
 from trio_sip.proto.message import Response
 from trio_sip.proto.registration import (
     DEFAULT_REG_INTERVAL,
@@ -66,15 +67,6 @@ __all__ = [
 
 logger = logging.getLogger("trio_sip.ua.registration")
 RS = RegistrationState
-
-
-class RegistrationFailed(SipError):
-    """``wait_registered()`` saw the attempt fail: ``reason`` (and the final ``response``)."""
-
-    def __init__(self, reason: str, response: Response | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.response = response
 
 
 @attrs.frozen(slots=True)

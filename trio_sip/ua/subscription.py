@@ -32,9 +32,9 @@ from typing import Any, TypedDict, final
 import attrs
 import trio
 
+from trio_sip.errors import SubscriptionError as SubscriptionError
 from trio_sip.failover import Destination, FailoverClient
 from trio_sip.proto.dialog import Dialog
-from trio_sip.proto.errors import SipError
 from trio_sip.proto.message import Request
 from trio_sip.proto.registration import DEFAULT_REG_INTERVAL, SendRequest, StateChanged
 from trio_sip.proto.retry import RequestKind
@@ -203,10 +203,6 @@ class UaSubscription(RefreshTask[SubscribeMachine, SubscriptionEvent]):
                 self._output(output)
         if self.machine.state is SS.TERMINATED:
             self._wakeup.set()  # the task sees it has finished
-
-
-class SubscriptionError(SipError):
-    """``wait_active()`` saw the subscription fail or end."""
 
 
 @final
