@@ -12,6 +12,12 @@ from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The shell tests' helper modules are not test modules (no test_ prefix): rewrite their asserts
+# as pytest does for test modules, so a failing check inside a helper still explains itself.
+pytest.register_assert_rewrite(
+    *(f"tests.shell.{name}_support" for name in ("endpoint", "failover", "proxy", "retry", "stack"))
+)
+
 # The library's default resolver (trio_sip.dns.default_resolver) asks the system's DNS; tests
 # send traffic to loopback only, so by default it asks a loopback port where nothing listens
 # (a lookup fails at once). Tests of the default itself set or remove this.

@@ -27,7 +27,7 @@ from trio_sip.proto.registration import refresh_delay
 from trio_sip.testing import FakeNetwork
 
 from .conftest import REPO
-from .shell.test_endpoint_support import ALICE, SITE_A, SITE_B, Site, first_sends
+from .shell.endpoint_support import ALICE, SITE_A, SITE_B, Site, first_sends
 
 #: How many XML blocks each seed holds (seed 003 is seed 001 with its code samples lost in the
 #: PDF conversion: its text announces them, none is there).

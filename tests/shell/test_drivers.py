@@ -14,7 +14,7 @@ from trio_sip.stack import IncomingRequest, open_stack
 from trio_sip.stack._core import _BufferedSystemRandom
 from trio_sip.testing import FakeNetwork
 
-from .test_stack_support import CLIENT, make_request, stack_pair
+from .stack_support import CLIENT, make_request, stack_pair
 
 
 async def test_timer_queue_fires_live_entries_at_their_deadlines(

@@ -9,7 +9,7 @@ import trio.testing
 from trio_sip.endpoint import CallEvent, ConnectionStatus, retry_delay
 from trio_sip.ua import Answered, Failover, Progress
 
-from .test_endpoint_support import ALICE, SITE_A, first_sends, world
+from .endpoint_support import ALICE, SITE_A, first_sends, world
 
 CS = ConnectionStatus
 
@@ -167,7 +167,7 @@ def await_events(call: object) -> list[CallEvent]:
 
 
 async def test_hold_other_calls_off(autojump_clock: trio.testing.MockClock) -> None:
-    from .test_endpoint_support import endpoint_config
+    from .endpoint_support import endpoint_config
 
     config = endpoint_config("alice", hold_other_calls=False)
     async with world(config) as (_n, _a, _b, alice, *_):  # noqa: SIM117
@@ -227,7 +227,7 @@ async def test_add_enable_disable_remove_at_run_time(
     from trio_sip.config import ConnectionConfig
     from trio_sip.proto.errors import ConfigError
 
-    from .test_endpoint_support import DOMAIN, SITE_B, endpoint_config
+    from .endpoint_support import DOMAIN, SITE_B, endpoint_config
 
     config = endpoint_config("alice")
     single = type(config)(sip_transaction_timeout=2000, connections=config.connections[:1])

@@ -14,7 +14,7 @@ from trio_sip.failover import Attempt
 from trio_sip.proto.errors import TransactionTimeoutError
 from trio_sip.testing import FakeNetwork
 
-from .test_failover_support import PROXIES, UA, cluster, make_request
+from .failover_support import PROXIES, UA, cluster, make_request
 
 RTT = 0.02
 

@@ -17,7 +17,7 @@ from trio_sip.proto.retry import RequestKind
 from trio_sip.proto.target import Target
 from trio_sip.testing import FakeNetwork
 
-from .test_failover_support import NAME, PROXIES, UA, cluster, make_request
+from .failover_support import NAME, PROXIES, UA, cluster, make_request
 
 RTT = 0.02
 URI = f"sip:bob@{NAME}"

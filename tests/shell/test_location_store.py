@@ -28,7 +28,7 @@ from trio_sip.location import (
 from trio_sip.proto.location import BindingRules, LocationService
 from trio_sip.proto.message import Request
 
-from .test_proxy_support import register
+from .proxy_support import register
 
 AOR = "sip:bob@example.com"
 KINDS = [

@@ -20,7 +20,7 @@ from trio_sip.proxy import ProxySite, open_proxy
 from trio_sip.stack import Stack
 from trio_sip.testing import FakeNetwork
 
-from .test_proxy_support import ALICE, BOB, DOMAIN, PROXY, TO_PROXY, Phone, phone_stack, register
+from .proxy_support import ALICE, BOB, DOMAIN, PROXY, TO_PROXY, Phone, phone_stack, register
 
 EVIL = "10.6.6.6"
 AOR = f"sip:bob@{DOMAIN}"

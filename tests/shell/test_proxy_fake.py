@@ -21,7 +21,7 @@ from trio_sip.proxy import ProxySite, open_proxy
 from trio_sip.stack import Stack
 from trio_sip.testing import FakeNetwork
 
-from .test_proxy_support import (
+from .proxy_support import (
     ALICE,
     BOB,
     BOB2,

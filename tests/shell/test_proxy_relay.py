@@ -19,7 +19,7 @@ from trio_sip.proto.target import Target
 from trio_sip.proxy import ProxySite, open_proxy
 from trio_sip.testing import FakeNetwork
 
-from .test_proxy_support import (
+from .proxy_support import (
     ALICE,
     BOB,
     DOMAIN,

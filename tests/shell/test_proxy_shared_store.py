@@ -22,8 +22,8 @@ from trio_sip.proto.target import Target
 from trio_sip.proxy import ProxySite, open_proxy
 from trio_sip.testing import FakeNetwork
 
+from .proxy_support import ALICE, BOB, DOMAIN, Phone, phone_stack, register, request
 from .test_proxy_digest import with_auth
-from .test_proxy_support import ALICE, BOB, DOMAIN, Phone, phone_stack, register, request
 
 NODE_A, NODE_B, FRONT = "10.0.1.1", "10.0.1.2", "10.0.1.100"
 GUESSER, OTHER = "10.0.7.7", "10.0.7.8"

@@ -9,7 +9,7 @@ from trio_sip.proto.target import Target
 from trio_sip.proxy import open_proxy
 from trio_sip.stack import open_stack
 
-from .test_proxy_support import DOMAIN, Phone, in_dialog, register, request
+from .proxy_support import DOMAIN, Phone, in_dialog, register, request
 
 HOST = "127.0.0.1"
 

@@ -23,7 +23,7 @@ from trio_sip.proto.message import Response
 from trio_sip.testing import FakeNetwork
 from trio_sip.ua import Call, CallState, EndReason, UserAgent
 
-from .test_retry_support import (
+from .retry_support import (
     CLUSTER,
     P1,
     P2,

@@ -29,7 +29,7 @@ from trio_sip.ua import (
     UserAgent,
 )
 
-from .test_retry_support import (
+from .retry_support import (
     ALICE,
     P1,
     P2,

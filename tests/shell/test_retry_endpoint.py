@@ -16,7 +16,7 @@ import trio.testing
 from trio_sip.proto.message import Request, Response
 from trio_sip.testing import FakeNetwork
 
-from .test_endpoint_support import BOB, SITE_A, SITE_B, world
+from .endpoint_support import BOB, SITE_A, SITE_B, world
 
 
 def sends(net: FakeNetwork, call_id: str, *, status: int | None = None, method: str | None = None

@@ -22,7 +22,7 @@ from trio_sip.proto.transaction import TimeoutRole
 from trio_sip.stack import IncomingRequest, open_stack
 from trio_sip.testing import FakeNetwork
 
-from .test_stack_support import (
+from .stack_support import (
     CLIENT,
     SERVER,
     Strays,

@@ -17,7 +17,7 @@ from trio_sip.proto.target import Target
 from trio_sip.stack import Handler, IncomingRequest, Stack, open_stack
 from trio_sip.transports import TransportConfig
 
-from .test_stack_support import Strays, make_ack, make_request
+from .stack_support import Strays, make_ack, make_request
 
 LOOPBACK = "127.0.0.1"
 TRANSPORTS = ["UDP", "TCP", "TLS"]

@@ -17,7 +17,7 @@ from trio_sip.stack import IncomingRequest, TransactionTimeoutEvent
 from trio_sip.testing import FakeNetwork
 from trio_sip.ua import AgentTimeout, CallFailed, open_user_agent
 
-from .test_endpoint_support import ALICE, SITE_A, world
+from .endpoint_support import ALICE, SITE_A, world
 from .test_ua_calls import BOB, BOB_URI, answer_next, two_agents
 
 FAST = TimerConfig(sip_transaction_timeout=2000)

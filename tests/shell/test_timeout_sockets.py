@@ -25,7 +25,7 @@ from trio_sip.stack import (
     open_stack,
 )
 
-from .test_stack_support import make_request
+from .stack_support import make_request
 
 LOOPBACK = "127.0.0.1"
 FAST = TimerConfig(t1=0.01, t2=0.04)  # Timer H / F = 0.64 s

@@ -37,7 +37,7 @@ from trio_sip.stack import (
 )
 from trio_sip.testing import FakeNetwork
 
-from .test_stack_support import CLIENT, SERVER, Strays, make_request, sent_times, stack_pair
+from .stack_support import CLIENT, SERVER, Strays, make_request, sent_times, stack_pair
 
 # RFC 3261 §17 schedules with T1 = 0.5 s, T2 = 4 s (every timeout at 32 s).
 INVITE_SCHEDULE = [0.5, 1.5, 3.5, 7.5, 15.5, 31.5]  # Timer A: doubling, no cap

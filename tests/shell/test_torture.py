@@ -20,7 +20,7 @@ from trio_sip.proto.errors import TransactionTimeoutError
 from trio_sip.stack import IncomingRequest
 from trio_sip.testing import FakeNetwork
 
-from .test_stack_support import CLIENT, SERVER, make_request, stack_pair
+from .stack_support import CLIENT, SERVER, make_request, stack_pair
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,7 @@ from trio_sip.testing import FakeNetwork
 from trio_sip.transports import TransportConfig
 from trio_sip.ua import open_user_agent
 
-from .test_proxy_support import Phone, phone_stack, request
+from .proxy_support import Phone, phone_stack, request
 
 ALICE, REGISTRAR, BOB, PROXY = "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.1.1"
 SIP = 5060

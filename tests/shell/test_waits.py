@@ -32,7 +32,7 @@ from trio_sip import (
 from trio_sip.proto.location import LocationService
 from trio_sip.testing import FakeNetwork
 
-from .test_endpoint_support import ALICE, SITE_A, SITE_B, Site, endpoint_config
+from .endpoint_support import ALICE, SITE_A, SITE_B, Site, endpoint_config
 
 CS = ConnectionStatus
 LOOP = "127.0.0.1"
@@ -195,7 +195,7 @@ async def test_registration_events_start_with_the_current_state() -> None:
 async def test_wait_cancelled_raises_once_the_transaction_ended_without_a_cancel(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    from .test_stack_support import CLIENT, SERVER, make_request, stack_pair
+    from .stack_support import CLIENT, SERVER, make_request, stack_pair
 
     net = FakeNetwork()
     net.set_link(CLIENT, SERVER, delay=0.01)

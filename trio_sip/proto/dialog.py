@@ -145,10 +145,6 @@ class DialogId:
 _SHARED_RNG = random.Random()
 
 
-def _shared_rng() -> random.Random:
-    return _SHARED_RNG
-
-
 def glare_retry_delay(owner: bool, rng: random.Random) -> float:
     """§14.1: seconds to wait after a 491, in 10 ms units (2.10-4.00 s for the Call-ID's owner,
     0.00-2.00 s otherwise)."""

@@ -330,9 +330,6 @@ class UserAgent:
         pairs.extend(headers)
         return Request(method, uri, pairs, body)
 
-    def _default_sdp(self) -> SessionDescription:
-        return self._media_sdp(*self._new_media())
-
     def _new_media(self) -> tuple[int, int]:
         """The (port, session id) of the next default SDP (``audio_offer`` draws the session
         id from the agent's Random the same way). The port is the call's once it claims it

@@ -186,17 +186,6 @@ class DialogDrivers:
         machine = AckWait(response, self._stack.timer_config)
         self._start((dialog.id, response.cseq.seq), machine, flow, on_timeout)
 
-    async def start_ack_wait(
-        self,
-        dialog: Dialog,
-        response: Response,
-        flow: Flow,
-        on_timeout: Callable[[str], object],
-    ) -> None:
-        """:meth:`ack_wait` for a 2xx already sent, and a checkpoint."""
-        self.ack_wait(dialog, response, flow, on_timeout)
-        await trio.lowlevel.checkpoint()
-
     async def send_ack(self, dialog: Dialog, ack: Request, target: Target) -> Request:
         """Send the ACK for a 2xx statelessly (Via stamped by the stack) and keep it for the
         2xx retransmissions for 64*T1. Returns the ACK as sent."""
