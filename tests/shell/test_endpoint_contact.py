@@ -13,7 +13,7 @@ from trio_sip.proto.message import Request
 from trio_sip.testing import FakeNetwork
 from trio_sip.ua import CallFailed
 
-from .test_endpoint_support import ALICE, SITE_A, SITE_B, endpoint_config, world
+from .endpoint_support import ALICE, SITE_A, SITE_B, endpoint_config, world
 
 
 def registers(net: FakeNetwork, src: str, dst: str) -> list[Request]:

@@ -11,8 +11,8 @@ import trio.testing
 
 from trio_sip.testing import FakeNetwork
 
+from .proxy_support import ALICE, BOB, DOMAIN, PROXY, TO_PROXY, Phone, phone_stack, register
 from .test_proxy_fake import invite, site
-from .test_proxy_support import ALICE, BOB, DOMAIN, PROXY, TO_PROXY, Phone, phone_stack, register
 
 
 async def test_timer_c_cancels_a_branch_that_rings_forever(

@@ -11,7 +11,7 @@ import trio.testing
 from trio_sip.stack import IncomingRequest
 from trio_sip.testing import FakeNetwork
 
-from .test_stack_support import CLIENT, SERVER, make_request, stack_pair
+from .stack_support import CLIENT, SERVER, make_request, stack_pair
 
 
 async def test_a_handler_that_returns_without_answering_gets_a_500_sent_for_it(
