@@ -21,8 +21,8 @@ from trio_sip.location import Change
 from trio_sip.proto.location import Binding, Planned
 from trio_sip.testing import FakeNetwork
 
-from .test_proxy_support import ALICE, BOB, DOMAIN, PROXY, TO_PROXY, Phone, phone_stack, register
-from .test_proxy_support import request as proxy_request
+from .proxy_support import ALICE, BOB, DOMAIN, PROXY, TO_PROXY, Phone, phone_stack, register
+from .proxy_support import request as proxy_request
 
 AOR = f"sip:bob@{DOMAIN}"
 

@@ -49,13 +49,13 @@ from trio_sip import (
 from trio_sip.proto import ProxyIdentity, UriParts, build_message, make_response
 from trio_sip.testing import FakeBackend, FakeNetwork, LinkConfig, Packet, make_request
 
-from .test_endpoint_support import BOB, DOMAIN, world
-from .test_proxy_support import ALICE as PALICE
-from .test_proxy_support import BOB as PBOB
-from .test_proxy_support import DOMAIN as PDOMAIN
-from .test_proxy_support import PROXY, TO_PROXY, Phone, phone_stack
-from .test_proxy_support import register as proxy_register
-from .test_proxy_support import request as proxy_request
+from .endpoint_support import BOB, DOMAIN, world
+from .proxy_support import ALICE as PALICE
+from .proxy_support import BOB as PBOB
+from .proxy_support import DOMAIN as PDOMAIN
+from .proxy_support import PROXY, TO_PROXY, Phone, phone_stack
+from .proxy_support import register as proxy_register
+from .proxy_support import request as proxy_request
 from .test_ua_calls import BOB_URI, answer_next, two_agents
 
 CS = ConnectionStatus
