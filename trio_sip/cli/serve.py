@@ -9,6 +9,11 @@ with an SDP answer (an RTP port of ``--media-ports`` per call); the ACK and the 
 are handled as for any call. One line per call (or, with ``--quiet``, a count every
 ``--report-every`` seconds); ``--calls N`` exits after N calls have ended.
 
+``--workers N`` runs N such servers as processes sharing the listeners (SO_REUSEPORT) under a
+supervisor that restarts a worker that dies; each worker prints its lines prefixed ``wN`` and
+counts its own ``--calls``. The kernel picks a worker per source address and port, so a
+caller's in-dialog requests must come from where its INVITE came from (docs/workers.md).
+
 Nothing one caller sends ends the server: a call that cannot be answered (the caller cancelled,
 its INVITE cannot be answered as sent, the transport failed) ends alone, counted as failed; an
 unexpected error in one call is counted in the stack's faults and logged once per interval
@@ -27,7 +32,9 @@ import trio
 
 from ..proto.errors import ConfigError, SipError
 from ..ua import IncomingCall, UserAgent, open_user_agent
-from . import _common
+from ..ua.media_ports import media_port_range
+from ..workers import current_worker
+from . import _common, _workers
 from ._listen import check_listeners, parse_listen, parse_media_ports
 from ._view import View
 
@@ -42,6 +49,13 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--calls", type=int, default=None, metavar="N", help="exit after N calls")
     parser.add_argument("--quiet", action="store_true", help="no line per call, counts only")
     parser.add_argument("--report-every", type=float, default=5.0, metavar="SECONDS")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="N processes sharing the port (SO_REUSEPORT), restarted when one dies",
+    )
     _common.add_common_options(parser)
     parser.set_defaults(run=run)
 
@@ -57,6 +71,15 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
         default = (args.transport,) if args.transport else ("UDP", "TCP")
         config = attrs.evolve(config, listen=parse_listen(["127.0.0.1:5060"], default))
     check_listeners(config)  # a TLS listener needs a certificate
+    _workers.check_workers(args.workers)
+    worker = current_worker()
+    if worker is None and args.workers is not None:
+        return await _workers.supervise(args, out, config)
+    who = ""
+    if worker is not None:
+        who = f"w{worker.index}"
+        # Each worker its own share of the RTP ports: no two calls are offered the same one.
+        media_ports = media_port_range(media_ports, None)[worker.index :: worker.count]
     view = View(out)
     counts = {"answered": 0, "ended": 0, "failed": 0}
     done = trio.Event()
@@ -68,18 +91,23 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
             aor=f"sip:{args.user}@{bracket}", timer_config=config.timer_config(),
             incoming_queue=1024, transport_config=_common.transport_config(args, config),
             user_agent=config.user_agent, media_ports=media_ports,
+            backend=worker.backend if worker is not None else None,
         ) as ua,
         trio.open_nursery() as nursery,
     ):  # fmt: skip
         for transport_name, (host, port) in ua.stack.listening:
             bracket = f"[{host}]" if ":" in host else host
-            print(f"serving on {transport_name.lower()}:{bracket}:{port}", file=out, flush=True)
+            where = f"{transport_name.lower()}:{bracket}:{port}"
+            if worker is None:
+                print(f"serving on {where}", file=out, flush=True)
+            else:
+                view.say(f"serving on {where} (shared)", who)
 
         async def report() -> None:
             while True:
                 await trio.sleep(args.report_every)
                 failed = f", {counts['failed']} failed" if counts["failed"] else ""
-                view.say(f"{counts['answered']} answered, {counts['ended']} ended{failed}")
+                view.say(f"{counts['answered']} answered, {counts['ended']} ended{failed}", who)
 
         async def answer_all() -> None:
             await answer_calls(ua, view, counts, quiet=args.quiet, calls=args.calls)
