@@ -179,6 +179,10 @@ def bench(session: nox.Session) -> None:
     trio-sip is measured twice in the same run: the pure-Python core (the source tree) and the
     mypyc-compiled core (a TRIO_SIP_COMPILE=1 wheel installed here). ``TRIO_SIP_COMPILE=0 nox
     -s bench`` skips the compile (the compiled stack is then reported as unavailable).
+
+    Each benchmark's result is written with the machine, versions and commands to
+    benchmarks/results/NAME.json and plotted (matplotlib, installed here only) to
+    benchmarks/results/NAME.svg, unless the arguments name ``--json-dir`` / ``--plots``.
     """
     if os.environ.get("TRIO_SIP_COMPILE") == "0":
         session.install("-e", ".")
@@ -192,7 +196,14 @@ def bench(session: nox.Session) -> None:
             line = line.split("#", 1)[0].strip()
             if line:
                 session.run("python", "-m", "pip", "install", "--quiet", line, success_codes=[0, 1])
-    session.run("python", "-m", "benchmarks", *session.posargs, env=_corpus_env())
+    session.install("matplotlib>=3.8")
+    args = list(session.posargs)
+    results = str(ROOT / "benchmarks" / "results")
+    if "--json-dir" not in args:
+        args += ["--json-dir", results]
+    if "--plots" not in args:
+        args += ["--plots", results]
+    session.run("python", "-m", "benchmarks", *args, env=_corpus_env())
 
 
 #: Debian packages the docs session needs: Graphviz draws the diagrams, Chromium runs the browser

@@ -20,4 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "udpbind": "benchmarks.udp_binding_bench:run",
     "transactions": "benchmarks.transactions_bench:run",
     "timing": "benchmarks.timing_bench:run",
+    "workers": "benchmarks.workers_bench:run",
+    "uac": "benchmarks.uac_bench:run",
+    "latency": "benchmarks.latency_bench:run",
 }

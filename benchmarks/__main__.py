@@ -10,7 +10,9 @@ import argparse
 import importlib
 import json
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks import BENCHMARKS
 
@@ -38,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", metavar="PATH", help="also write machine-readable results here")
     parser.add_argument(
+        "--json-dir",
+        metavar="DIR",
+        help="also write each benchmark's result, with the machine and commands, as DIR/NAME.json",
+    )
+    parser.add_argument(
+        "--plots", metavar="DIR", help="draw one SVG per benchmark from its JSON (matplotlib)"
+    )
+    parser.add_argument(
         "--list", action="store_true", help="list the benchmarks and stacks, then exit"
     )
     args = parser.parse_args(argv)
@@ -52,16 +62,50 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
 
-    results = {}
+    from benchmarks import machine, summary
+
+    described = machine.describe()
+    started = time.monotonic()
+    results: dict[str, Any] = {}
     for name in args.names or list(BENCHMARKS):
         module_name, func = BENCHMARKS[name].split(":")
         print(f"== {name}", file=sys.stderr, flush=True)
+        began = time.monotonic()
         results[name] = getattr(importlib.import_module(module_name), func)(args)
+        if isinstance(results[name], dict):
+            results[name].setdefault("seconds", round(time.monotonic() - began, 1))
+        if args.json_dir:
+            machine.save(Path(args.json_dir) / f"{name}.json", name, results[name], described)
         print()
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        record = {**results, "machine": described, "load_at_end": machine.load()}
+        Path(args.json).write_text(json.dumps(record, indent=2, default=str) + "\n")
         print(f"results written to {args.json}")
+    if args.plots:
+        _plots(Path(args.plots), results, described)
+    print(f"Targets ({time.monotonic() - started:.0f} s; load average at the start "
+          f"{described['load_at_start']}, at the end {machine.load()}):")  # fmt: skip
+    print(summary.table(results))
     return 0
+
+
+def _plots(out: Path, results: dict[str, Any], described: dict[str, Any]) -> None:
+    try:
+        from benchmarks import plots
+    except ImportError as exc:  # pragma: no cover - matplotlib is the bench session's
+        print(f"no plots: {exc}")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, result in results.items():
+        if not isinstance(result, dict):
+            continue
+        path = out / f"{name}.svg"
+        try:
+            plots.plot({"benchmark": name, "machine": described, **result}, path)
+        except ImportError as exc:
+            print(f"no plots: {exc}")
+            return
+        print(f"plot: {path}")
 
 
 if __name__ == "__main__":
