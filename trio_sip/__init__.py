@@ -99,6 +99,11 @@ from .ua import SessionEvent as SessionEvent
 from .ua import UserAgent as UserAgent
 from .ua import connect_user_agent as connect_user_agent
 from .ua import open_user_agent as open_user_agent
+from .workers import Worker as Worker
+from .workers import WorkerEvent as WorkerEvent
+from .workers import current_worker as current_worker
+from .workers import run_workers as run_workers
+from .workers import serve_workers as serve_workers
 
 __version__ = "0.1.0.dev0"
 
@@ -206,6 +211,11 @@ __all__ = [
     "TransportConfig",
     "TransportLayer",
     "open_transport_layer",
+    "Worker",
+    "WorkerEvent",
+    "current_worker",
+    "run_workers",
+    "serve_workers",
     "AbsoluteUri",
     "AuthenticationFailed",
     "Blacklist",

@@ -45,7 +45,7 @@ NAV: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("Reference", ("reference/index", "errors", "security")),
-    ("Operations", ("interop", "scaling", "benchmarks")),
+    ("Operations", ("interop", "scaling", "workers", "benchmarks")),
     ("Project", ("changelog", "site")),
 )
 #: Pages other work writes: in the navigation when present, left out (no stub) when not.
