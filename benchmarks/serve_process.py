@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import selectors
 import subprocess
@@ -32,23 +33,30 @@ class Serve:
         ready = workers or 1
         shared = 0
         assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        pending = b""
         deadline = time.monotonic() + 30
         with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            sel.register(fd, selectors.EVENT_READ)
             while time.monotonic() < deadline:
                 if not sel.select(timeout=1):
                     continue
-                line = self.proc.stdout.readline().decode(errors="replace")
-                if not line:
+                chunk = os.read(fd, 65536)  # not readline: lines left in a buffer wait forever
+                if not chunk:
                     break
-                self.lines.append(line.rstrip())
-                found = _WORKER.search(line)
-                if found:
-                    pid = int(found.group(1))
-                    self.pids.append(pid)
-                    uas_bench.pin(pid, core)
-                if (workers is None and line.startswith("serving on udp")) or "(shared)" in line:
-                    shared += 1
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    line = raw.decode(errors="replace")
+                    self.lines.append(line)
+                    found = _WORKER.search(line)
+                    if found:
+                        pid = int(found.group(1))
+                        self.pids.append(pid)
+                        uas_bench.pin(pid, core)
+                    if (
+                        workers is None and line.startswith("serving on udp")
+                    ) or "(shared)" in line:
+                        shared += 1
                 if shared >= ready:
                     return
         self.stop()

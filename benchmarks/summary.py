@@ -61,8 +61,15 @@ def _uac(r: dict[str, Any]) -> Iterator[Row]:
     if cpu is not None:
         yield "uac", "UAC CPU/call, sippy / ours", cpu, "(report)", None
     per_call = r.get("memory_bytes_per_call")
-    yield "uac", "KB per established outgoing call", None if per_call is None else per_call / 1000, \
-        "<= 10 KB", None if per_call is None else per_call <= 10_000  # fmt: skip
+    yield "uac", "KB per outgoing call, RSS, 10,000 calls", \
+        None if per_call is None else per_call / 1000, "<= 10 KB", \
+        None if per_call is None else per_call <= 10_000  # fmt: skip
+    traced = r.get("memory_traced_bytes_per_call") or {}
+    for when in ("peak", "steady"):
+        value = traced.get(when)
+        if value is not None:
+            yield "uac", f"KB per outgoing call, traced heap, {when}", value / 1000, \
+                "(report)", None  # fmt: skip
 
 
 def _latency(r: dict[str, Any]) -> Iterator[Row]:

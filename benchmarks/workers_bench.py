@@ -38,7 +38,7 @@ def _step(workers: int, rate: float, seconds: float, tmp: Path) -> dict[str, Any
         port = int(server.argv[server.argv.index("--listen") + 1].rsplit(":", 1)[1])
         argv = uas_bench.sipp_argv(
             sipp, port, workdir, rate=rate, calls=calls, pause_ms=PAUSE_MS,
-            extra=["-t", "un", "-max_socket", "60000", "-recv_timeout", "10s", "-pause_msg_ign"],
+            extra=["-t", "un", "-max_socket", "15000", "-recv_timeout", "10s", "-pause_msg_ign"],
         )  # fmt: skip
         cpu0, wall0 = server.cpu_seconds(), time.monotonic()
         uas_bench.run_sipp(argv, workdir, None, deadline=calls / rate + PAUSE_MS / 1000 + 60)

@@ -44,11 +44,12 @@ def _sample(label: str, calls: int) -> dict[str, Any]:
 _snapshots: list[tracemalloc.Snapshot] = []
 
 
-def _top_sites(calls: int, limit: int = 12) -> list[dict[str, Any]]:
-    if len(_snapshots) < 2 or not calls:
+def _top_sites(calls: int, which: int, limit: int = 20) -> list[dict[str, Any]]:
+    """The largest allocation sites of snapshot ``which`` against the one before any call."""
+    if len(_snapshots) <= which or not calls:
         return []
     rows = []
-    for stat in _snapshots[1].compare_to(_snapshots[0], "lineno")[:limit]:
+    for stat in _snapshots[which].compare_to(_snapshots[0], "lineno")[:limit]:
         frame = stat.traceback[0]
         where = frame.filename.split("site-packages/")[-1].split("wp-scale/")[-1]
         rows.append({"site": f"{where}:{frame.lineno}", "bytes_per_call": stat.size_diff / calls})
@@ -111,7 +112,8 @@ async def main(host: str, port: int, rate: float, calls: int, pause: float, hold
         }
         if hold:
             result["samples"] = samples
-            result["top_sites"] = _top_sites(counts["answered"])
+            result["top_sites"] = _top_sites(counts["answered"], 2)
+            result["top_sites_peak"] = _top_sites(counts["answered"], 1)
         report(result)
         if hold:
             os._exit(0)  # the held calls are abandoned, not hung up

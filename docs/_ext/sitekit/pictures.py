@@ -292,6 +292,15 @@ def plot_result(path: Path, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     tree = json.loads(path.read_text())
+    if isinstance(tree, Mapping) and "benchmark" in tree:
+        # One benchmark's record (python -m benchmarks --json-dir): its own plot.
+        import sys
+
+        sys.path.insert(0, str(path.resolve().parent.parent.parent))  # the repository root
+        from benchmarks.plots import plot
+
+        plot(tree, out)
+        return
     metrics = _stack_rates(tree)
     if metrics:
         fig, axes = plt.subplots(
@@ -335,8 +344,8 @@ def results_markdown(srcdir: Path) -> str:
     if not files:
         return (
             "No result files are committed under `docs/data/` yet: the figures above are the "
-            "measurements. `python -m benchmarks --json docs/data/benchmarks.json` writes one, "
-            "and the next build plots it here.\n"
+            "measurements. `python -m benchmarks --json-dir docs/data` writes one per benchmark, "
+            "and the next build plots them here.\n"
         )
     return "\n".join(
         f"\n```{{figure}} /{GENERATED}/result-{p.stem}.svg\n:alt: {p.name}\n:width: 100%\n\n"
