@@ -162,6 +162,72 @@ def test_a_killed_worker_is_restarted_and_the_port_keeps_answering() -> None:
         sup.stop()
 
 
+def test_ctrl_c_stops_every_worker_and_exits_130() -> None:
+    """SIGINT to the supervisor (Ctrl-C; the workers are in their own process group, so only
+    the supervisor gets it): every worker is stopped, one line, exit 130, as every command."""
+    sup, port, pids = _start(2)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind((HOST, 0))
+            assert _options(client, port, 1).status_code == 200
+        sup.proc.send_signal(signal.SIGINT)
+        assert sup.proc.wait(WAIT) == 128 + signal.SIGINT
+        assert _wait_gone(list(pids.values()))
+        sup.wait_for(r"worker 0 \(pid \d+\) stopped")
+        sup.wait_for(r"worker 1 \(pid \d+\) stopped")
+        assert sup.lines[-1] == "trio-sip: interrupted", sup.lines
+        assert not any("Traceback" in line for line in sup.lines), sup.lines
+    finally:
+        sup.stop()
+
+
+async def test_sigterm_to_the_supervisor_hangs_up_the_workers_calls_and_exits_143() -> None:
+    """16 calls up from 16 source ports, spread over two workers; SIGTERM to the supervisor:
+    each worker gets SIGTERM and hangs up its calls (every caller gets a BYE), the supervisor
+    exits 143 with one line."""
+    import trio
+
+    from trio_sip import EndReason, open_user_agent
+
+    sup, port, _ = await trio.to_thread.run_sync(_start, 2, "--quiet", "--report-every", "0.3")
+    answered: list[int] = []
+    ended: list[EndReason] = []
+
+    async def held_call(number: int) -> None:
+        async with (
+            open_user_agent([("UDP", HOST, 0)], aor=f"sip:c{number}@{HOST}") as ua,
+            ua.call(f"sip:serve@{HOST}:{port}") as call,
+        ):
+            await call.wait_answered()
+            answered.append(number)
+            ended.append((await call.wait_ended()).reason)
+
+    try:
+        with trio.fail_after(WAIT):
+            async with trio.open_nursery() as nursery:
+                for number in range(16):
+                    nursery.start_soon(held_call, number)
+                while len(answered) < 16:
+                    await trio.sleep(0.05)
+                while sum(_answered_per_worker(sup).values()) < 16:  # their next reports
+                    await trio.sleep(0.05)
+                per_worker = _answered_per_worker(sup)
+                sup.proc.send_signal(signal.SIGTERM)
+        status = await trio.to_thread.run_sync(sup.proc.wait, WAIT)
+        await trio.to_thread.run_sync(sup.wait_for, r"^trio-sip: terminated$")
+    finally:
+        sup.stop()
+    assert status == 128 + signal.SIGTERM
+    assert ended == [EndReason.REMOTE_HANGUP] * 16  # the workers' BYEs
+    assert min(per_worker.get(w, 0) for w in "01") > 0, per_worker  # both held calls
+
+
+def _answered_per_worker(sup: Supervisor) -> dict[str, int]:
+    """Worker index -> its calls answered so far, from each worker's latest count line."""
+    reports = [m for m in map(re.compile(r"w(\d+) +(\d+) answered").search, sup.lines) if m]
+    return {m.group(1): int(m.group(2)) for m in reports}
+
+
 def _call(sock: socket.socket, port: int, number: int) -> tuple[str, str]:
     """INVITE and ACK from ``sock``; the dialog's (Call-ID, To with its tag)."""
     src = sock.getsockname()
@@ -329,3 +395,15 @@ async def test_serve_workers_refuses_a_bad_count() -> None:
     for bad in (0, -1, True):
         with pytest.raises(ConfigError, match="workers"):
             await serve_workers([sys.executable, "-c", "pass"], [("UDP", HOST, 0)], bad)
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "257"])
+def test_serve_refuses_a_bad_worker_count_naming_the_option(bad: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_sip", "serve", "--workers", bad, "--listen", f"UDP:{HOST}:0"],
+        capture_output=True, text=True, timeout=WAIT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"trio-sip serve: --workers={bad} is not allowed: an integer from 1 to 256"
+    ], result.stderr

@@ -5,17 +5,15 @@ The supervisor binds the listeners once per worker with ``SO_REUSEPORT``
 times with the same options (``--listen`` replaced by the bound addresses, ``--workers``
 left out); each worker takes its sockets from the environment (``current_worker``) and prints
 its lines prefixed ``w<index>``. A worker that dies is started again; SIGINT or SIGTERM stops
-them all (SIGTERM, each worker hangs up its calls) and the supervisor exits 130 / 143.
+them all (SIGTERM, each worker hangs up its calls) and the supervisor exits 130 / 143
+(``_signals``, as every command).
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from typing import TextIO
-
-import trio
 
 from ..config import EndpointConfig
 from ..proto.errors import ConfigError
@@ -61,39 +59,25 @@ def worker_argv(args: argparse.Namespace, listeners: list[SharedListener]) -> li
 
 
 async def supervise(args: argparse.Namespace, out: TextIO, config: EndpointConfig) -> int:
-    """Run ``args.workers`` workers until they are done (each after ``--calls``) or a SIGINT
-    or SIGTERM stops them; the exit status (0, or 128 + the signal number)."""
+    """Run ``args.workers`` workers until they are done (each after ``--calls``): 0.
+
+    SIGINT and SIGTERM are the command's (``_signals.run_interruptible``): the first one
+    cancels this, ``serve_workers`` stops every worker (SIGTERM, then SIGKILL after 5 s) in its
+    shielded cleanup, and ``main`` prints one line and exits 130 / 143 as every command does."""
     view = View(out)
-    status = 0
 
     def on_event(event: WorkerEvent) -> None:
         view.say(event.text)
 
+    def command(listeners: list[SharedListener]) -> list[str]:
+        # Called once the sockets are bound, before any worker starts.
+        for listener in listeners:
+            host = f"[{listener.host}]" if ":" in listener.host else listener.host
+            where = f"{listener.transport.lower()}:{host}:{listener.port}"
+            print(f"serving on {where}", file=out, flush=True)
+        print(f"{args.workers} workers (SO_REUSEPORT)", file=out, flush=True)
+        return worker_argv(args, listeners)
+
     listen = [(a.transport, a.host, a.port) for a in config.listen]
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def stop_on_signal() -> None:
-                nonlocal status
-                async for signum in signals:
-                    status = 128 + signum
-                    view.say(f"{signal.Signals(signum).name}: stopping the workers")
-                    nursery.cancel_scope.cancel()
-                    return
-
-            def command(listeners: list[SharedListener]) -> list[str]:
-                # Called once the sockets are bound, before any worker starts.
-                for listener in listeners:
-                    host = f"[{listener.host}]" if ":" in listener.host else listener.host
-                    where = f"{listener.transport.lower()}:{host}:{listener.port}"
-                    print(f"serving on {where}", file=out, flush=True)
-                print(f"{args.workers} workers (SO_REUSEPORT)", file=out, flush=True)
-                return worker_argv(args, listeners)
-
-            async def run_workers() -> None:
-                await serve_workers(command, listen, args.workers, on_event=on_event)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(stop_on_signal)
-            nursery.start_soon(run_workers)
-    return status
+    await serve_workers(command, listen, args.workers, on_event=on_event)
+    return 0
