@@ -344,25 +344,28 @@ def _which_error(sockets: list[socket.socket], destination: tuple[str, int]) -> 
     raise AssertionError(f"no ICMP error for {destination}")
 
 
-#: A worker program: a user agent on the shared sockets for ``seconds``, then exit 0.
+#: A worker program: a user agent on the shared sockets until the file ``argv[1]`` exists
+#: (bounded: 60 s), then exit 0.
 WORKER = """
-import sys, trio
+import os, sys, trio
 from trio_sip.ua import open_user_agent
 from trio_sip.workers import current_worker
 
 async def main():
     worker = current_worker()
     async with open_user_agent(worker.listen, aor="sip:w@127.0.0.1", backend=worker.backend):
-        print("ready", worker.index, worker.count, flush=True)
-        await trio.sleep(float(sys.argv[1]))
+        with trio.move_on_after(60):
+            while not os.path.exists(sys.argv[1]):
+                await trio.sleep(0.05)
 
 trio.run(main)
 """
 
 
-async def test_serve_workers_runs_until_every_worker_is_done() -> None:
+async def test_serve_workers_runs_until_every_worker_is_done(tmp_path: Path) -> None:
     """The API: two workers on a port the supervisor picked, each an ``open_user_agent`` with
-    ``current_worker().backend``; both answer OPTIONS through the one port, exit 0, are not
+    ``current_worker().backend``; both answer OPTIONS through the one port (sent before they
+    are up: the datagrams wait in the shared sockets), exit 0 when told to, are not
     restarted, and ``serve_workers`` returns."""
     import trio
 
@@ -370,19 +373,20 @@ async def test_serve_workers_runs_until_every_worker_is_done() -> None:
     from trio_sip.workers import WorkerEvent, serve_workers
 
     events: list[WorkerEvent] = []
-    with trio.fail_after(WAIT):
+    done = tmp_path / "done"
+    with trio.fail_after(3 * WAIT):  # two Python processes starting on a loaded machine
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(
                 lambda task_status: serve_workers(
-                    [sys.executable, "-c", WORKER, "3"], [("UDP", HOST, 0)], 2,
+                    [sys.executable, "-c", WORKER, str(done)], [("UDP", HOST, 0)], 2,
                     on_event=events.append, task_status=task_status,
                 )
             )  # fmt: skip
             (listener,) = listeners
             assert listener.port != 0 and len(listener.fds) == 2
-            await trio.sleep(1.5)  # the workers start (an OPTIONS sent earlier would wait)
             async with open_user_agent([("UDP", HOST, 0)], aor="sip:t@127.0.0.1") as ua:
                 answers = [await ua.options(f"sip:w@{HOST}:{listener.port}") for _ in range(4)]
+            done.touch()
     assert [r.status_code for r in answers] == [200] * 4
     kinds = sorted((e.kind, e.index) for e in events)
     assert kinds == [("exited", 0), ("exited", 1), ("started", 0), ("started", 1)], events
