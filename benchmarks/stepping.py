@@ -1,7 +1,8 @@
 """Rate stepping shared by the ``uac`` and ``workers`` benchmarks (as ``uas`` does it).
 
-Rates double from ``start`` until one is not sustained, then two bisections between the last
-sustained and the first failed rate; a step is one fresh run of ``step(rate)`` which returns a
+Rates double from ``start`` until one is not sustained (halve from it down to ``floor`` when
+``start`` itself is not), then two bisections between the last sustained and the first failed
+rate; a step is one fresh run of ``step(rate)`` which returns a
 dict with at least ``sustained`` (bool) and, for the printout, ``detail``.
 """
 
@@ -23,6 +24,7 @@ def search(
     limit: float = 6400,
     budget: float = 300,
     bisections: int = 2,
+    floor: float = 10,
 ) -> dict[str, Any]:
     """Step ``step`` up to its highest sustained rate; steps stop after ``budget`` seconds."""
     steps: list[dict[str, Any]] = []
@@ -46,6 +48,14 @@ def search(
         else:
             worst = rate
             break
+    # The first rate failed (a loaded machine): halve down to ``floor`` for a sustained one.
+    while not best and worst is not None and worst / 2 >= floor:
+        if time.monotonic() - began > budget:
+            break
+        if one(worst / 2):
+            best = worst / 2
+        else:
+            worst /= 2
     if worst is not None and best:
         for _ in range(bisections):
             if time.monotonic() - began > budget:
