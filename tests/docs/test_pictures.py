@@ -64,3 +64,34 @@ def test_benchmark_json_is_plotted_per_stack_and_message(tmp_path: Path) -> None
         out = tmp_path / f"{name}.svg"
         pictures.plot_result(path, out)
         assert "<svg" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (REPO / "docs" / "data").glob("*.json")) or ["(none)"]
+)
+def test_benchmark_records_under_docs_data_are_plotted(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each record ``python -m benchmarks --json-dir docs/data`` wrote is drawn, by its
+    benchmark's own plot (benchmarks/plots.py) when there is one."""
+    path = REPO / "docs" / "data" / name
+    if not path.exists():
+        pytest.skip("no records under docs/data/")
+    out = tmp_path / "plot.svg"
+    pictures.plot_result(path, out)
+    assert "<svg" in out.read_text()
+    record = json.loads(path.read_text())
+    sys.path.insert(0, str(REPO))
+    from benchmarks import plots
+
+    if isinstance(record, dict) and record.get("benchmark") in plots.PLOTS:
+        own = plots.PLOTS[record["benchmark"]]
+        drawn: list[object] = []
+
+        def spy(rec: object, plt: object) -> object:
+            drawn.append(rec)
+            return own(rec, plt)  # type: ignore[arg-type]
+
+        monkeypatch.setitem(plots.PLOTS, record["benchmark"], spy)
+        pictures.plot_result(path, tmp_path / "again.svg")
+        assert drawn == [record]
