@@ -50,7 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--list", action="store_true", help="list the benchmarks and stacks, then exit"
     )
+    parser.add_argument(
+        "--table-from",
+        metavar="DIR",
+        help="run nothing: the table of targets (and --plots) from the records in DIR/*.json",
+    )
     args = parser.parse_args(argv)
+    if args.table_from:
+        return _from_records(Path(args.table_from), args.plots)
 
     if args.list:
         from benchmarks.peers import ADAPTERS
@@ -90,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plots(out: Path, results: dict[str, Any], described: dict[str, Any]) -> None:
+    from benchmarks import machine
+
     try:
         from benchmarks import plots
     except ImportError as exc:  # pragma: no cover - matplotlib is the bench session's
@@ -101,11 +110,33 @@ def _plots(out: Path, results: dict[str, Any], described: dict[str, Any]) -> Non
             continue
         path = out / f"{name}.svg"
         try:
-            plots.plot({"benchmark": name, "machine": described, **result}, path)
+            plots.plot(machine.record(name, result, described), path)
         except ImportError as exc:
             print(f"no plots: {exc}")
             return
+        except Exception as exc:  # a plot is not worth the run's table
+            print(f"no plot for {name}: {type(exc).__name__}: {exc}")
+            continue
         print(f"plot: {path}")
+
+
+def _from_records(source: Path, plots_dir: str | None) -> int:
+    from benchmarks import summary
+
+    records = {p.stem: json.loads(p.read_text()) for p in sorted(source.glob("*.json"))}
+    results = {r.get("benchmark", name): r for name, r in records.items() if isinstance(r, dict)}
+    for record in results.values():  # written before machine.record moved a result's own
+        if not isinstance(record.get("machine"), dict):
+            record["result_machine"] = record.pop("machine", None)
+            record["machine"] = {}
+    results = {name: results[name] for name in BENCHMARKS if name in results}
+    if plots_dir:
+        for name, record in results.items():
+            _plots(Path(plots_dir), {name: record}, record.get("machine") or {})
+    loads = [r["machine"]["load_at_start"] for r in results.values() if r["machine"]]
+    print(f"Targets (from {source}; load average at the start {loads[0] if loads else '?'}):")
+    print(summary.table(results))
+    return 0
 
 
 if __name__ == "__main__":

@@ -79,8 +79,15 @@ def describe() -> dict[str, Any]:
     }
 
 
+def record(name: str, result: dict[str, Any], machine: dict[str, Any]) -> dict[str, Any]:
+    """``{"benchmark", "machine", ...result}``; a result's own ``machine`` (``parse`` keeps
+    ``platform.machine()`` there) becomes ``result_machine``."""
+    own = {("result_machine" if k == "machine" else k): v for k, v in result.items()}
+    return {"benchmark": name, "machine": machine, **own}
+
+
 def save(path: Path, name: str, result: dict[str, Any], machine: dict[str, Any]) -> None:
     """One benchmark's result as JSON: ``{"benchmark", "machine", "load_at_end", ...}``."""
-    record = {"benchmark": name, "machine": machine, "load_at_end": load(), **result}
+    record_ = {**record(name, result, machine), "load_at_end": load()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    path.write_text(json.dumps(record_, indent=1, default=str) + "\n")

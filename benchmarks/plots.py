@@ -28,7 +28,9 @@ def _plt() -> Any:
 
 
 def _subtitle(record: Mapping[str, Any]) -> str:
-    machine = record.get("machine") or {}
+    machine = record.get("machine")
+    if not isinstance(machine, Mapping):
+        machine = {}
     versions = machine.get("versions") or {}
     load = machine.get("load_at_start")
     parts = [
