@@ -411,3 +411,33 @@ def test_serve_refuses_a_bad_worker_count_naming_the_option(bad: str) -> None:
     assert result.stderr.strip().splitlines() == [
         f"trio-sip serve: --workers={bad} is not allowed: an integer from 1 to 256"
     ], result.stderr
+
+
+#: A worker that writes what ``current_worker()`` told it to ``argv[1]`` + its index, exits 0.
+REPORTER = """
+import sys
+from trio_sip import Worker, current_worker
+
+w = current_worker()
+with open(sys.argv[1] + str(w.index), "w") as out:
+    out.write(f"{isinstance(w, Worker)} {w.index} {w.count} {w.listen[0][0]} {w.listen[0][2]}")
+"""
+
+
+def test_run_workers_starts_each_worker_with_its_index_and_returns_zero(tmp_path: Path) -> None:
+    from trio_sip import Worker, WorkerEvent, current_worker, run_workers
+
+    assert current_worker() is None  # this process was not started by a supervisor
+    events: list[object] = []
+    status = run_workers(
+        [sys.executable, "-c", REPORTER, str(tmp_path / "w")], [("UDP", HOST, 0)], 2,
+        on_event=events.append,
+    )  # fmt: skip
+    assert status == 0
+    assert all(isinstance(e, WorkerEvent) for e in events)
+    kinds = sorted((e.kind, e.index) for e in events if isinstance(e, WorkerEvent))
+    assert kinds == [("exited", 0), ("exited", 1), ("started", 0), ("started", 1)]
+    reports = [(tmp_path / f"w{i}").read_text().split() for i in range(2)]
+    assert [r[:4] for r in reports] == [["True", "0", "2", "UDP"], ["True", "1", "2", "UDP"]]
+    assert reports[0][4] == reports[1][4] != "0"  # one port, the one the supervisor bound
+    assert not isinstance(current_worker(), Worker)
