@@ -57,6 +57,7 @@ TOP_LEVEL: Final = frozenset(
         "ConnectionStatus",
         "CredentialStore",
         "CSeq",
+        "current_worker",
         "DigestClient",
         "DnsError",
         "DnspythonResolver",
@@ -127,7 +128,9 @@ TOP_LEVEL: Final = frozenset(
         "Response",
         "RetransmitTimeoutEvent",
         "Retrieved",
+        "run_workers",
         "SdpError",
+        "serve_workers",
         "SessionDescription",
         "SessionEvent",
         "SipError",
@@ -153,6 +156,8 @@ TOP_LEVEL: Final = frozenset(
         "UaSubscription",
         "UserAgent",
         "Via",
+        "Worker",
+        "WorkerEvent",
     }
 )
 

@@ -97,6 +97,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("ua", frozenset({"ua"})),
     # Siblings: the geo-redundant endpoint, and the SIP site (proxy and its registrar).
     ("endpoint / proxy", frozenset({"endpoint", "proxy", "registrar"})),
+    # N processes sharing the listening sockets (serve --workers): uses the transports only.
+    ("workers", frozenset({"workers"})),
     # The public API (trio_sip/__init__.py re-exports every layer below).
     ("api", frozenset({"__init__"})),
     ("cli", frozenset({"cli", "__main__"})),
