@@ -72,7 +72,7 @@ from trio_sip.transports.pool import TransportLayer
 
 from ._client import ClientTransaction
 from ._driving import _Transaction
-from ._receive import Handler, StrayHook, _Receiver
+from ._receive import Handler, StrayHook, SyncHandler, _Receiver
 from ._server import IncomingRequest
 from ._timeouts import TimeoutCallback, TimeoutEvent, TimeoutHub, TimeoutStream
 
@@ -134,6 +134,8 @@ class Stack(_Receiver):
         self.timer_config = timer_config
         self.role = role
         self._handler = handler
+        #: Tried before ``handler`` (set by a user agent; see ``_Receiver._dispatch``).
+        self._sync_handler: SyncHandler | None = None
         self._on_stray = on_stray
         self._rng = rng
         self._check = check_requests

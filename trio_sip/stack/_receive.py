@@ -62,12 +62,16 @@ from ._server import IncomingRequest
 if TYPE_CHECKING:
     from ._core import Stack
 
-__all__ = ["Handler", "StrayHook"]
+__all__ = ["Handler", "StrayHook", "SyncHandler"]
 
 logger = logging.getLogger("trio_sip.stack")
 
 Handler = Callable[[IncomingRequest], Awaitable[object]]
 StrayHook = Callable[[Request | Response, Flow], object]
+#: The owner's synchronous handler (a user agent's ``_handle_now``): True when it took the
+#: request -- answered it, or handed it to something that answers it later and then calls
+#: ``Stack._release`` -- False when the async handler should run (in a task).
+SyncHandler = Callable[[IncomingRequest], bool]
 
 
 class _Receiver:
@@ -81,6 +85,7 @@ class _Receiver:
     _table: TransactionTable
     _live: dict[Key, ClientTransaction | IncomingRequest]
     _handler: Handler | None
+    _sync_handler: SyncHandler | None
     _on_stray: StrayHook | None
     _rng: random.Random
     _check: bool
@@ -223,6 +228,10 @@ class _Receiver:
     def _dispatch(self, incoming: IncomingRequest) -> None:
         """A new request was delivered by its server transaction: hand it to the TU."""
         if self._handler is not None:
+            # A request the owner answers without awaiting costs no task (and no cancel scope).
+            sync = self._sync_handler
+            if sync is not None and self._handle_now(sync, incoming):
+                return
             self._counts["handlers"] += 1
             self._nursery.start_soon(self._run_handler, self._handler, incoming)
             return
@@ -252,9 +261,26 @@ class _Receiver:
                 self._respond_quietly(incoming, 487)
         finally:
             self._counts["handlers"] -= 1
-            incoming._handled = True
-            if not incoming._done:
-                incoming._compact()
+            self._release(incoming)
+
+    def _handle_now(self, sync: SyncHandler, incoming: IncomingRequest) -> bool:
+        """Run the synchronous handler; an exception is a handler fault, as in a task."""
+        try:
+            taken = sync(incoming)
+        except Exception as exc:
+            self._respond_quietly(incoming, 500)
+            self.faults.record("handler", exc, repr(incoming))
+            taken = True
+        if taken and _answered(incoming):
+            self._release(incoming)
+        return taken
+
+    def _release(self, incoming: IncomingRequest) -> None:
+        """Nobody will answer ``incoming`` any more (its handler returned, or the owner it was
+        handed to decided): once it only lingers, its parsed views go (``_compact``)."""
+        incoming._handled = True
+        if not incoming._done:
+            incoming._compact()
 
     def _respond_quietly(self, incoming: IncomingRequest, status: int) -> None:
         """Answer ``status`` unless a final response went out (or the transaction ended). When

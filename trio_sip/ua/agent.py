@@ -77,6 +77,11 @@ logger = logging.getLogger("trio_sip.ua")
 
 ALLOW = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "MESSAGE")
 _DIALOG_ONLY = frozenset({"BYE", "INFO", "UPDATE", "PRACK"})
+#: A new INVITE that finds the ``incoming_calls()`` queue full waits this long for room (a
+#: burst: the application takes calls one per round or two) before it is answered 486, ...
+QUEUE_WAIT = 1.0
+#: ... and at most this many times ``incoming_queue`` calls wait so (the rest get 486 at once).
+OVERFLOW_FACTOR = 4
 RequestHandler = Callable[[IncomingRequest], Awaitable[object]]
 
 
@@ -160,6 +165,9 @@ class UserAgent:
         self._messages_in, self._messages_out = trio.open_memory_channel[IncomingMessage](
             incoming_queue
         )
+        # INVITEs waiting for room in a full incoming-call queue (``_queue_call``).
+        self._overflow = 0
+        self._overflow_max = OVERFLOW_FACTOR * incoming_queue
         self._closed = False
         self._closing = trio.Event()
         self._timeout_hub: TimeoutHub[AgentTimeout] = TimeoutHub(on_timeout, stack._hook_failed)
@@ -450,10 +458,9 @@ class UserAgent:
             return
         if method == "INVITE":
             ringing = IncomingCall(self, incoming)
-            try:
-                self._incoming_in.send_nowait(ringing)
-            except (trio.WouldBlock, trio.ClosedResourceError):
-                await incoming.respond(486)
+            if not await self._queue_call(ringing):
+                self.stack._respond_quietly(incoming, 486)  # unless a CANCEL's 487 went out
+                await trio.lowlevel.checkpoint()
                 return
             await ringing._serve()
         elif method == "MESSAGE":
@@ -467,19 +474,78 @@ class UserAgent:
         else:
             await self._answer_other(incoming)
 
+    def _handle_now(self, incoming: IncomingRequest) -> bool:
+        """The stack's synchronous handler: what needs no await is done here, in the starter's
+        round, without a task or a cancel scope -- a new INVITE that finds room in the
+        ``incoming_calls()`` queue (the IncomingCall releases the transaction when decided),
+        a BYE, an out-of-dialog OPTIONS. False: ``_handle`` runs in a task."""
+        request = incoming.request
+        method = request.method
+        if method in self._routes:
+            return False
+        if request.to.tag is not None:
+            if method != "BYE":
+                return False
+            found = self.dialogs.check_request(request)
+            if isinstance(found, Response):
+                incoming._respond_now(found)
+                return True
+            call = self._calls.get(found.id) if isinstance(found, Dialog) else None
+            if call is None:
+                incoming._respond_now(incoming.make_response(481))
+            else:
+                call._on_bye(incoming)
+            return True
+        if method == "INVITE":
+            ringing = IncomingCall(self, incoming)
+            try:
+                self._incoming_in.send_nowait(ringing)
+            except (trio.WouldBlock, trio.ClosedResourceError):
+                return False  # ``_handle`` waits for room, or answers 486
+            ringing._handed()
+            return True
+        if method == "OPTIONS":
+            incoming._respond_now(incoming.make_response(200, headers=self._options_headers()))
+            return True
+        return False
+
+    async def _queue_call(self, ringing: IncomingCall) -> bool:
+        """Put a new call in the ``incoming_calls()`` queue. When it is full, wait up to
+        ``QUEUE_WAIT`` seconds for room (a burst the application takes in a moment), at most
+        ``OVERFLOW_FACTOR`` times ``incoming_queue`` calls at a time; False: no room (486)."""
+        try:
+            self._incoming_in.send_nowait(ringing)
+            return True
+        except trio.ClosedResourceError:
+            return False
+        except trio.WouldBlock:
+            pass
+        if self._overflow >= self._overflow_max:
+            return False
+        self._overflow += 1
+        try:
+            with trio.move_on_after(QUEUE_WAIT):
+                await self._incoming_in.send(ringing)
+                return True
+            return False
+        except trio.ClosedResourceError:
+            return False
+        finally:
+            self._overflow -= 1
+
+    def _options_headers(self) -> list[tuple[str, str]]:
+        return [
+            ("Allow", self._allow_text),
+            ("Accept", "application/sdp"),
+            ("Supported", ""),
+            ("Contact", self._contact_text),
+        ]
+
     async def _answer_other(self, incoming: IncomingRequest) -> None:
         """OPTIONS: 200 with our capabilities (§11.2); any other method: 405 with Allow."""
         allow = ("Allow", self._allow_text)
         if incoming.method == "OPTIONS":
-            await incoming.respond(
-                200,
-                headers=[
-                    allow,
-                    ("Accept", "application/sdp"),
-                    ("Supported", ""),
-                    ("Contact", self._contact_text),
-                ],
-            )
+            await incoming.respond(200, headers=self._options_headers())
         else:
             await incoming.respond(405, headers=[allow])
 
@@ -658,6 +724,7 @@ async def open_user_agent(
                 user_agent=user_agent, proxies=proxies, on_timeout=on_timeout,
             )  # fmt: skip
             holder.append(ua)
+            stack._sync_handler = ua._handle_now
             try:
                 yield ua
             finally:

@@ -766,8 +766,8 @@ class Call:
         """An in-dialog request the dialog accepted (§12.2.2)."""
         method = incoming.method
         if method == "BYE":
-            await incoming.respond(200)
-            self._finish(EndReason.REMOTE_HANGUP, None)
+            self._on_bye(incoming)
+            await trio.lowlevel.checkpoint()
         elif method == "INVITE":
             await self._on_reinvite(incoming)
         elif method in ("INFO", "MESSAGE"):
@@ -776,6 +776,11 @@ class Call:
             self._emit(kind(incoming.request))
         else:
             await self._ua._answer_other(incoming)
+
+    def _on_bye(self, incoming: IncomingRequest) -> None:
+        """A BYE the dialog accepted: 200, and the call ends (no await: no handler task)."""
+        incoming._respond_now(incoming.make_response(200))
+        self._finish(EndReason.REMOTE_HANGUP, None)
 
     async def _on_reinvite(self, incoming: IncomingRequest) -> None:
         """A re-INVITE from the remote side: answer its offer with answer_for (§14.2)."""

@@ -1,11 +1,14 @@
 # Incoming calls: the UAS side of an initial INVITE (RFC 3261 §13.3, §12.1.1, §9.2).
 #
-# Theory of operation: the agent's request handler wraps a new INVITE in an IncomingCall and
-# hands it to the application (``ua.incoming_calls()``); the handler task then stays until the
-# application decides (the stack answers 500 for a handler that returns without a final
-# response), watching for a CANCEL meanwhile. ``ring()`` sends 180 with our Contact (an early
-# dialog at the caller). ``accept()`` answers the offer with ``sdp.answer_for`` (or offers our
-# SDP when the INVITE had none: the ACK brings the answer, §13.2.1), sends the 200 through the
+# Theory of operation: the agent wraps a new INVITE in an IncomingCall and hands it to the
+# application (``ua.incoming_calls()``). When the queue has room this happens synchronously in
+# the stack's starter (no task): the IncomingCall then tells the stack when the application
+# decided or a CANCEL came (``_decide`` -> ``Stack._release``). Only a call that must wait for
+# room has a handler task, which stays until the application decides (the stack answers 500
+# for a handler that returns without a final response). ``ring()`` sends 180 with our
+# Contact (an early dialog at the caller). ``accept()`` answers the offer with
+# ``sdp.answer_for`` (or offers our SDP when the INVITE had none: the ACK brings the answer,
+# §13.2.1), sends the 200 through the
 # server transaction (RFC 6026 Accepted state), creates the UAS dialog (§12.1.1: route set from
 # Record-Route in order, remote target from Contact) and starts the AckWait machine, which
 # resends the 200 until the ACK and sends a BYE after 64*T1 without one (§13.3.1.4). A CANCEL
@@ -268,13 +271,25 @@ class IncomingCall:
         if self._decided:
             return
         self._decided = True
-        self._incoming._cancel_hook = None  # the transaction lingers; it need not keep us
+        incoming = self._incoming
+        incoming._cancel_hook = None  # the transaction lingers; it need not keep us
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
             trio.lowlevel.reschedule(waiter)
+        else:
+            self._ua.stack._release(incoming)  # no handler task: the stack's own bookkeeping
+
+    def _handed(self) -> None:
+        """Taken by the agent without a handler task (``UserAgent._handle_now``): a CANCEL
+        (or the decision) releases the transaction; nothing parks."""
+        if self._incoming.cancelled:
+            self._decide()
+        else:
+            self._incoming._cancel_hook = self._decide
 
     async def _serve(self) -> None:
-        """The agent's handler task: stay until a decision or a CANCEL (see module comment).
+        """The agent's handler task, for a call that waited for room in the queue: stay until
+        a decision or a CANCEL (see module comment).
 
         The stack calls the request's cancel hook synchronously when a CANCEL matches, so no
         watcher task is needed."""
