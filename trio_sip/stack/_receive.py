@@ -247,11 +247,7 @@ class _Receiver:
         try:
             await handler(incoming)
         except Exception as exc:
-            # A header of the request that does not parse, read by the handler, is the peer's
-            # fault (§8.2, §16.3: 400), as when the stack reads it; anything else is ours: 500.
-            status = (exc.status_hint or 400) if isinstance(exc, RemoteProtocolError) else 500
-            self._respond_quietly(incoming, status)
-            self.faults.record("handler", exc, repr(incoming))
+            self._handler_failed(incoming, exc)
         else:
             if not _answered(incoming) and not incoming.cancelled:
                 self._respond_quietly(incoming, 500)
@@ -268,12 +264,18 @@ class _Receiver:
         try:
             taken = sync(incoming)
         except Exception as exc:
-            self._respond_quietly(incoming, 500)
-            self.faults.record("handler", exc, repr(incoming))
+            self._handler_failed(incoming, exc)
             taken = True
         if taken and _answered(incoming):
             self._release(incoming)
         return taken
+
+    def _handler_failed(self, incoming: IncomingRequest, exc: Exception) -> None:
+        # A header of the request that does not parse, read by the handler, is the peer's
+        # fault (§8.2, §16.3: 400), as when the stack reads it; anything else is ours: 500.
+        status = (exc.status_hint or 400) if isinstance(exc, RemoteProtocolError) else 500
+        self._respond_quietly(incoming, status)
+        self.faults.record("handler", exc, repr(incoming))
 
     def _release(self, incoming: IncomingRequest) -> None:
         """Nobody will answer ``incoming`` any more (its handler returned, or the owner it was
