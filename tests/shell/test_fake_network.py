@@ -11,6 +11,7 @@ import trio
 import trio.testing
 import trustme
 
+from trio_sip import Limits
 from trio_sip.proto.errors import TransportError
 from trio_sip.proto.message import Request
 from trio_sip.proto.target import Target
@@ -200,7 +201,11 @@ async def test_idle_close_at_exact_virtual_time(
 ) -> None:
     net = FakeNetwork()
     config = TransportConfig(idle_timeout=30)
-    async with net.open_layer(A, config=config) as client, net.open_layer(B) as server:
+    patient = Limits(first_message_timeout=100)  # the server keeps a connection sending no message
+    async with (
+        net.open_layer(A, config=config) as client,
+        net.open_layer(B, limits=patient) as server,
+    ):
         tcp = await nursery.start(server.listen, "TCP", B, 5060)
         flow = await client.connect(Target("TCP", *tcp))
         await trio.sleep(10)

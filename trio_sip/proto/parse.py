@@ -438,6 +438,12 @@ class StreamFramer:
         """Bytes received but not yet returned as an event."""
         return bytes(self._buf)
 
+    @property
+    def in_message(self) -> bool:
+        """True while part of a message (not keep-alive CRLFs) is buffered: the message has
+        started and is not complete yet (the slowloris clock of the stream runs)."""
+        return bool(self._buf) and self._buf[0] != 13  # not "\r"
+
     def next_event(self) -> Request | Response | FramerEvent:
         if self._error is not None:
             raise ParseError(str(self._error), status_hint=self._error.status_hint)

@@ -44,6 +44,7 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from trio_sip.proto.limits import Limits
 from trio_sip.proto.message import Request, Response
 from trio_sip.proto.parse import parse_message
 from trio_sip.transports.base import Address, DatagramSocket, NetworkBackend, TransportConfig
@@ -345,10 +346,11 @@ class FakeNetwork:
         on_message: OnMessage | None = None,
         *,
         config: TransportConfig | None = None,
+        limits: Limits | None = None,
     ) -> AsyncIterator[TransportLayer]:
         """A real :class:`TransportLayer` whose sockets are on this network, at ``host``."""
         async with open_transport_layer(
-            on_message, config=config, backend=self.backend(host)
+            on_message, config=config, backend=self.backend(host), limits=limits
         ) as layer:
             yield layer
 

@@ -8,7 +8,13 @@ caller's, or its own with :func:`open_transport_layer`), like trio-websocket's
 
 * ``await nursery.start(layer.listen, "UDP" | "TCP" | "TLS", host, port)`` binds, reports the
   bound ``(host, port)`` through ``task_status`` and serves until the layer closes. TCP and TLS
-  are served by ``trio.serve_listeners`` with the layer's nursery as the handler nursery.
+  are served by :func:`~trio_sip.transports.accept.accept_loop` (capacity errors such as
+  EMFILE back off, logged once per interval) with a task per connection in the layer's
+  nursery; connections are capped in total and per source, TLS handshakes are bounded
+  (``trio_sip.Limits``, see :mod:`trio_sip.transports.accept`).
+* ``layer.admit_source``, when set (the stack sets it), is asked about the source address of
+  every datagram and accepted connection before anything is parsed: False drops it unread
+  (a source the stack's admission control found flooding).
 * Every received message is parsed once and handed to the single synchronous callback
   ``on_message(message, flow)``; requests first get ``received``/``rport`` in their top Via
   (§18.2.1, RFC 3581 §4). No task per message.
@@ -34,9 +40,10 @@ and closes that peer's flow; it never propagates into the nursery.
 
 from __future__ import annotations
 
-import functools
+import logging
 import math
 import ssl
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -51,6 +58,7 @@ from trio_sip.proto.parse import parse_message
 from trio_sip.proto.target import Target
 
 from . import binding
+from .accept import ConnectionGate, LogThrottle, accept_loop, connection_cap, descriptor_limit
 from .base import (
     Address,
     Flow,
@@ -64,9 +72,9 @@ from .base import (
     response_destination,
     stamp_via,
 )
-from .stream import StreamFlow, error_response_untrusted
+from .stream import StreamFlow, StreamPolicy, error_response_untrusted
 from .tcp import TrioBackend
-from .tls import client_context, wrap_client, wrap_server
+from .tls import HandshakeTimeout, client_context, wrap_client, wrap_server
 from .udp import UdpClientFlow, UdpListener, UdpServerFlow
 from .udp_socket import is_ip_literal
 
@@ -153,7 +161,20 @@ class TransportLayer:
         self.on_message = on_message
         self.config = config or TransportConfig()
         #: Message sizes, connection counts and stream timeouts (docs/security.md).
-        self.limits = limits or DEFAULT_LIMITS
+        self.limits = limits = limits or DEFAULT_LIMITS
+        #: What the layer refused or closed, by kind (``connections_refused``,
+        #: ``tls_handshake_timeouts``, ``message_read_timeouts``, ``first_message_timeouts``,
+        #: ``messages_too_large``, ``sources_dropped``...; docs/security.md).
+        self.counters: Counter[str] = Counter()
+        #: ``admit_source(ip) -> bool``, asked before anything from ``ip`` is parsed (a
+        #: datagram, an accepted connection); False drops it. Set by the stack's admission.
+        self.admit_source: Callable[[str], bool] | None = None
+        self._throttle = LogThrottle(logger)
+        self._policy = StreamPolicy(limits, self.counters, self._throttle)
+        self._gate = ConnectionGate(
+            connection_cap(limits.max_connections, descriptor_limit()),
+            limits.max_connections_per_source,
+        )
         self.backend = backend or TrioBackend()
         self._nursery = nursery
         self._wakeup = trio.Event()
@@ -206,19 +227,15 @@ class TransportLayer:
                 with map_exceptions(f"{transport} listen on {format_address((host, port))}"):
                     listener, address = await self.backend.open_tcp_listener(host, port)
                 entry = (transport, address)
-                handler = functools.partial(self._accepted, transport)
+                name = f"{transport} listener {format_address(address)}"
+
+                def spawn(stream: trio.abc.Stream) -> None:
+                    self._nursery.start_soon(self._accepted, transport, stream)
+
                 try:
-                    async with trio.open_nursery() as nursery:
-                        await nursery.start(
-                            functools.partial(
-                                trio.serve_listeners,
-                                handler,
-                                [listener],
-                                handler_nursery=self._nursery,
-                            )
-                        )
-                        self._listening.append(entry)
-                        task_status.started(address)
+                    self._listening.append(entry)
+                    task_status.started(address)
+                    await accept_loop(listener, spawn, self._throttle, name)
                 finally:
                     if entry in self._listening:
                         self._listening.remove(entry)
@@ -412,21 +429,59 @@ class TransportLayer:
             listener.close()
 
     async def _accepted(self, transport: str, stream: trio.abc.Stream) -> None:
-        with self._scope():
-            try:
+        """The task of one accepted connection: admission (caps, flooding sources), the TLS
+        handshake (bounded), then the flow's reader; the stream is closed when it ends."""
+        try:
+            local, remote = self.backend.stream_addresses(stream)
+        except OSError as exc:  # already reset by the peer
+            logger.debug("dropping incoming %s connection: %s", transport, exc)
+            await trio.aclose_forcefully(stream)
+            return
+        host = remote[0]
+        refused = self._gate.admit(host)
+        if refused is None and self.admit_source is not None and not self.admit_source(host):
+            refused = "a flooding source"
+        if refused is not None:
+            self._refuse_connection(transport, remote, refused)
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            with self._scope():
                 if transport == "TLS":
                     assert self.config.server_ssl_context is not None
-                    stream = await wrap_server(stream, self.config.server_ssl_context)
-                local, remote = self.backend.stream_addresses(stream)
-            except (TransportError, OSError) as exc:
-                logger.info("dropping incoming %s connection: %s", transport, exc)
-                return
-            flow = StreamFlow(transport, stream, local, remote, accepted=True, limits=self.limits)
-            if self._closed:  # accepted while the layer was closing
-                await flow.aclose()
-                return
-            self._pool.add(flow)
-            await flow.serve(self._message_received)
+                    timeout = self.limits.tls_handshake_timeout
+                    try:
+                        stream = await wrap_server(
+                            stream, self.config.server_ssl_context, handshake_timeout=timeout
+                        )
+                    except TransportError as exc:
+                        if isinstance(exc, HandshakeTimeout):
+                            self.counters["tls_handshake_timeouts"] += 1
+                        logger.info("dropping incoming TLS connection from %s: %s", host, exc)
+                        return
+                flow = StreamFlow(
+                    transport, stream, local, remote, accepted=True, policy=self._policy
+                )
+                if self._closed:  # accepted while the layer was closing
+                    await flow.aclose()
+                    return
+                self._pool.add(flow)
+                await flow.serve(self._message_received)
+        finally:
+            self._gate.release(host)
+            await trio.aclose_forcefully(stream)
+
+    def _refuse_connection(self, transport: str, remote: Address, why: str) -> None:
+        self.counters["connections_refused"] += 1
+        self._throttle.log(
+            logging.WARNING,
+            f"refused-{why}",
+            "closing a new %s connection from %s at once: over %s (%s)",
+            transport,
+            format_address(remote),
+            why,
+            self._gate,
+        )
 
     async def _open(self, transport: str, target: Target) -> Flow:
         remote = (target.host, target.port)
@@ -453,7 +508,7 @@ class TransportLayer:
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
-        flow = StreamFlow(transport, stream, local, peer, limits=self.limits)
+        flow = StreamFlow(transport, stream, local, peer, policy=self._policy)
         self._nursery.start_soon(self._supervise, flow.serve, self._message_received)
         return flow
 
@@ -473,6 +528,10 @@ class TransportLayer:
         return None
 
     def _datagram_received(self, data: bytes, flow: Flow) -> None:
+        screen = self.admit_source
+        if screen is not None and not screen(flow.remote[0]):
+            self.counters["datagrams_dropped"] += 1
+            return  # a flooding source: not even parsed
         if data[:1] in (b"\r", b"\n", b"") and not data.strip(b"\r\n"):
             return  # a NULL keep-alive (bare CRLFs) over UDP
         try:
@@ -538,11 +597,12 @@ async def open_transport_layer(
     *,
     config: TransportConfig | None = None,
     backend: NetworkBackend | None = None,
+    limits: Limits | None = None,
 ) -> AsyncIterator[TransportLayer]:
     """A :class:`TransportLayer` with its own nursery, closed on exit (the block's exception
     leaves as itself, docs/errors.md)."""
     async with open_service_nursery() as nursery:
-        layer = TransportLayer(nursery, on_message, config=config, backend=backend)
+        layer = TransportLayer(nursery, on_message, config=config, backend=backend, limits=limits)
         try:
             yield layer
         finally:

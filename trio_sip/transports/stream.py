@@ -25,13 +25,32 @@ Only the rest of a partly written message (a full socket buffer) is written unde
   is closed, because the framing of the rest of the stream cannot be trusted.
 * End of stream, a reset or a TLS error fails the flow: its watchers get ``FlowFailed``
   (§17.1.4), and the flow is closed. The layer keeps running.
+
+Bounds (``trio_sip.Limits``, docs/security.md), shared by the flows of one layer through a
+:class:`StreamPolicy` that also counts what happened (``TransportLayer.counters``):
+
+* what one connection buffers is one message at most: a header section over
+  ``max_header_section`` or a body over ``max_body_size`` is a 513 (§21.5.14), then the flow is
+  closed. After any such error response the flow half-closes and reads (and discards) what the
+  peer still sends for up to ``LINGER_TIME`` seconds / ``LINGER_BYTES`` bytes before closing:
+  closing a socket with unread data makes the kernel send a reset, which can destroy the
+  response in the peer's receive buffer before it reads it;
+* a message must arrive whole within ``message_read_timeout`` seconds of its first byte (a
+  "slowloris" peer that trickles a byte a second is closed, although it is never idle;
+  keep-alive CRLFs between messages do not start the clock);
+* an accepted connection must carry its first complete message (or an RFC 5626 keep-alive)
+  within ``first_message_timeout`` seconds of being accepted (one that only connects is
+  closed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import secrets
 import socket
+from collections import Counter
 from collections.abc import Callable
 
 import trio
@@ -40,15 +59,20 @@ from trio_sip.proto.errors import ParseError, TransportError
 from trio_sip.proto.limits import DEFAULT_LIMITS, Limits
 from trio_sip.proto.parse import NEED_DATA, PING, PONG, FramerEvent, StreamFramer
 
+from .accept import LogThrottle
 from .base import Address, Flow, Message, format_address, logger, map_exceptions
 
-__all__ = ["CRLF", "CRLFCRLF", "StreamFlow", "error_response_untrusted"]
+__all__ = ["CRLF", "CRLFCRLF", "StreamFlow", "StreamPolicy", "error_response_untrusted"]
 
 CRLF = b"\r\n"
 CRLFCRLF = b"\r\n\r\n"
 RECEIVE_SIZE = 65536
 #: How long closing a stream (TLS close_notify) may take before it is closed forcefully.
 CLOSE_GRACE = 1.0
+#: After an error response, what is still read (and discarded) before closing, so that the
+#: peer gets the response rather than a reset: at most this long, at most this many bytes.
+LINGER_TIME = 2.0
+LINGER_BYTES = 1 << 20
 
 _REASONS = {
     400: "Bad Request",
@@ -107,6 +131,29 @@ def error_response_untrusted(data: bytes, status: int) -> bytes | None:
     return ("\r\n".join(out) + "\r\n\r\n").encode()
 
 
+class StreamPolicy:
+    """What the stream flows of one transport layer share: the limits, the counters of what
+    they refused (``TransportLayer.counters``) and a log throttle (one line per kind per
+    interval, whatever the number of peers)."""
+
+    __slots__ = ("counters", "limits", "throttle")
+
+    def __init__(
+        self,
+        limits: Limits = DEFAULT_LIMITS,
+        counters: Counter[str] | None = None,
+        throttle: LogThrottle | None = None,
+    ) -> None:
+        self.limits = limits
+        self.counters: Counter[str] = Counter() if counters is None else counters
+        self.throttle = throttle or LogThrottle(logger)
+
+    def note(self, kind: str, message: str, *args: object) -> None:
+        """Count one ``kind`` and log it (throttled)."""
+        self.counters[kind] += 1
+        self.throttle.log(logging.INFO, kind, message, *args)
+
+
 class StreamFlow(Flow):
     """A TCP or TLS connection. The layer runs :meth:`serve` as its reader task."""
 
@@ -121,10 +168,16 @@ class StreamFlow(Flow):
         *,
         accepted: bool = False,
         limits: Limits = DEFAULT_LIMITS,
+        policy: StreamPolicy | None = None,
     ) -> None:
         super().__init__(transport, local, remote)
         self.stream = stream
         self._send_lock = trio.Lock()
+        self._accepted = accepted
+        if policy is None:  # a flow of its own (tests): its own counters
+            policy = _DEFAULT_POLICY if limits is DEFAULT_LIMITS else StreamPolicy(limits)
+        self._policy = policy
+        limits = policy.limits
         # RFC 5626 §3.5.1 roles: we ping on connections we opened and answer pings on the
         # ones we accepted, where a lone CRLF may be the first half of a split CRLFCRLF.
         self._framer = StreamFramer(expect_pongs=not accepted, limits=limits)
@@ -179,18 +232,37 @@ class StreamFlow(Flow):
         await self.send(CRLFCRLF)
 
     async def serve(self, deliver: Deliver) -> None:
-        """The reader task: runs until the stream ends, fails or the flow is closed."""
+        """The reader task: runs until the stream ends, fails, times out (see the module
+        comment) or the flow is closed."""
+        limits = self._policy.limits
+        framer = self._framer
+        # When the first complete message is due (accepted connections only), and when the
+        # message being received now started (inf: none is).
+        first_due = (
+            trio.current_time() + limits.first_message_timeout if self._accepted else math.inf
+        )
+        started = math.inf
         try:
-            while True:
-                with map_exceptions(self._context):
-                    data = await self.stream.receive_some(RECEIVE_SIZE)
-                if not data:
-                    self._fail(TransportError(f"{self._context}: connection closed by peer"))
-                    return
-                self.touch()
-                self._framer.receive_data(bytes(data))
-                if not await self._drain(deliver):
-                    return
+            with trio.CancelScope(deadline=first_due) as scope:
+                while True:
+                    with map_exceptions(self._context):
+                        data = await self.stream.receive_some(RECEIVE_SIZE)
+                    if not data:
+                        self._fail(TransportError(f"{self._context}: connection closed by peer"))
+                        return
+                    now = self.last_activity = trio.current_time()
+                    framer.receive_data(bytes(data))
+                    delivered = await self._drain(deliver)
+                    if delivered < 0:
+                        return
+                    if delivered:
+                        first_due = started = math.inf
+                    if not framer.in_message:
+                        started = math.inf
+                    elif started == math.inf:
+                        started = now
+                    scope.deadline = min(first_due, started + limits.message_read_timeout)
+            self._timed_out(first_due <= started + limits.message_read_timeout)
         except TransportError as exc:
             self._fail(exc)
         except Exception as exc:
@@ -199,29 +271,66 @@ class StreamFlow(Flow):
         finally:
             await self._close_stream()
 
-    async def _drain(self, deliver: Deliver) -> bool:
+    def _timed_out(self, first: bool) -> None:
+        limits = self._policy.limits
+        if first:
+            kind, what = "first_message_timeouts", "no complete message"
+            seconds = limits.first_message_timeout
+        else:
+            kind, what = "message_read_timeouts", "a message still incomplete"
+            seconds = limits.message_read_timeout
+        self._policy.note(kind, "%r: %s after %g s: closing the connection", self, what, seconds)
+        self._fail(TransportError(f"{self._context}: {what} after {seconds:g} s"))
+
+    async def _drain(self, deliver: Deliver) -> int:
+        """Hand out every complete event; the number of messages and keep-alives handled, or
+        -1 when the stream was rejected (the flow failed)."""
+        delivered = 0
         while True:
             try:
                 event = self._framer.next_event()
             except ParseError as exc:
                 await self._reject(exc, self._framer.trailing_data)
-                return False
+                return -1
             if event is NEED_DATA:
-                return True
+                return delivered
             if event is PING:
+                delivered += 1  # a complete exchange too (RFC 5626 §4.4.1): not "only connects"
                 await self.send(CRLF)
             elif event is PONG:
+                delivered += 1
                 self._pong()
             elif not isinstance(event, FramerEvent):
+                delivered += 1
                 deliver(event, self)
 
     async def _reject(self, exc: ParseError, data: bytes) -> None:
-        logger.info("%r: malformed message (%s): closing the flow", self, exc)
+        if exc.status_code == 513:
+            self._policy.note("messages_too_large", "%r: %s: 513, closing the flow", self, exc)
+        else:
+            logger.info("%r: malformed message (%s): closing the flow", self, exc)
         response = error_response_untrusted(data, exc.status_code)
         if response is not None:
             with contextlib.suppress(TransportError):
                 await self.send(response)
+                await self._linger()
         self._fail(TransportError(f"{self._context}: malformed message from peer: {exc}"))
+
+    async def _linger(self) -> None:
+        """Half-close, then read and discard what the peer still sends (bounded: see
+        ``LINGER_TIME`` / ``LINGER_BYTES``), so that our error response is not destroyed by the
+        reset that closing a socket with unread data sends."""
+        stream = self.stream
+        ignored = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+        with trio.move_on_after(LINGER_TIME), contextlib.suppress(*ignored):
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            drained = 0
+            while drained < LINGER_BYTES:
+                data = await stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    break
+                drained += len(data)
 
     async def _close_stream(self) -> None:
         ignored = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
@@ -248,3 +357,4 @@ def _raw_socket(stream: trio.abc.Stream) -> socket.socket | None:
         return None
     raw = getattr(stream.socket, "_sock", None)  # trio's wrapped socket (no public accessor)
     return raw if isinstance(raw, socket.socket) and raw.type == socket.SOCK_STREAM else None
+_DEFAULT_POLICY = StreamPolicy()

@@ -14,12 +14,14 @@ stream in tests), with an ``ssl.SSLContext`` the user supplies:
 
 The handshake is done before the flow is handed out, so a bad certificate or a plaintext peer
 surfaces as :class:`~trio_sip.proto.errors.TransportError` from ``connect`` (and, on the server
-side, as a logged, dropped connection). A ``sips:`` URI must only be reached over TLS
+side, as a logged, dropped connection; an accepted connection's handshake is bounded by
+``Limits.tls_handshake_timeout``). A ``sips:`` URI must only be reached over TLS
 (RFC 3261 §26.2.2, RFC 5630 §3): :func:`require_tls` is the check.
 """
 
 from __future__ import annotations
 
+import math
 import ssl
 
 import trio
@@ -29,7 +31,7 @@ from trio_sip.proto.target import Target
 
 from .base import map_exceptions
 
-__all__ = ["client_context", "require_tls", "wrap_client", "wrap_server"]
+__all__ = ["HandshakeTimeout", "client_context", "require_tls", "wrap_client", "wrap_server"]
 
 
 def client_context(cafile: str | None = None) -> ssl.SSLContext:
@@ -57,14 +59,29 @@ async def wrap_client(
     return tls
 
 
+class HandshakeTimeout(TransportError):
+    """An accepted connection's TLS handshake did not complete in time."""
+
+
 async def wrap_server(
-    stream: trio.abc.Stream, context: ssl.SSLContext
+    stream: trio.abc.Stream,
+    context: ssl.SSLContext,
+    *,
+    handshake_timeout: float = math.inf,
 ) -> trio.SSLStream[trio.abc.Stream]:
-    """Run the server handshake over ``stream``; close it and raise ``TransportError`` on error."""
+    """Run the server handshake over ``stream``; close it and raise ``TransportError`` on error,
+    or :class:`HandshakeTimeout` when the handshake has not completed within
+    ``handshake_timeout`` seconds (a client that connects and sends nothing, or trickles its
+    ClientHello, must not hold the connection: ``Limits.tls_handshake_timeout``)."""
     tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
     try:
-        with map_exceptions("TLS handshake with client"):
+        with trio.fail_after(handshake_timeout), map_exceptions("TLS handshake with client"):
             await tls.do_handshake()
+    except trio.TooSlowError:
+        await trio.aclose_forcefully(stream)
+        raise HandshakeTimeout(
+            f"TLS handshake with client: not done within {handshake_timeout:g} s"
+        ) from None
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
