@@ -23,6 +23,7 @@ from typing import Any
 
 import trio
 
+from trio_sip import Limits
 from trio_sip.proto.message import Request, Response
 from trio_sip.stack import IncomingRequest, open_stack
 from trio_sip.transports.base import Flow
@@ -40,6 +41,9 @@ ANSWER = (
 )
 
 T1, T2 = 0.5, 4.0
+#: The benchmark's sipp places every call from one address, far over the default per-source
+#: request rate (a protection for exposed services, docs/security.md): turned off here.
+LIMITS = Limits(request_rate=None)
 
 
 async def serve_ua(
@@ -47,7 +51,7 @@ async def serve_ua(
 ) -> None:
     """The user-agent UAS (runs until cancelled); ``backend``: a FakeNetwork's, for tests."""
     async with open_user_agent(
-        [("UDP", host, port)], aor=f"sip:bench@{host}", backend=backend
+        [("UDP", host, port)], aor=f"sip:bench@{host}", backend=backend, limits=LIMITS
     ) as ua:
         task_status.started(ua.stack.listening[0][1][1])
         async for incoming in ua.incoming_calls():
@@ -86,7 +90,9 @@ async def serve_stack(host: str, port: int, *, task_status: Any = trio.TASK_STAT
             await incoming.respond(ok)
         acks.pop(incoming.request.call_id, None)
 
-    async with open_stack([("UDP", host, port)], handler=handler, on_stray=on_stray) as stack:
+    async with open_stack(
+        [("UDP", host, port)], handler=handler, on_stray=on_stray, limits=LIMITS
+    ) as stack:
         port = stack.listening[0][1][1]
         task_status.started(port)
         await trio.sleep_forever()

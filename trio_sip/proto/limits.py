@@ -124,6 +124,9 @@ class Limits:
     #: replays: above it the earliest used is forgotten, and credentials with a nonce issued
     #: that early get a new challenge with ``stale=true`` (RFC 7616 §3.3).
     max_auth_nonces: int = attrs.field(default=65_536, validator=_int_range(16, _BIG))
+    #: Seconds the event loop may lag (every task waiting that long for its turn) before new
+    #: requests outside a dialog get 503 with Retry-After.
+    max_loop_lag: float = attrs.field(default=0.5, validator=_seconds(0.01, 3600.0))
 
     # -- connections (transport layer) -----------------------------------------------------
     #: Accepted TCP/TLS connections at once: new ones are closed at once above it.

@@ -70,6 +70,7 @@ from trio_sip.proto.transaction import (
 from trio_sip.transports.base import Flow, NetworkBackend, TransportConfig, format_address
 from trio_sip.transports.pool import TransportLayer
 
+from ._admission import Admission
 from ._client import ClientTransaction
 from ._driving import _Transaction
 from ._receive import Handler, StrayHook, SyncHandler, _Receiver
@@ -150,6 +151,9 @@ class Stack(_Receiver):
         )
         self._closed = False
         self._timeout_hub: TimeoutHub[TimeoutEvent] = TimeoutHub(on_timeout, self._hook_failed)
+        #: Per-source request rates and overload shedding (503 + Retry-After, docs/security.md).
+        self.admission = Admission(self, limits)
+        layer.admit_source = self.admission.admit_source
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -607,6 +611,7 @@ async def open_stack(
             nursery.start_soon(stack._starter)
             nursery.start_soon(stack._timers.serve)
             nursery.start_soon(stack.faults.serve)
+            nursery.start_soon(stack.admission.run)
             yield stack
         finally:
             await stack.aclose()

@@ -147,6 +147,8 @@ class _Receiver:
             # over UDP): no transaction, no TU, nothing sent.
             self.faults.record("unanswerable-request", None, f"Via transport from {flow!r}")
             return
+        if not cast("Stack", self).admission.admit(request, flow, where):
+            return  # over a rate or overloaded: a stateless 503, or dropped (_admission.py)
         if self._check:
             proxy = self.role is TimeoutRole.STATEFUL_PROXY
             rejection = check_request(request, role="proxy" if proxy else "uas", limits=self.limits)

@@ -158,6 +158,7 @@ class UserAgent:
         self._allow_text = ", ".join(ALLOW)
         self._calls: dict[Any, Call] = {}
         self._live: set[Call] = set()
+        stack.admission.count_dialogs = self._live.__len__  # Limits.max_dialogs: 503 above it
         self._routes: dict[str, RequestHandler] = {}
         self._incoming_in, self._incoming_out = trio.open_memory_channel[IncomingCall](
             incoming_queue

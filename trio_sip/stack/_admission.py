@@ -1,0 +1,245 @@
+# Admission control for new requests: per-source rates and overload (RFC 3261 §21.5.4, in
+# the spirit of RFC 7339), issue #10.
+#
+# Theory of operation: the stack's receive path asks ``Admission.admit`` about every request
+# that would create a server transaction (a new request, a CANCEL that matches nothing), after
+# the transaction table found it is no retransmission, no ACK and no CANCEL of a live
+# transaction, and before anything is built for it. A refused request gets a stateless 503 with
+# Retry-After (no transaction, no dialog, no task on UDP: the answer is sent synchronously when
+# the socket takes it), or nothing when even answering would feed a flood. In order:
+#
+# 1. the source's request rate (``request_rate`` / ``request_burst``, a token bucket per source
+#    address, ``proto/rate.py``); every new request counts, in-dialog ones included;
+# 2. the transaction table is full (``max_transactions``);
+# 3. for requests outside a dialog (no To tag): the application's backlog (``max_queued_requests``:
+#    requests handed to it and not answered yet, or waiting to be handed), the user agent's
+#    dialogs (``max_dialogs``, INVITE only) and the event loop's lag (``max_loop_lag``: one
+#    task measures how late its own wake-ups are, i.e. how long every other task waits its
+#    turn). In-dialog requests (a BYE, a re-INVITE) are still taken under overload: they end or
+#    keep calls that already cost us, and there are few of them.
+#
+# Answer or drop: each source also has a budget of 503s (the same rate and burst as its
+# requests). A source over both budgets is ignoring our Retry-After: its requests are dropped
+# unanswered, and ``admit_source`` (which the transport layer asks before parsing anything
+# from an address: a datagram, an accepted connection) drops everything it sends until its
+# request bucket refills. So a single flooding source costs a dictionary lookup per datagram,
+# gets ``request_rate`` requests/s served and as many 503s, and nothing else; the 503s never
+# outnumber the requests (no amplification).
+#
+# Memory: a flood's transactions linger only for their RFC timers (Timer H/J/K, 32 s at
+# most). When many have ended the periodic task calls glibc's ``malloc_trim`` (Linux only),
+# which hands the freed heap back to the system (docs/security.md, "Overload", has figures).
+"""Admission: per-source request rates and overload shedding for a Stack."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import math
+import sys
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from trio_sip.proto.errors import ProtocolError, TransportError
+from trio_sip.proto.ids import new_tag
+from trio_sip.proto.limits import Limits
+from trio_sip.proto.message import Request, Response, make_response
+from trio_sip.proto.rate import RateLimiter
+from trio_sip.proto.transaction import CancelFor, Classification
+from trio_sip.transports.accept import LogThrottle
+from trio_sip.transports.base import Flow
+
+if TYPE_CHECKING:
+    from ._core import Stack
+
+__all__ = ["Admission"]
+
+logger = logging.getLogger("trio_sip.stack")
+
+#: How often the loop's lag is measured while requests arrive, and otherwise (seconds).
+LAG_PERIOD = 0.1
+IDLE_PERIOD = 5.0
+#: ``malloc_trim`` once this many transactions have ended since the peak (see the comment).
+TRIM_AFTER = 5_000
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def malloc_trim() -> bool:
+    """Return freed heap memory to the system (glibc ``malloc_trim(0)``); False where there
+    is no such call."""
+    if _MALLOC_TRIM is None:
+        return False
+    _MALLOC_TRIM(0)
+    return True
+
+
+class Admission:
+    """Decides whether the stack takes a new request (see the module comment).
+
+    ``counters`` counts refusals by reason (``rate``, ``transactions``, ``queue``,
+    ``dialogs``, ``lag``) and how they ended (``answered`` with a 503, ``dropped``);
+    ``sources_blocked`` counts what ``admit_source`` dropped before parsing.
+    ``count_dialogs`` is set by a user agent (its number of calls) for ``max_dialogs``.
+    """
+
+    def __init__(self, stack: Stack, limits: Limits) -> None:
+        self._stack = stack
+        self.limits = limits
+        self._requests = RateLimiter.for_requests(limits)
+        # The 503 budget of each source: as many answers as requests, then silence.
+        self._answers = RateLimiter.for_requests(limits)
+        self._retry_after = ("Retry-After", str(limits.retry_after))
+        self.counters: Counter[str] = Counter()
+        #: The user agent's dialogs (its calls), for ``max_dialogs``; None: not counted.
+        self.count_dialogs: Callable[[], int] | None = None
+        #: How late the lag monitor's last wake-up was, seconds.
+        self.lag = 0.0
+        self._due = math.inf
+        self._busy = False  # a request came since the monitor's last wake-up
+        self._idle = False  # the monitor sleeps IDLE_PERIOD (no traffic): wake it on traffic
+        self._sleep: trio.CancelScope | None = None
+        self._peak = 0  # most transactions alive since the last trim
+        self._throttle = LogThrottle(logger)
+
+    # -- the receive path ------------------------------------------------------------------
+
+    def admit(self, request: Request, flow: Flow, where: Classification) -> bool:
+        """True: go on (create the transaction). False: refused, answered or dropped here."""
+        if isinstance(where, CancelFor) and where.invite_key is not None:
+            return True  # cancels a live transaction: it frees, not costs
+        self._busy = True
+        now = trio.current_time()
+        if self._idle:
+            self._wake(now)
+        source = flow.remote[0]
+        requests = self._requests
+        if requests is not None and not requests.take(source, now):
+            return self._refuse(request, flow, "rate", now)
+        stack = self._stack
+        table = stack._table
+        if len(table) >= table.max_size:
+            return self._refuse(request, flow, "transactions", now)
+        if request.to.tag is None:
+            limits = self.limits
+            counts = stack._counts
+            queued = len(stack._starts) + counts["handlers"]
+            queued += stack._queue_out.statistics().current_buffer_used
+            if queued >= limits.max_queued_requests:
+                return self._refuse(request, flow, "queue", now)
+            dialogs = self.count_dialogs
+            if (
+                dialogs is not None
+                and request.method == "INVITE"
+                and dialogs() >= limits.max_dialogs
+            ):
+                return self._refuse(request, flow, "dialogs", now)
+            if max(self.lag, now - self._due) >= limits.max_loop_lag:
+                return self._refuse(request, flow, "lag", now)
+        return True
+
+    def admit_source(self, host: str) -> bool:
+        """The transport layer's pre-parse check: False for a source over its request rate
+        *and* its 503 budget (it ignores Retry-After), until its request bucket refills."""
+        requests, answers = self._requests, self._answers
+        if requests is None or answers is None:
+            return True
+        now = trio.current_time()
+        if requests.exhausted(host, now) and answers.exhausted(host, now):
+            self.counters["sources_blocked"] += 1
+            return False
+        return True
+
+    def _refuse(self, request: Request, flow: Flow, reason: str, now: float) -> bool:
+        self.counters[reason] += 1
+        source = flow.remote[0]
+        self._throttle.log(
+            logging.WARNING,
+            reason,
+            "overload (%s): 503 with Retry-After to new requests (%s from %s)",
+            reason,
+            request.method,
+            source,
+        )
+        answers = self._answers
+        if request.method == "ACK" or (answers is not None and not answers.take(source, now)):
+            self.counters["dropped"] += 1
+            return False
+        self.counters["answered"] += 1
+        self._answer(request, flow)
+        return False
+
+    def _answer(self, request: Request, flow: Flow) -> None:
+        """A stateless 503 with Retry-After (§21.5.4): synchronously when the flow can."""
+        stack = self._stack
+        try:
+            response = make_response(
+                request, 503, to_tag=new_tag(stack._rng), headers=[self._retry_after]
+            )
+            data = bytes(response)
+            out = stack._layer.sync_response_flow(response, flow)
+            if out is not None and out.usable and out.try_send(data):
+                return
+        except (ProtocolError, TransportError) as exc:
+            logger.debug("no 503 for %s: %s", request.method, exc)
+            return
+        stack._nursery.start_soon(self._send, response, flow)
+
+    async def _send(self, response: Response, flow: Flow) -> None:
+        try:
+            await self._stack._layer.send_response(response, flow)
+        except (TransportError, ProtocolError) as exc:
+            logger.debug("could not send a stateless 503: %s", exc)
+
+    # -- the periodic task -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Measure the loop's lag (every ``LAG_PERIOD`` while requests arrive, else every
+        ``IDLE_PERIOD``) and trim the heap after a large number of transactions ended."""
+        while True:
+            self._idle = not self._busy
+            self._busy = False
+            self._due = trio.current_time() + (IDLE_PERIOD if self._idle else LAG_PERIOD)
+            with trio.CancelScope(deadline=self._due) as self._sleep:
+                await trio.sleep_forever()
+            self.lag = trio.current_time() - self._due
+            self._due = math.inf
+            self._housekeeping()
+
+    def _wake(self, now: float) -> None:
+        """Traffic after a quiet spell: measure within ``LAG_PERIOD`` from now on."""
+        self._idle = False
+        due = now + LAG_PERIOD
+        if self._sleep is not None and due < self._due:
+            self._due = self._sleep.deadline = due
+
+    def _housekeeping(self) -> None:
+        alive = len(self._stack._table)
+        if alive > self._peak:
+            self._peak = alive
+        elif self._peak - alive >= TRIM_AFTER and alive < self._peak // 2:
+            self._peak = alive
+            if malloc_trim():
+                self.counters["malloc_trims"] += 1
+
+    def __repr__(self) -> str:
+        refused = ", ".join(f"{k} {v}" for k, v in sorted(self.counters.items()))
+        return f"<Admission lag {self.lag * 1000:.0f} ms; {refused or 'nothing refused'}>"
