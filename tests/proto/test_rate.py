@@ -38,11 +38,12 @@ def test_refill_is_capped_at_burst() -> None:
 
 def test_retry_after_and_exhausted_do_not_take() -> None:
     limiter = RateLimiter(rate=2.0, burst=1)
+    assert limiter.available("a", 0.0) == 1.0 and "a" not in limiter
     assert limiter.retry_after("a", 0.0) == 0.0
     assert limiter.take("a", 0.0)
     assert limiter.retry_after("a", 0.0) == pytest.approx(0.5)
     assert limiter.retry_after("a", 0.25) == pytest.approx(0.25)
-    assert limiter.exhausted("a", 0.25)
+    assert limiter.exhausted("a", 0.25) and limiter.available("a", 0.25) == pytest.approx(0.5)
     assert not limiter.exhausted("a", 0.5)
     assert limiter.take("a", 0.5)
 

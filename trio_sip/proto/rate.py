@@ -116,6 +116,10 @@ class RateLimiter:
         buckets[source] = (tokens, now if entry is None or now > entry[1] else entry[1])
         return ok
 
+    def available(self, source: Hashable, now: float) -> float:
+        """The tokens ``source`` has at ``now`` (``burst`` for a source not tracked)."""
+        return self._tokens(self._buckets.get(source), now)
+
     def exhausted(self, source: Hashable, now: float, cost: float = 1.0) -> bool:
         """Whether ``take(source, now, cost)`` would refuse now (nothing is taken or moved)."""
         return self._tokens(self._buckets.get(source), now) < cost
