@@ -48,6 +48,19 @@ def test_retry_after_and_exhausted_do_not_take() -> None:
     assert limiter.take("a", 0.5)
 
 
+def test_hold_refuses_a_source_for_a_time() -> None:
+    limiter = RateLimiter(rate=10.0, burst=5)
+    assert limiter.take("a", 0.0)
+    limiter.hold("a", 0.0, 3.0)
+    assert limiter.exhausted("a", 2.9) and not limiter.exhausted("a", 3.0)
+    limiter.hold("a", 1.0, 1.0)  # a shorter hold does not shorten the one in force
+    assert limiter.exhausted("a", 2.9)
+    limiter.hold("a", 2.9, 3.0)  # a longer one extends it
+    assert limiter.exhausted("a", 5.8) and limiter.take("a", 5.9)
+    limiter.hold("new", 0.0, 1.0)  # a source not seen before can be held too
+    assert limiter.exhausted("new", 0.99) and limiter.take("new", 1.0)
+
+
 def test_clock_going_back_refills_nothing() -> None:
     limiter = RateLimiter(rate=1.0, burst=1)
     assert limiter.take("a", 10.0)

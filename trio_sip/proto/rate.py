@@ -15,8 +15,11 @@ back with a full bucket), so memory stays bounded under a spoofed-source flood w
 that keep sending stay tracked. A bucket that has refilled is the same as no bucket at all, so
 forgetting an idle source changes nothing.
 
+:meth:`RateLimiter.hold` empties a bucket below zero so that the source gets nothing for a
+given time (a source that was told to retry later and keeps sending).
+
 Users: the stack's admission check (``Limits.request_rate`` / ``request_burst``: new requests
-per source, 503 with Retry-After above it) and the proxy's failed-authentication limit
+per source, 503 with Retry-After above it, then held) and the proxy's failed-authentication limit
 (``Limits.failed_auth_rate`` / ``failed_auth_burst``: take a token per failure, and refuse the
 source's requests while :meth:`RateLimiter.exhausted` says so). Both are made from
 :class:`~trio_sip.proto.limits.Limits` with :meth:`RateLimiter.for_requests` and
@@ -115,6 +118,18 @@ class RateLimiter:
         # A clock that went back (another source of ``now``) refills nothing later either.
         buckets[source] = (tokens, now if entry is None or now > entry[1] else entry[1])
         return ok
+
+    def hold(self, source: Hashable, now: float, seconds: float) -> None:
+        """Refuse ``source`` for ``seconds`` from ``now``: its bucket is emptied below zero so
+        that its next token comes ``seconds`` later (a longer hold already in force is kept).
+        For a source told to retry later (a 503 with Retry-After) that keeps sending."""
+        buckets = self._buckets
+        entry = buckets.pop(source, None)
+        tokens = min(self._tokens(entry, now), 1.0 - seconds * self.rate)
+        if entry is None and len(buckets) >= self.max_sources:
+            del buckets[next(iter(buckets))]
+            self._evicted += 1
+        buckets[source] = (tokens, now if entry is None or now > entry[1] else entry[1])
 
     def available(self, source: Hashable, now: float) -> float:
         """The tokens ``source`` has at ``now`` (``burst`` for a source not tracked)."""
