@@ -94,11 +94,13 @@ def cluster(session: nox.Session) -> None:
 @nox.session
 def attack(session: nox.Session) -> None:
     """Hostile traffic against real servers on loopback (issue #10), printing its figures
-    (``FUZZ ...`` lines): the wire fuzzer of tests/attack (20,000 UDP datagrams and 5,000 TCP
-    messages against ``trio-sip serve`` and against a proxy/registrar, each in a private
-    network namespace: ``unshare --net``, root or user namespaces needed). A few minutes, both
-    cores busy. ``nox -s attack -- short`` (or ``TRIO_SIP_ATTACK=short``) runs the short
-    variant."""
+    (``FUZZ ...`` and ``ATTACK ...`` lines): the wire fuzzer of tests/attack (20,000 UDP
+    datagrams and 5,000 TCP messages against ``trio-sip serve`` and against a proxy/registrar,
+    each in a private network namespace: ``unshare --net``, root or user namespaces needed), a
+    flood while sipp places calls, a connection flood with slowloris. A few minutes, both cores
+    busy, needs sipp; run it under the interop lock. ``nox -s attack -- short`` (or
+    ``TRIO_SIP_ATTACK=short``) runs the short variant (the flood: 3 s, 15 s of recovery, no RSS
+    bound)."""
     session.install("-e", ".[test]")
     short = "short" in session.posargs or os.environ.get("TRIO_SIP_ATTACK") == "short"
     args = [arg for arg in session.posargs if arg != "short"]

@@ -118,12 +118,20 @@ async def test_source_over_its_rate_gets_503_with_retry_after(
         await flood.send(*(raw(n) for n in range(5)))
         await flood.collect()
         assert flood.statuses().count(200) == 10 and stack.admission.counters["rate"] == 3
-        # Other sources are not affected; and the bucket refills at 10/s.
+        # Other sources are not affected.
         await other.send(raw(100, source=OTHER))
         assert (await other.collect())[0].status_code == 200
-        await trio.sleep(1.0)
+        # The source was told to retry after 7 s: it is held that long (3 s have passed)...
+        await trio.sleep(2.5)
         flood.responses.clear()
-        await flood.send(*(raw(n) for n in range(200, 205)))
+        await flood.send(raw(200))
+        await flood.collect(0.1)
+        assert flood.statuses() == [503]
+        # ... and each request meanwhile starts the hold again; a quiet source is served
+        # (its bucket full again half a second later at 10/s).
+        await trio.sleep(7.5)
+        flood.responses.clear()
+        await flood.send(*(raw(n) for n in range(300, 305)))
         await flood.collect()
         assert flood.statuses() == [200] * 5
 
@@ -176,14 +184,18 @@ async def test_a_source_that_ignores_retry_after_is_dropped_before_parsing(
         assert dropped >= 980  # never parsed
         await other.send(raw(1, source=OTHER))
         assert (await other.collect())[0].status_code == 200
-        # A sustained flood gets the rate (10/s) served and as many 503s, nothing more.
+        # A sustained flood is held as long as it goes on: nothing served, at most the 503
+        # budget (10/s) answered; served again ``retry_after`` (5 s) after it stops.
         flood.responses.clear()
         for tick in range(50):  # 100 requests/s for 5 s
             await flood.send(*(raw(10_000 + 10 * tick + n) for n in range(10)))
             await trio.sleep(0.1)
         await flood.collect()
-        served_count, refused = flood.statuses().count(200), flood.statuses().count(503)
-        assert 45 <= served_count <= 55 and refused <= served_count + 5
+        assert flood.statuses().count(200) == 0 and flood.statuses().count(503) <= 55
+        await trio.sleep(4.0)  # the flood stopped 5 s ago
+        flood.responses.clear()
+        await flood.send(raw(20_000))
+        assert (await flood.collect())[0].status_code == 200
 
 
 async def test_overloaded_application_queue_gets_503_and_recovers(
@@ -215,6 +227,40 @@ async def test_overloaded_application_queue_gets_503_and_recovers(
         await flood.send(raw(20))  # the load is gone: served again
         assert (await flood.collect())[0].status_code == 200
         assert stack.admission.counters["queue"] == 2
+
+
+async def test_under_soft_overload_heavy_sources_are_refused_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = FakeNetwork()
+    release = trio.Event()
+
+    async def slow_invites(incoming: IncomingRequest) -> None:
+        if incoming.method == "INVITE":
+            await release.wait()
+        await incoming.respond(200)
+
+    limits = Limits(max_queued_requests=10, request_rate=1.0, request_burst=40)
+    async with served(net, limits, slow_invites) as stack:
+        flood, light = await peer(net, FLOOD), await peer(net, OTHER)
+        # 25 quick requests: the flood has used over half its burst, it is "heavy".
+        for group in range(5):
+            await flood.send(*(raw(5 * group + n) for n in range(5)))
+            await flood.collect(0.01)
+        assert flood.statuses() == [200] * 25
+        flood.responses.clear()
+        # Its INVITEs wait for the application: from half the backlog bound (5) on, refused.
+        await flood.send(*(raw(100 + n, "INVITE") for n in range(8)))
+        await flood.collect(0.1)
+        assert flood.statuses() == [503] * 3 and stack.statistics().handlers == 5
+        # A light source still gets in, up to the full bound (10).
+        await light.send(*(raw(200 + n, "INVITE", source=OTHER) for n in range(6)))
+        await light.collect(0.1)
+        assert light.statuses() == [503] and stack.statistics().handlers == 10
+        assert stack.admission.counters["queue"] == 4
+        release.set()
+        await light.collect(0.5)
+        assert light.statuses().count(200) == 5
 
 
 async def test_full_transaction_table_gets_503_until_transactions_end(

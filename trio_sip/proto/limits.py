@@ -143,9 +143,11 @@ class Limits:
 
     # -- rates per source IP address (token buckets; None turns one off) -------------------
     #: New requests (not retransmissions, not ACKs) per second from one source address,
-    #: with a burst of ``request_burst``: 503 with Retry-After above it.
-    request_rate: float | None = attrs.field(default=200.0, validator=_rate)
-    request_burst: int = attrs.field(default=400, validator=_int_range(1, _BIG))
+    #: with a burst of ``request_burst``: 503 with Retry-After above it, and the source is held
+    #: ``retry_after`` seconds. (A phone sends a few a minute; raise it for a peer proxy or SBC
+    #: that sends for many users from one address.)
+    request_rate: float | None = attrs.field(default=50.0, validator=_rate)
+    request_burst: int = attrs.field(default=100, validator=_int_range(1, _BIG))
     #: Failed digest authentications per second from one source address (burst
     #: ``failed_auth_burst``): further requests from it are dropped until it slows down.
     failed_auth_rate: float | None = attrs.field(default=1.0, validator=_rate)

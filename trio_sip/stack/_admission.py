@@ -9,7 +9,12 @@
 # the socket takes it), or nothing when even answering would feed a flood. In order:
 #
 # 1. the source's request rate (``request_rate`` / ``request_burst``, a token bucket per source
-#    address, ``proto/rate.py``); every new request counts, in-dialog ones included;
+#    address, ``proto/rate.py``); every new request counts, in-dialog ones included. A source
+#    over it is told to retry after ``retry_after`` seconds and is *held* that long: all its new
+#    requests are refused until then, and the hold starts again with each request it sends
+#    meanwhile (RFC 3261 §21.5.4 / RFC 3263 §4.3: a client does not send to a server that
+#    answered 503 with Retry-After before that time). A flooding source is thus held for the
+#    whole flood, and what it got in is its burst, not its burst plus its rate per second;
 # 2. the transaction table is full (``max_transactions``);
 # 3. for requests outside a dialog (no To tag): the application's backlog (``max_queued_requests``:
 #    requests handed to it and not answered yet, or waiting to be handed), the user agent's
@@ -18,17 +23,25 @@
 #    turn). In-dialog requests (a BYE, a re-INVITE) are still taken under overload: they end or
 #    keep calls that already cost us, and there are few of them.
 #
-# Answer or drop: each source also has a budget of 503s (the same rate and burst as its
-# requests). A source over both budgets is ignoring our Retry-After: its requests are dropped
-# unanswered, and ``admit_source`` (which the transport layer asks before parsing anything
-# from an address: a datagram, an accepted connection) drops everything it sends until its
-# request bucket refills. So a single flooding source costs a dictionary lookup per datagram,
-# gets ``request_rate`` requests/s served and as many 503s, and nothing else; the 503s never
-# outnumber the requests (no amplification).
+# Heavy sources first: a backlog over half its bound, or a lag over ``max_loop_lag``, refuses
+# only the requests of *heavy* sources (those that used over half their request burst lately,
+# i.e. sent well above their rate); a full backlog, or a lag over ``HARD_LAG`` times the bound,
+# refuses everyone. A flood from a few addresses then costs the light callers nothing: a caller
+# placing 20 calls/s keeps a full bucket while the flood's is always empty. (A flood from many
+# light addresses fills the backlog instead, and then everyone waits.)
 #
-# Memory: a flood's transactions linger only for their RFC timers (Timer H/J/K, 32 s at
-# most). When many have ended the periodic task calls glibc's ``malloc_trim`` (Linux only),
-# which hands the freed heap back to the system (docs/security.md, "Overload", has figures).
+# Answer or drop: each source also has a budget of 503s (the same rate and burst as its
+# requests). A held source over its 503 budget is ignoring our Retry-After: ``admit_source``
+# (which the transport layer asks before parsing anything from an address: a datagram, an
+# accepted connection) drops everything it sends, unread, and extends its hold. So a single
+# flooding source costs two dictionary lookups per datagram and gets at most ``request_rate``
+# 503s per second (never more answers than requests: no amplification), and its hold ends
+# ``retry_after`` seconds after it stops.
+#
+# Memory: a flood's transactions linger only for their RFC timers (Timer H/J/K/L, 32 s at
+# most). When many have ended (``TRIM_AFTER`` fewer than the most seen since the last trim;
+# at most every ``TRIM_INTERVAL`` s) the periodic task calls glibc's ``malloc_trim`` (Linux
+# only), which hands free heap pages back to the system (docs/security.md, "Overload").
 """Admission: per-source request rates and overload shedding for a Stack."""
 
 from __future__ import annotations
@@ -63,8 +76,12 @@ logger = logging.getLogger("trio_sip.stack")
 #: How often the loop's lag is measured while requests arrive, and otherwise (seconds).
 LAG_PERIOD = 0.1
 IDLE_PERIOD = 5.0
-#: ``malloc_trim`` once this many transactions have ended since the peak (see the comment).
-TRIM_AFTER = 5_000
+#: A lag this many times ``max_loop_lag`` refuses light sources too (see the module comment).
+HARD_LAG = 4
+#: ``malloc_trim`` at most every ``TRIM_INTERVAL`` seconds, when the number of transactions
+#: fell by at least ``TRIM_AFTER`` since the most seen after the last trim (see the comment).
+TRIM_INTERVAL = 10.0
+TRIM_AFTER = 256
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
@@ -108,6 +125,10 @@ class Admission:
         # The 503 budget of each source: as many answers as requests, then silence.
         self._answers = RateLimiter.for_requests(limits)
         self._retry_after = ("Retry-After", str(limits.retry_after))
+        self._hold = float(limits.retry_after)
+        self._half = limits.request_burst / 2
+        self._max_q = limits.max_queued_requests
+        self._max_lag = limits.max_loop_lag
         self.counters: Counter[str] = Counter()
         #: The user agent's dialogs (its calls), for ``max_dialogs``; None: not counted.
         self.count_dialogs: Callable[[], int] | None = None
@@ -118,6 +139,7 @@ class Admission:
         self._idle = False  # the monitor sleeps IDLE_PERIOD (no traffic): wake it on traffic
         self._sleep: trio.CancelScope | None = None
         self._peak = 0  # most transactions alive since the last trim
+        self._next_trim = -math.inf
         self._throttle = LogThrottle(logger)
 
     # -- the receive path ------------------------------------------------------------------
@@ -133,26 +155,31 @@ class Admission:
         source = flow.remote[0]
         requests = self._requests
         if requests is not None and not requests.take(source, now):
+            requests.hold(source, now, self._hold)  # told to retry after: held that long
             return self._refuse(request, flow, "rate", now)
         stack = self._stack
         table = stack._table
         if len(table) >= table.max_size:
             return self._refuse(request, flow, "transactions", now)
         if request.to.tag is None:
-            limits = self.limits
+            # A heavy source has used over half its burst lately; under a soft overload only
+            # heavy sources are refused, so a flood does not shut out light callers (None:
+            # rates are off, every source is refused at the bounds themselves).
+            heavy = None if requests is None else requests.available(source, now) < self._half
             counts = stack._counts
             queued = len(stack._starts) + counts["handlers"]
             queued += stack._queue_out.statistics().current_buffer_used
-            if queued >= limits.max_queued_requests:
+            if queued >= self._max_q or (heavy and 2 * queued >= self._max_q):
                 return self._refuse(request, flow, "queue", now)
             dialogs = self.count_dialogs
             if (
                 dialogs is not None
                 and request.method == "INVITE"
-                and dialogs() >= limits.max_dialogs
+                and dialogs() >= self.limits.max_dialogs
             ):
                 return self._refuse(request, flow, "dialogs", now)
-            if max(self.lag, now - self._due) >= limits.max_loop_lag:
+            lag = max(self.lag, now - self._due)
+            if lag >= self._max_lag and (heavy is not False or lag >= HARD_LAG * self._max_lag):
                 return self._refuse(request, flow, "lag", now)
         return True
 
@@ -164,6 +191,7 @@ class Admission:
             return True
         now = trio.current_time()
         if requests.exhausted(host, now) and answers.exhausted(host, now):
+            requests.hold(host, now, self._hold)  # it keeps sending: the hold goes on
             self.counters["sources_blocked"] += 1
             return False
         return True
@@ -233,10 +261,11 @@ class Admission:
 
     def _housekeeping(self) -> None:
         alive = len(self._stack._table)
-        if alive > self._peak:
+        self._peak = max(self._peak, alive)
+        now = trio.current_time()
+        if self._peak - alive >= TRIM_AFTER and now >= self._next_trim:
             self._peak = alive
-        elif self._peak - alive >= TRIM_AFTER and alive < self._peak // 2:
-            self._peak = alive
+            self._next_trim = now + TRIM_INTERVAL
             if malloc_trim():
                 self.counters["malloc_trims"] += 1
 
