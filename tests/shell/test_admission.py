@@ -84,7 +84,7 @@ async def served(
         await incoming.respond(200)
 
     async with open_stack(
-        [("UDP", SERVER, 5060)],
+        [("UDP", SERVER, 5060), ("TCP", SERVER, 5060)],
         backend=net.backend(SERVER),
         handler=handler or ok,
         limits=limits,
@@ -196,6 +196,32 @@ async def test_a_source_that_ignores_retry_after_is_dropped_before_parsing(
         flood.responses.clear()
         await flood.send(raw(20_000))
         assert (await flood.collect())[0].status_code == 200
+
+
+async def test_a_held_source_cannot_open_connections_either(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = FakeNetwork()
+    limits = Limits(request_rate=10.0, request_burst=5)
+    async with served(net, limits) as stack:
+        flood = await peer(net, FLOOD)
+        await flood.send(*(raw(n) for n in range(100)))  # over its rate and its 503 budget
+        await flood.collect(0.05)
+        layer = stack.transport_layer
+        stream = await net.backend(FLOOD).connect_tcp(SERVER, 5060)
+        with trio.fail_after(1):
+            assert await stream.receive_some(100) == b""  # closed at once, nothing read
+        assert layer.counters["connections_refused"] == 1 and layer._gate.open == 0
+        # Others still connect; and so does the source once its hold is over.
+        other = await net.backend(OTHER).connect_tcp(SERVER, 5060)
+        await trio.sleep(6.0)
+        again = await net.backend(FLOOD).connect_tcp(SERVER, 5060)
+        await again.send_all(raw(500).replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP"))
+        with trio.fail_after(1):
+            assert (await again.receive_some(65536)).startswith(b"SIP/2.0 200")
+        assert layer._gate.open == 2
+        await other.aclose()
+        await again.aclose()
 
 
 async def test_overloaded_application_queue_gets_503_and_recovers(

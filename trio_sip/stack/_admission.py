@@ -12,9 +12,10 @@
 #    address, ``proto/rate.py``); every new request counts, in-dialog ones included. A source
 #    over it is told to retry after ``retry_after`` seconds and is *held* that long: all its new
 #    requests are refused until then, and the hold starts again with each request it sends
-#    meanwhile (RFC 3261 §21.5.4 / RFC 3263 §4.3: a client does not send to a server that
-#    answered 503 with Retry-After before that time). A flooding source is thus held for the
-#    whole flood, and what it got in is its burst, not its burst plus its rate per second;
+#    meanwhile (RFC 3261 §21.5.4: a client receiving a 503 "SHOULD NOT forward any other
+#    requests to that server for the duration specified in the Retry-After header field").
+#    A flooding source is thus held for the whole flood, and what it got in is its burst, not
+#    its burst plus its rate per second;
 # 2. the transaction table is full (``max_transactions``);
 # 3. for requests outside a dialog (no To tag): the application's backlog (``max_queued_requests``:
 #    requests handed to it and not answered yet, or waiting to be handed), the user agent's
@@ -30,7 +31,8 @@
 # placing 20 calls/s keeps a full bucket while the flood's is always empty. (A flood from many
 # light addresses fills the backlog instead, and then everyone waits.)
 #
-# Answer or drop: each source also has a budget of 503s (the same rate and burst as its
+# Answer or drop (§21.5.4: "Servers MAY refuse the connection or drop the request instead of
+# responding with 503"): each source also has a budget of 503s (the same rate and burst as its
 # requests). A held source over its 503 budget is ignoring our Retry-After: ``admit_source``
 # (which the transport layer asks before parsing anything from an address: a datagram, an
 # accepted connection) drops everything it sends, unread, and extends its hold. So a single

@@ -40,7 +40,6 @@ and closes that peer's flow; it never propagates into the nursery.
 
 from __future__ import annotations
 
-import logging
 import math
 import ssl
 from collections import Counter
@@ -58,6 +57,7 @@ from trio_sip.proto.parse import parse_message
 from trio_sip.proto.target import Target
 
 from . import binding
+from ._accepting import _Accepting
 from .accept import ConnectionGate, LogThrottle, accept_loop, connection_cap, descriptor_limit
 from .base import (
     Address,
@@ -74,7 +74,7 @@ from .base import (
 )
 from .stream import StreamFlow, StreamPolicy, error_response_untrusted
 from .tcp import TrioBackend
-from .tls import HandshakeTimeout, client_context, wrap_client, wrap_server
+from .tls import client_context, wrap_client
 from .udp import UdpClientFlow, UdpListener, UdpServerFlow
 from .udp_socket import is_ip_literal
 
@@ -143,7 +143,7 @@ class FlowPool:
         return f"<FlowPool flows: {len(states)}" + (f" ({counts})>" if counts else ">")
 
 
-class TransportLayer:
+class TransportLayer(_Accepting):
     """Listeners and flows in one nursery (see the module docstring and docs/transports.md).
 
     ``on_message`` may be set after construction (``layer.on_message = endpoint.receive``).
@@ -427,61 +427,6 @@ class TransportLayer:
             self._listening.remove(entry)
             self._udp_listeners.remove(listener)
             listener.close()
-
-    async def _accepted(self, transport: str, stream: trio.abc.Stream) -> None:
-        """The task of one accepted connection: admission (caps, flooding sources), the TLS
-        handshake (bounded), then the flow's reader; the stream is closed when it ends."""
-        try:
-            local, remote = self.backend.stream_addresses(stream)
-        except OSError as exc:  # already reset by the peer
-            logger.debug("dropping incoming %s connection: %s", transport, exc)
-            await trio.aclose_forcefully(stream)
-            return
-        host = remote[0]
-        refused = self._gate.admit(host)
-        if refused is None and self.admit_source is not None and not self.admit_source(host):
-            refused = "a flooding source"
-        if refused is not None:
-            self._refuse_connection(transport, remote, refused)
-            await trio.aclose_forcefully(stream)
-            return
-        try:
-            with self._scope():
-                if transport == "TLS":
-                    assert self.config.server_ssl_context is not None
-                    timeout = self.limits.tls_handshake_timeout
-                    try:
-                        stream = await wrap_server(
-                            stream, self.config.server_ssl_context, handshake_timeout=timeout
-                        )
-                    except TransportError as exc:
-                        if isinstance(exc, HandshakeTimeout):
-                            self.counters["tls_handshake_timeouts"] += 1
-                        logger.info("dropping incoming TLS connection from %s: %s", host, exc)
-                        return
-                flow = StreamFlow(
-                    transport, stream, local, remote, accepted=True, policy=self._policy
-                )
-                if self._closed:  # accepted while the layer was closing
-                    await flow.aclose()
-                    return
-                self._pool.add(flow)
-                await flow.serve(self._message_received)
-        finally:
-            self._gate.release(host)
-            await trio.aclose_forcefully(stream)
-
-    def _refuse_connection(self, transport: str, remote: Address, why: str) -> None:
-        self.counters["connections_refused"] += 1
-        self._throttle.log(
-            logging.WARNING,
-            f"refused-{why}",
-            "closing a new %s connection from %s at once: over %s (%s)",
-            transport,
-            format_address(remote),
-            why,
-            self._gate,
-        )
 
     async def _open(self, transport: str, target: Target) -> Flow:
         remote = (target.host, target.port)
