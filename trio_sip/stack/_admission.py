@@ -131,6 +131,7 @@ class Admission:
         self._half = limits.request_burst / 2
         self._max_q = limits.max_queued_requests
         self._max_lag = limits.max_loop_lag
+        self._max_d = limits.max_dialogs
         self.counters: Counter[str] = Counter()
         #: The user agent's dialogs (its calls), for ``max_dialogs``; None: not counted.
         self.count_dialogs: Callable[[], int] | None = None
@@ -148,7 +149,7 @@ class Admission:
 
     def admit(self, request: Request, flow: Flow, where: Classification) -> bool:
         """True: go on (create the transaction). False: refused, answered or dropped here."""
-        if isinstance(where, CancelFor) and where.invite_key is not None:
+        if type(where) is CancelFor and where.invite_key is not None:
             return True  # cancels a live transaction: it frees, not costs
         self._busy = True
         now = trio.current_time()
@@ -163,24 +164,25 @@ class Admission:
         table = stack._table
         if len(table) >= table.max_size:
             return self._refuse(request, flow, "transactions", now)
-        if request.to.tag is None:
-            # A heavy source has used over half its burst lately; under a soft overload only
-            # heavy sources are refused, so a flood does not shut out light callers (None:
-            # rates are off, every source is refused at the bounds themselves).
-            heavy = None if requests is None else requests.available(source, now) < self._half
-            counts = stack._counts
-            queued = len(stack._starts) + counts["handlers"]
+        if request.to.tag is not None:
+            return True  # inside a dialog: taken under overload (see the module comment)
+        queued = len(stack._starts) + stack._counts["handlers"]
+        if stack._handler is None:  # requests() mode: the queue of the application
             queued += stack._queue_out.statistics().current_buffer_used
-            if queued >= self._max_q or (heavy and 2 * queued >= self._max_q):
+        max_q = self._max_q
+        if queued >= max_q:
+            return self._refuse(request, flow, "queue", now)
+        dialogs = self.count_dialogs
+        if request.method == "INVITE" and dialogs is not None and dialogs() >= self._max_d:
+            return self._refuse(request, flow, "dialogs", now)
+        lag = self.lag if self.lag >= now - self._due else now - self._due
+        soft_queue = 2 * queued >= max_q
+        if soft_queue or lag >= self._max_lag:
+            # A heavy source has used over half its burst lately: under a soft overload only
+            # heavy sources are refused (None: rates are off, refused at the bounds themselves).
+            heavy = None if requests is None else requests.available(source, now) < self._half
+            if soft_queue and heavy:
                 return self._refuse(request, flow, "queue", now)
-            dialogs = self.count_dialogs
-            if (
-                dialogs is not None
-                and request.method == "INVITE"
-                and dialogs() >= self.limits.max_dialogs
-            ):
-                return self._refuse(request, flow, "dialogs", now)
-            lag = max(self.lag, now - self._due)
             if lag >= self._max_lag and (heavy is not False or lag >= HARD_LAG * self._max_lag):
                 return self._refuse(request, flow, "lag", now)
         return True
