@@ -21,7 +21,7 @@ def test_defaults_are_consistent() -> None:
         ("max_message_size", 10, "1024..16777216"),
         ("max_headers", True, "16..100000"),
         ("tls_handshake_timeout", 0, "0.01..3600"),
-        ("request_rate", -1.0, "(0, 1e7]"),
+        ("request_rate", -1.0, "[0, 1e7]"),
         ("max_forks", 1.5, "1..10000"),
     ],
 )

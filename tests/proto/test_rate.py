@@ -6,7 +6,7 @@ import pytest
 
 from trio_sip import Limits
 from trio_sip.errors import ConfigError
-from trio_sip.proto.rate import RateLimiter
+from trio_sip.proto.rate import RateLimiter, TrustedSources
 
 
 def test_burst_then_rate() -> None:
@@ -97,6 +97,7 @@ def test_from_limits() -> None:
     auth = RateLimiter.for_failed_auth(Limits(max_tracked_sources=16))
     assert auth is not None and (auth.rate, auth.burst, auth.max_sources) == (1.0, 10.0, 16)
     assert RateLimiter.for_requests(Limits(request_rate=None)) is None
+    assert RateLimiter.for_requests(Limits(request_rate=0)) is None
     assert RateLimiter.for_failed_auth(Limits(failed_auth_rate=None)) is None
 
 
@@ -113,3 +114,23 @@ def test_bad_settings(kwargs: dict[str, float], setting: str) -> None:
     with pytest.raises(ConfigError) as info:
         RateLimiter(**kwargs)  # type: ignore[arg-type]
     assert info.value.setting == setting
+
+
+def test_trusted_sources_addresses_networks_and_bad_values() -> None:
+    trusted = TrustedSources(["10.0.0.5", "[2001:db8::1]", "192.0.2.0/30"])
+    assert "10.0.0.5" in trusted and "10.0.0.6" not in trusted
+    assert "2001:db8::1" in trusted and "2001:db8::2" not in trusted
+    assert "192.0.2.3" in trusted and "192.0.2.4" not in trusted
+    assert "::ffff:10.0.0.5" in trusted  # an IPv4 peer on a dual-stack socket
+    assert "not-an-address" not in trusted and None not in trusted
+    with pytest.raises(ConfigError) as info:
+        trusted.add(["10.0.0.9", "proxy.example.com"], setting="proxies")
+    assert info.value.setting == "proxies" and "10.0.0.9" not in trusted  # all or nothing
+    assert not TrustedSources() and trusted
+
+
+def test_trusted_sources_cache_is_bounded() -> None:
+    trusted = TrustedSources(["10.0.0.0/8"], max_cached=16)
+    for n in range(100):  # a spoofed-source flood asks about many addresses
+        assert (f"10.1.0.{n}" in trusted) and (f"11.1.0.{n}" not in trusted)
+    assert len(trusted._cache) <= 16

@@ -347,6 +347,8 @@ class ConnectionSet:
 
     async def _start(self, conn: Connection) -> None:
         cfg = conn.config
+        # The site's calls all come from its proxies: exempt from the request rate (ua/trust.py).
+        self.ua._trust.add([*conn.proxies, site_uri(cfg.server, cfg.transport)])
         if cfg.expires == 0:  # standalone: usable without registering
             self.set_status(conn, CS.REGISTERED, "registration off (expires = 0)")
             return

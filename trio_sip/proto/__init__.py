@@ -85,6 +85,7 @@ from .proxy import ResponseContext as ResponseContext
 from .proxy import forward_request as forward_request
 from .proxy import validate_request as validate_request
 from .rate import RateLimiter as RateLimiter
+from .rate import TrustedSources as TrustedSources
 from .registration import Registration as Registration
 from .registration import RegistrationState as RegistrationState
 from .registration import RequestFailed as RequestFailed
@@ -158,6 +159,7 @@ __all__ = [
     "forward_request",
     "validate_request",
     "RateLimiter",
+    "TrustedSources",
     "Binding",
     "LocationService",
     "Dialog",

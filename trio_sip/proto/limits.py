@@ -68,9 +68,11 @@ def _rate(instance: object, attribute: attrs.Attribute[Any], value: object) -> N
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
-        or not 0 < value <= 1e7
+        or not 0 <= value <= 1e7
     ):
-        raise ConfigError(attribute.name, value, "a rate per second in (0, 1e7], or None (off)")
+        raise ConfigError(
+            attribute.name, value, "a rate per second in [0, 1e7] (0 or None: no limit)"
+        )
 
 
 _BIG = 10**9
@@ -141,11 +143,13 @@ class Limits:
     #: open (a connection that only connects).
     first_message_timeout: float = attrs.field(default=30.0, validator=_seconds(0.01, 3600.0))
 
-    # -- rates per source IP address (token buckets; None turns one off) -------------------
+    # -- rates per source IP address (token buckets; 0 or None turns one off) --------------
     #: New requests (not retransmissions, not ACKs) per second from one source address,
     #: with a burst of ``request_burst``: 503 with Retry-After above it, and the source is held
-    #: ``retry_after`` seconds. (A phone sends a few a minute; raise it for a peer proxy or SBC
-    #: that sends for many users from one address.)
+    #: ``retry_after`` seconds. Sources the stack is configured to trust (a proxy's
+    #: ``trusted``, a user agent's proxies, an endpoint's servers: ``stack.admission.trusted``)
+    #: are exempt; 0 or None: no per-source rate at all. (A phone sends a few a minute; a peer
+    #: proxy or SBC sends for many users from one address: trust it, or raise the rate.)
     request_rate: float | None = attrs.field(default=50.0, validator=_rate)
     request_burst: int = attrs.field(default=100, validator=_int_range(1, _BIG))
     #: Failed digest authentications per second from one source address (burst

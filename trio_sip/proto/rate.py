@@ -23,20 +23,27 @@ per source, 503 with Retry-After above it, then held) and the proxy's failed-aut
 (``Limits.failed_auth_rate`` / ``failed_auth_burst``: take a token per failure, and refuse the
 source's requests while :meth:`RateLimiter.exhausted` says so). Both are made from
 :class:`~trio_sip.proto.limits.Limits` with :meth:`RateLimiter.for_requests` and
-:meth:`RateLimiter.for_failed_auth`, which return ``None`` when the limit is off.
+:meth:`RateLimiter.for_failed_auth`, which return ``None`` when the limit is off (``None`` or 0).
+
+:class:`TrustedSources` is the set of addresses and networks a stack was configured to trust
+(a proxy's ``trusted`` networks, a user agent's proxies): the stack's request rate does not
+apply to them, because everything a front or an outbound proxy relays arrives from its one
+address. Membership is a set look-up for single addresses; a source tested against networks is
+remembered (a bounded cache), so asking costs a dictionary look-up after the first time.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 import attrs
 
 from .errors import ConfigError
 from .limits import Limits
 
-__all__ = ["RateLimiter", "RateStatistics"]
+__all__ = ["RateLimiter", "RateStatistics", "TrustedSources"]
 
 
 @attrs.frozen(slots=True)
@@ -80,7 +87,7 @@ class RateLimiter:
     @classmethod
     def for_requests(cls, limits: Limits) -> RateLimiter | None:
         """New requests per source (``request_rate``, ``request_burst``); None when off."""
-        if limits.request_rate is None:
+        if not limits.request_rate:  # None or 0: off
             return None
         return cls(limits.request_rate, limits.request_burst, limits.max_tracked_sources)
 
@@ -88,7 +95,7 @@ class RateLimiter:
     def for_failed_auth(cls, limits: Limits) -> RateLimiter | None:
         """Failed authentications per source (``failed_auth_rate``, ``failed_auth_burst``);
         None when off."""
-        if limits.failed_auth_rate is None:
+        if not limits.failed_auth_rate:  # None or 0: off
             return None
         return cls(limits.failed_auth_rate, limits.failed_auth_burst, limits.max_tracked_sources)
 
@@ -165,3 +172,81 @@ class RateLimiter:
             f"<RateLimiter {self.rate:g}/s burst {self.burst:g}: "
             f"{len(self._buckets)}/{self.max_sources} sources>"
         )
+
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TrustedSources:
+    """IP addresses and networks trusted not to flood (see the module comment).
+
+    ``source in trusted`` takes an address as the transport reports it (IPv6 without brackets).
+    """
+
+    __slots__ = ("_cache", "_hosts", "_networks", "max_cached")
+
+    def __init__(self, sources: Iterable[str | _Network] = (), *, max_cached: int = 4096) -> None:
+        self._hosts: set[str] = set()
+        self._networks: list[_Network] = []
+        self._cache: dict[str, bool] = {}
+        self.max_cached = max_cached
+        self.add(sources)
+
+    def add(self, sources: Iterable[str | _Network], *, setting: str = "trusted") -> None:
+        """Trust more sources: addresses (``"10.0.0.5"``, ``"[::1]"``) or networks
+        (``"10.1.0.0/16"``). A bad value raises ConfigError naming ``setting``; nothing of
+        ``sources`` is added then."""
+        if isinstance(sources, str | ipaddress.IPv4Network | ipaddress.IPv6Network):
+            sources = [sources]
+        parsed: list[_Network] = []
+        for value in sources:
+            if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+                parsed.append(value)
+                continue
+            try:
+                parsed.append(ipaddress.ip_network(str(value).strip().strip("[]"), strict=False))
+            except ValueError:
+                raise ConfigError(
+                    setting, value, "IP addresses or networks (e.g. '10.0.0.5', '10.1.0.0/16')"
+                ) from None
+        for network in parsed:
+            if network.num_addresses == 1:
+                self._hosts.add(str(network.network_address))
+            elif network not in self._networks:
+                self._networks.append(network)
+        self._cache.clear()  # a source refused before may be trusted now
+
+    def __contains__(self, source: object) -> bool:
+        if not isinstance(source, str):
+            return False
+        if source in self._hosts:
+            return True
+        if not self._networks and not source.startswith("::ffff:"):
+            return False
+        known = self._cache.get(source)
+        if known is not None:
+            return known
+        try:
+            address = ipaddress.ip_address(source.strip("[]"))
+        except ValueError:
+            found = False
+        else:
+            mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:a.b.c.d on a dual socket
+            found = any(address in network for network in self._networks) or (
+                mapped is not None and str(mapped) in self
+            )
+        if len(self._cache) >= self.max_cached:
+            self._cache.clear()  # bounded: a spoofed-source flood cannot grow it
+        self._cache[source] = found
+        return found
+
+    def __bool__(self) -> bool:
+        return bool(self._hosts or self._networks)
+
+    def networks(self) -> list[_Network]:
+        """Every trusted address (as a /32 or /128) and network, sorted."""
+        hosts = [ipaddress.ip_network(h) for h in self._hosts]
+        return sorted([*hosts, *self._networks], key=lambda n: (n.version, n))
+
+    def __repr__(self) -> str:
+        return f"<TrustedSources {', '.join(str(n) for n in self.networks()) or 'none'}>"

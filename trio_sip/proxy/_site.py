@@ -180,6 +180,15 @@ class ProxySite(_Strays):
     def _attach(self, stack: Stack) -> None:
         self._stack = stack
         self.limits = stack.limits
+        # A front or a peer site relays many users from one address: no per-source request
+        # rate for the trusted networks and the peers' sites (docs/security.md, "Overload").
+        trusted = stack.admission.trusted
+        trusted.add(self.policy.trusted)
+        for peer in self.peers.values():
+            try:  # a Target's host is an address; a name given by hand is not trusted
+                trusted.add([ipaddress.ip_network(peer.host.strip("[]"))])
+            except ValueError:
+                logger.info("peer %s not exempt from the request rate: not an address", peer)
         addresses = frozenset((h.lower(), p) for _, (h, p) in stack.listening)
         self.identity = ProxyIdentity(self.domain, addresses, self._aliases)
         if self._credentials is not None:

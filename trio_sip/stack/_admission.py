@@ -15,7 +15,12 @@
 #    meanwhile (RFC 3261 §21.5.4: a client receiving a 503 "SHOULD NOT forward any other
 #    requests to that server for the duration specified in the Retry-After header field").
 #    A flooding source is thus held for the whole flood, and what it got in is its burst, not
-#    its burst plus its rate per second;
+#    its burst plus its rate per second. Sources the stack is configured to trust
+#    (``Admission.trusted``: a proxy's ``trusted`` networks, a user agent's outbound proxies
+#    and ``proxies=``, an endpoint's servers, each once resolved) are exempt: a front, an
+#    outbound proxy or a peer site relays everyone's requests from its one address, so a
+#    per-source rate would throttle all its users as one. They still count as heavy when they
+#    send above the rate (step 3), and the bounds of steps 2 and 3 apply to them as to anyone;
 # 2. the transaction table is full (``max_transactions``);
 # 3. for requests outside a dialog (no To tag): the application's backlog (``max_queued_requests``:
 #    requests handed to it and not answered yet, or waiting to be handed), the user agent's
@@ -63,7 +68,7 @@ from trio_sip.proto.errors import ProtocolError, TransportError
 from trio_sip.proto.ids import new_tag
 from trio_sip.proto.limits import Limits
 from trio_sip.proto.message import Request, Response, make_response
-from trio_sip.proto.rate import RateLimiter
+from trio_sip.proto.rate import RateLimiter, TrustedSources
 from trio_sip.proto.transaction import CancelFor, Classification
 from trio_sip.transports.accept import LogThrottle
 from trio_sip.transports.base import Flow
@@ -116,8 +121,10 @@ class Admission:
 
     ``counters`` counts refusals by reason (``rate``, ``transactions``, ``queue``,
     ``dialogs``, ``lag``) and how they ended (``answered`` with a 503, ``dropped``);
-    ``sources_blocked`` counts what ``admit_source`` dropped before parsing.
+    ``sources_blocked`` counts what ``admit_source`` dropped before parsing;
+    ``trusted_over_rate`` the requests of trusted sources taken above the rate.
     ``count_dialogs`` is set by a user agent (its number of calls) for ``max_dialogs``.
+    ``trusted`` holds the sources exempt from the request rate (``trusted.add([...])``).
     """
 
     def __init__(self, stack: Stack, limits: Limits) -> None:
@@ -133,6 +140,8 @@ class Admission:
         self._max_lag = limits.max_loop_lag
         self._max_d = limits.max_dialogs
         self.counters: Counter[str] = Counter()
+        #: Sources exempt from the per-source request rate (see the module comment).
+        self.trusted = TrustedSources()
         #: The user agent's dialogs (its calls), for ``max_dialogs``; None: not counted.
         self.count_dialogs: Callable[[], int] | None = None
         #: How late the lag monitor's last wake-up was, seconds.
@@ -158,8 +167,10 @@ class Admission:
         source = flow.remote[0]
         requests = self._requests
         if requests is not None and not requests.take(source, now):
-            requests.hold(source, now, self._hold)  # told to retry after: held that long
-            return self._refuse(request, flow, "rate", now)
+            if source not in self.trusted:  # a front or our proxy: never held (see above)
+                requests.hold(source, now, self._hold)  # told to retry after: held that long
+                return self._refuse(request, flow, "rate", now)
+            self.counters["trusted_over_rate"] += 1
         stack = self._stack
         table = stack._table
         if len(table) >= table.max_size:
@@ -194,7 +205,11 @@ class Admission:
         if requests is None or answers is None:
             return True
         now = trio.current_time()
-        if requests.exhausted(host, now) and answers.exhausted(host, now):
+        if (
+            requests.exhausted(host, now)
+            and answers.exhausted(host, now)
+            and host not in self.trusted
+        ):
             requests.hold(host, now, self._hold)  # it keeps sending: the hold goes on
             self.counters["sources_blocked"] += 1
             return False
@@ -212,7 +227,9 @@ class Admission:
             source,
         )
         answers = self._answers
-        if request.method == "ACK" or (answers is not None and not answers.take(source, now)):
+        if request.method == "ACK" or (
+            answers is not None and not answers.take(source, now) and source not in self.trusted
+        ):  # a trusted source always gets its 503: dropped, it would only retransmit
             self.counters["dropped"] += 1
             return False
         self.counters["answered"] += 1

@@ -64,6 +64,7 @@ from .paths import ProxyList
 from .registration import Registrations, UaRegistration
 from .subscription import Subscriptions
 from .timeouts import AgentTimeout, call_for
+from .trust import ProxyTrust
 
 __all__ = [
     "IncomingMessage",
@@ -128,6 +129,9 @@ class UserAgent:
         #: 002; docs/failover.md, "The configured proxies").
         self.proxies: ProxyList = tuple(proxies)
         self.failover = failover
+        # Configured proxies are exempt from the per-source request rate (ua/trust.py).
+        self._trust = ProxyTrust(stack.admission, failover, nursery)
+        self._trust.add(self.proxies)
         self.aor = aor
         self._contact = contact
         self.credentials = credentials
@@ -211,9 +215,11 @@ class UserAgent:
         REGISTER under way (``await registration.wait_registered()``). Raises ``ConfigError``
         for a destination of another form.
         """
+        destination = destination_arg("destination", destination)
+        self._trust.add([destination])
         return await self.registrations.register(
             str(self.aor),
-            destination_arg("destination", destination),
+            destination,
             contact=str(self.contact),
             registrar=registrar,
             expires=expires,
@@ -275,6 +281,7 @@ class UserAgent:
         )
         if proxy is None and not isinstance(uri, SipUri):
             raise ConfigError("outbound_proxy", None, f"a SIP proxy for the {uri.scheme}: URI")
+        self._trust.add([*([proxy] if proxy is not None else []), *(proxies or ())])
         media_key: tuple[int, int] | None = None
         if sdp is None:
             media_key = self._new_media()
