@@ -19,8 +19,8 @@
 #    (``Admission.trusted``: a proxy's ``trusted`` networks, a user agent's outbound proxies
 #    and ``proxies=``, an endpoint's servers, each once resolved) are exempt: a front, an
 #    outbound proxy or a peer site relays everyone's requests from its one address, so a
-#    per-source rate would throttle all its users as one. They still count as heavy when they
-#    send above the rate (step 3), and the bounds of steps 2 and 3 apply to them as to anyone;
+#    per-source rate would throttle all its users as one. They are never "heavy" (below):
+#    the hard bounds of steps 2 and 3 refuse them, as anyone, the soft ones do not;
 # 2. the transaction table is full (``max_transactions``);
 # 3. for requests outside a dialog (no To tag): the application's backlog (``max_queued_requests``:
 #    requests handed to it and not answered yet, or waiting to be handed), the user agent's
@@ -191,7 +191,12 @@ class Admission:
         if soft_queue or lag >= self._max_lag:
             # A heavy source has used over half its burst lately: under a soft overload only
             # heavy sources are refused (None: rates are off, refused at the bounds themselves).
-            heavy = None if requests is None else requests.available(source, now) < self._half
+            # A trusted source is never heavy: it relays many users (a front in front of us,
+            # where it is the only source), so it is refused at the hard bounds only.
+            if source in self.trusted:
+                heavy: bool | None = False
+            else:
+                heavy = None if requests is None else requests.available(source, now) < self._half
             if soft_queue and heavy:
                 return self._refuse(request, flow, "queue", now)
             if lag >= self._max_lag and (heavy is not False or lag >= HARD_LAG * self._max_lag):
