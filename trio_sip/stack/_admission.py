@@ -175,7 +175,11 @@ class Admission:
         table = stack._table
         if len(table) >= table.max_size:
             return self._refuse(request, flow, "transactions", now)
-        if request.to.tag is not None:
+        try:
+            in_dialog = request.to.tag is not None
+        except ProtocolError:  # a To that does not parse: the handler answers it (400)
+            in_dialog = False
+        if in_dialog:
             return True  # inside a dialog: taken under overload (see the module comment)
         queued = len(stack._starts) + stack._counts["handlers"]
         if stack._handler is None:  # requests() mode: the queue of the application
