@@ -324,7 +324,10 @@ class StreamFlow(Flow):
         ignored = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
         with trio.move_on_after(LINGER_TIME), contextlib.suppress(*ignored):
             if isinstance(stream, trio.abc.HalfCloseableStream):
-                await stream.send_eof()
+                # Under the send lock: a send_all still running in another task (a response
+                # to an earlier request) and send_eof at once raise trio.BusyResourceError.
+                async with self._send_lock:
+                    await stream.send_eof()
             drained = 0
             while drained < LINGER_BYTES:
                 data = await stream.receive_some(RECEIVE_SIZE)
@@ -357,4 +360,6 @@ def _raw_socket(stream: trio.abc.Stream) -> socket.socket | None:
         return None
     raw = getattr(stream.socket, "_sock", None)  # trio's wrapped socket (no public accessor)
     return raw if isinstance(raw, socket.socket) and raw.type == socket.SOCK_STREAM else None
+
+
 _DEFAULT_POLICY = StreamPolicy()
