@@ -303,6 +303,7 @@ PROTO: Final = frozenset(
         "TransportError",
         "TransportErrorOccurred",
         "TransportFailed",
+        "TrustedSources",
         "Uri",
         "UriParts",
         "validate_request",

@@ -174,6 +174,11 @@ class TransportError(TransactionError):
     """The transport failed while the transaction was using it (§17.1.4, §17.2.4)."""
 
 
+class HandshakeTimeout(TransportError):
+    """An accepted connection's TLS handshake did not complete in time (``Limits``'
+    handshake bound; the transports close the connection, no application sees it)."""
+
+
 class NotCancelled(SipError):
     """``wait_cancelled()``: the server transaction ended without a CANCEL (none can match it
     any more, RFC 3261 §9.2)."""

@@ -26,6 +26,7 @@ import ssl
 
 import trio
 
+from trio_sip.errors import HandshakeTimeout
 from trio_sip.proto.errors import TransportError
 from trio_sip.proto.target import Target
 
@@ -57,10 +58,6 @@ async def wrap_client(
         await trio.aclose_forcefully(stream)
         raise
     return tls
-
-
-class HandshakeTimeout(TransportError):
-    """An accepted connection's TLS handshake did not complete in time."""
 
 
 async def wrap_server(
