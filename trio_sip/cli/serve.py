@@ -31,6 +31,7 @@ import attrs
 import trio
 
 from ..proto.errors import ConfigError, SipError
+from ..proto.rate import TrustedSources
 from ..ua import IncomingCall, UserAgent, open_user_agent
 from ..ua.media_ports import media_port_range
 from ..workers import current_worker
@@ -49,6 +50,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--calls", type=int, default=None, metavar="N", help="exit after N calls")
     parser.add_argument("--quiet", action="store_true", help="no line per call, counts only")
     parser.add_argument("--report-every", type=float, default=5.0, metavar="SECONDS")
+    parser.add_argument(
+        "--trusted", action="append", default=[], metavar="ADDR[/BITS]",
+        help="a source exempt from the per-source request rate (a front proxy relaying many "
+        "callers from one address); repeatable",
+    )  # fmt: skip
     parser.add_argument(
         "--workers",
         type=int,
@@ -71,6 +77,7 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
         default = (args.transport,) if args.transport else ("UDP", "TCP")
         config = attrs.evolve(config, listen=parse_listen(["127.0.0.1:5060"], default))
     check_listeners(config)  # a TLS listener needs a certificate
+    TrustedSources().add(args.trusted, setting="--trusted")  # a bad value: before binding
     _workers.check_workers(args.workers)
     worker = current_worker()
     if worker is None and args.workers is not None:
@@ -95,6 +102,7 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
         ) as ua,
         trio.open_nursery() as nursery,
     ):  # fmt: skip
+        ua.stack.admission.trusted.add(args.trusted, setting="--trusted")
         for transport_name, (host, port) in ua.stack.listening:
             bracket = f"[{host}]" if ":" in host else host
             where = f"{transport_name.lower()}:{bracket}:{port}"
