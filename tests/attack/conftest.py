@@ -17,8 +17,10 @@ def attack_mode() -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if attack_mode() in ("full", "short"):
         return
-    skip = pytest.mark.skip(reason="attack test: nox -s attack (TRIO_SIP_ATTACK=full|short)")
-    for item in items:
-        # The marker, not the keyword: every test in tests/attack has "attack" as a keyword.
-        if item.get_closest_marker("attack") is not None:
-            item.add_marker(skip)
+    # Deselected, not skipped: under TRIO_SIP_REQUIRE_PEERS (CI) a skipped attack test is a
+    # failure, and these run in their own session (nox -s attack), not in the default suite.
+    # The marker, not the keyword: every test in tests/attack has "attack" as a keyword.
+    heavy = [item for item in items if item.get_closest_marker("attack") is not None]
+    if heavy:
+        config.hook.pytest_deselected(items=heavy)
+        items[:] = [item for item in items if item.get_closest_marker("attack") is None]
