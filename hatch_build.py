@@ -52,8 +52,11 @@ class CompiledCoreHook(BuildHookInterface):  # type: ignore[type-arg]
     def dependencies(self) -> list[str]:
         if not compile_requested():
             return []
-        # mypy type-checks what the compiled modules import, so it needs the runtime deps.
-        return [*COMPILE_REQUIRES, *self.metadata.core.dependencies]
+        # mypy type-checks what the compiled modules import, so it needs the runtime deps, and
+        # the optional ones too: trio_sip/__init__.py reaches the Redis location store, whose
+        # annotations name coredis (imported only when a redis:// store is opened).
+        extras = self.metadata.core.optional_dependencies
+        return [*COMPILE_REQUIRES, *self.metadata.core.dependencies, *extras.get("redis", [])]
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         if not compile_requested() or self.target_name != "wheel" or version == "editable":
